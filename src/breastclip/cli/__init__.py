@@ -1,0 +1,37 @@
+"""Thin command line: each command calls one library function. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="breastclip",
+    help="Breast lesion classification with vision-language models. Research use only, not for diagnosis.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+# Each module below defines `register(app)`, adding its commands or command group.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+@app.command()
+def version() -> None:
+    """Print the breastclip version."""
+    from breastclip import __version__
+
+    typer.echo(__version__)
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"breastclip.cli.{name}").register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

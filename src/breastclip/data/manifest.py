@@ -1,0 +1,180 @@
+"""The Manifest: one validated table per data set, the contract between readers and everything downstream.
+
+Columns (always present after :meth:`Manifest.validate`):
+
+- ``id``          stable unique row id (string); the key of the embedding cache index and the predictions table
+- ``image``       path of the image file, relative to ``root`` (or absolute)
+- ``label``       class name (string), one of ``classes``
+- ``patient_id``  grouping key for leak-safe splits; when a source has none every image is its own group and
+                  ``patient_ids_from_source`` is False
+- ``split``       ``train`` / ``val`` / ``test`` or empty (not yet split)
+- ``source``      the reader that produced the row (``busi``, ``cbis_ddsm``, ...)
+
+Any other column is metadata (density, view, magnification, ...), kept as-is for subgroup analysis.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+REQUIRED_COLUMNS = ("id", "image", "label", "patient_id", "split", "source")
+SPLITS = ("train", "val", "test")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used, with every problem found listed."""
+
+
+@dataclass
+class Manifest:
+    df: pd.DataFrame
+    root: Path
+    classes: list[str]
+    name: str = "dataset"
+    patient_ids_from_source: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    # ---- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_records(
+        cls,
+        records: pd.DataFrame | Iterable[dict],
+        root: str | Path,
+        *,
+        name: str,
+        source: str,
+        classes: Sequence[str] | None = None,
+    ) -> Manifest:
+        """Build a manifest from rows holding at least ``image`` and ``label``; fills the other columns."""
+        df = pd.DataFrame(records).copy() if not isinstance(records, pd.DataFrame) else records.copy()
+        for col in ("image", "label"):
+            if col not in df.columns:
+                raise ManifestError(_missing_column_message(col, df.columns, name))
+        df["image"] = df["image"].astype(str)
+        df["label"] = df["label"].astype(str)
+        has_pids = "patient_id" in df.columns and df["patient_id"].notna().all() and (df["patient_id"].astype(str) != "").all()
+        notes: list[str] = []
+        if not has_pids:
+            df["patient_id"] = "img:" + df["image"]
+            notes.append("no patient ids in the source: every image is its own group")
+        df["patient_id"] = df["patient_id"].astype(str)
+        if "split" not in df.columns:
+            df["split"] = ""
+        df["split"] = df["split"].fillna("").astype(str)
+        if "source" not in df.columns:
+            df["source"] = source
+        if "id" not in df.columns:
+            df["id"] = [f"{source}:{p}" for p in df["image"]]
+        df["id"] = df["id"].astype(str)
+        ordered = list(REQUIRED_COLUMNS) + [c for c in df.columns if c not in REQUIRED_COLUMNS]
+        df = df[ordered].reset_index(drop=True)
+        if classes is None:
+            classes = sorted(df["label"].unique())
+        return cls(df=df, root=Path(root), classes=list(classes), name=name,
+                   patient_ids_from_source=bool(has_pids), notes=notes)
+
+    # ---- views --------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.df)
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        return [c for c in self.df.columns if c not in REQUIRED_COLUMNS]
+
+    def paths(self) -> list[Path]:
+        """Absolute image paths, in row order."""
+        return [self.resolve(p) for p in self.df["image"]]
+
+    def resolve(self, image: str) -> Path:
+        p = Path(image)
+        return p if p.is_absolute() else self.root / p
+
+    def y(self) -> pd.Series:
+        """Integer labels (index into ``classes``)."""
+        return self.df["label"].map({c: i for i, c in enumerate(self.classes)}).astype(int)
+
+    def subset(self, mask) -> Manifest:
+        return Manifest(self.df[mask].reset_index(drop=True), self.root, list(self.classes), self.name,
+                        self.patient_ids_from_source, list(self.notes))
+
+    def split_part(self, part: str) -> Manifest:
+        return self.subset(self.df["split"] == part)
+
+    # ---- validation ---------------------------------------------------------------------------------------
+    def validate(self, *, check_files: bool = True) -> Manifest:
+        """Raise :class:`ManifestError` listing every problem found; return self when clean."""
+        problems: list[str] = []
+        for col in REQUIRED_COLUMNS:
+            if col not in self.df.columns:
+                problems.append(_missing_column_message(col, self.df.columns, self.name))
+        if problems:
+            raise ManifestError("; ".join(problems))
+        df = self.df
+        unknown = sorted(set(df["label"]) - set(self.classes))
+        if unknown:
+            problems.append(f"unknown labels {unknown} (known classes: {self.classes})")
+        dup_ids = df["id"][df["id"].duplicated()].unique().tolist()
+        if dup_ids:
+            problems.append(f"{len(dup_ids)} duplicate ids, e.g. {dup_ids[:5]}")
+        dup_rows = df.duplicated(subset=["image", "label"], keep=False)
+        if dup_rows.any():
+            problems.append(f"{int(dup_rows.sum())} duplicate rows (same image and label), e.g. "
+                            f"{df.loc[dup_rows, 'image'].head(3).tolist()}")
+        bad_split = sorted(set(df["split"]) - set(SPLITS) - {""})
+        if bad_split:
+            problems.append(f"unknown split values {bad_split} (allowed: {list(SPLITS)} or empty)")
+        root = self.root.resolve()
+        escaping = [p for p in df["image"] if not Path(p).is_absolute() and not _inside(root, root / p)]
+        if escaping:
+            problems.append(f"{len(escaping)} paths escape the data root {root}: {escaping[:5]}")
+        if check_files:
+            missing = [p for p in df["image"] if not self.resolve(p).is_file()]
+            if missing:
+                shown = "\n  ".join(missing[:20])
+                more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+                problems.append(f"{len(missing)} of {len(df)} image files missing under {self.root}:\n  {shown}{more}")
+        if problems:
+            raise ManifestError(f"manifest '{self.name}' is invalid:\n- " + "\n- ".join(problems))
+        return self
+
+    # ---- persistence --------------------------------------------------------------------------------------
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the table and a JSON sidecar (root, classes, notes) so :meth:`from_csv` restores it exactly."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.df.to_csv(path, index=False)
+        meta = {"root": str(self.root), "classes": self.classes, "name": self.name,
+                "patient_ids_from_source": self.patient_ids_from_source, "notes": self.notes}
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> Manifest:
+        path = Path(path)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        sidecar = path.with_suffix(".json")
+        if sidecar.is_file():
+            meta = json.loads(sidecar.read_text())
+            return cls(df=df, root=Path(meta["root"]), classes=list(meta["classes"]), name=meta.get("name", path.stem),
+                       patient_ids_from_source=meta.get("patient_ids_from_source", True), notes=meta.get("notes", []))
+        return cls.from_records(df, path.parent, name=path.stem, source="csv")
+
+
+def _inside(root: Path, p: Path) -> bool:
+    try:
+        p.resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def _missing_column_message(col: str, columns: Iterable[str], name: str) -> str:
+    close = difflib.get_close_matches(col, [str(c) for c in columns], n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"manifest '{name}' has no '{col}' column{hint}; columns are {list(columns)}"
