@@ -78,6 +78,16 @@ def select_columns(
     return chosen, skipped
 
 
+def _natural(value: str) -> tuple:
+    """Sort key: numbers numerically (2 before 10), then text, the missing group last."""
+    if value == MISSING:
+        return (2, 0.0, value)
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
 def subgroup_table(
     y: np.ndarray,
     proba: np.ndarray,
@@ -104,7 +114,7 @@ def subgroup_table(
     names = BINARY_HEADLINE if proba.shape[1] == 2 else MULTICLASS_HEADLINE
     rows = []
     for col, labels in chosen.items():
-        for value in sorted(labels.unique(), key=str):
+        for value in sorted(labels.unique(), key=_natural):
             mask = (labels == value).to_numpy()
             yy, pp, gg = y[mask], proba[mask], groups[mask]
             base = {"column": col, "value": value, "n": int(mask.sum()), "n_patients": int(np.unique(gg).size),
