@@ -86,3 +86,27 @@ def test_confident_errors_are_ranked_typed_and_carry_metadata():
     assert list(out["confidence"]) == [0.95, 0.9, 0.7, 0.6]
     assert list(out["view"]) == ["MLO", "CC", "CC", "CC"] and "image" in out
     assert len(confident_errors(pred, k=2)) == 2
+
+
+@pytest.mark.realdata
+def test_real_cbis_ddsm_metadata_columns(shared_data):
+    """The official CBIS-DDSM case descriptions: the clinically used columns are analysed, paths and fine
+    free-text categories are skipped with a reason, density is ordered numerically."""
+    folder = shared_data / "cbis_ddsm_metadata"
+    mass = pd.read_csv(folder / "mass_case_description_test_set.csv").rename(columns={"breast_density": "breast density"})
+    calc = pd.read_csv(folder / "calc_case_description_test_set.csv")
+    meta = pd.concat([mass, calc], ignore_index=True)
+    y = meta["pathology"].eq("MALIGNANT").astype(int).to_numpy()
+    rng = np.random.default_rng(0)
+    p = np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0.01, 0.99)
+    chosen, skipped = select_columns(meta.drop(columns=["patient_id"]))
+    assert {"breast density", "image view", "abnormality type", "left or right breast", "subtlety"} <= set(chosen)
+    assert skipped["image file path"].startswith("high-cardinality")
+    assert "bins" not in skipped["mass margins"]
+    table, _ = subgroup_table(y, np.c_[1 - p, p], ["benign", "malignant"], meta,
+                              groups=meta["patient_id"].to_numpy(), positive_index=1, n_boot=50,
+                              columns=["breast density", "abnormality type"])
+    dens = table[(table["column"] == "breast density") & (table["metric"] == "roc_auc")]
+    assert list(dens["value"]) == ["0", "1", "2", "3", "4"]
+    ok = dens[dens["status"] == "ok"]
+    assert len(ok) >= 3 and (ok["n_patients"] <= ok["n"]).all() and ok["estimate"].between(0.6, 1).all()

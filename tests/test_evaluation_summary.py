@@ -111,7 +111,19 @@ def test_method_selection_and_bad_input():
         evaluate_predictions(a[a["split"] == "val"], n_boot=10)
     with pytest.raises(ValueError, match="not one of the classes"):
         evaluate_predictions(a, positive_class="cancer", n_boot=10)
-    assert len(compare_methods(both, baseline_method="a", n_boot=20)) == 7
+    assert len(compare_methods(both, baseline_method="a", n_boot=20)) == 9  # binary: 9 headline metrics
+    with pytest.raises(ValueError, match="unknown threshold policy"):
+        evaluate_predictions(a, threshold_policies=("youden", "best"), n_boot=10)
+
+
+def test_zero_bootstrap_gives_estimates_without_intervals():
+    pred, manifest = _preds(seed=5)
+    ev = evaluate_predictions(pred, manifest, n_boot=0)
+    d = ev.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["headline"]["roc_auc"]["estimate"] > 0.5 and d["headline"]["roc_auc"]["ci_lo"] is None
+    assert ev.operating_points["sensitivity_ci_lo"].isna().all()
+    assert list(ev.headline_frame()["metric"])[:2] == ["accuracy", "balanced_accuracy"]
 
 
 def test_evaluation_never_imports_torch():

@@ -9,7 +9,8 @@ ids, continuous measurements) unless it is binned through ``bins={column: n_quan
 
 Groups smaller than ``min_group_size`` images are listed with status ``"too_small"`` and NaN metrics instead of
 being computed: a metric from a handful of images is noise. Groups holding a single class are computed (accuracy
-is meaningful) but AUC / AP are NaN; ``classes_present`` says which classes a group holds.
+is meaningful: per-subtype sensitivity when the column is a finer label such as a BreakHis subtype or the CBIS-DDSM
+pathology) but AUC / AP are NaN; ``classes_present`` says which classes a group holds.
 
 :func:`subgroup_table` returns a long table, one row per (column, value, metric)::
 
@@ -67,9 +68,12 @@ def select_columns(
             labels = s.astype(str).where(s.notna(), MISSING)
             levels = labels.nunique()
             if levels > max_levels:
-                kind = "continuous" if pd.api.types.is_numeric_dtype(s) else "high-cardinality"
-                skipped[col] = (f"{kind}: {levels} distinct values > max_levels={max_levels}; "
-                                f"pass bins={{'{col}': 4}} to analyse it by quartiles")
+                if pd.api.types.is_numeric_dtype(s):
+                    skipped[col] = (f"continuous: {levels} distinct values > max_levels={max_levels}; "
+                                    f"pass bins={{'{col}': 4}} to analyse it by quartiles")
+                else:
+                    skipped[col] = (f"high-cardinality: {levels} distinct values > max_levels={max_levels} "
+                                    "(ids, paths, free text, fine categories); raise max_levels to analyse it")
                 continue
         if labels.nunique() < 2:
             skipped[col] = f"constant: every image has {col} = {labels.iloc[0]!r}" if len(labels) else "no rows"

@@ -54,7 +54,7 @@ from breastclip.evaluation.metrics import (
     sample_metrics,
 )
 from breastclip.evaluation.subgroups import subgroup_table
-from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, threshold_sweep
+from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, parse_policy, threshold_sweep
 from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
 
 __all__ = ["Evaluation", "compare_methods", "evaluate_predictions", "jsonable"]
@@ -83,6 +83,10 @@ class Evaluation:
     confident_errors: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     disclaimer: str = RESEARCH_ONLY
+
+    def headline_frame(self) -> pd.DataFrame:
+        """The headline metrics as a table: metric, estimate, ci_lo, ci_hi, n_boot_used, n_boot_skipped."""
+        return pd.DataFrame([{"metric": m, **v} for m, v in self.headline.items()])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable copy (DataFrames as lists of records, NaN / inf as None)."""
@@ -142,6 +146,12 @@ def evaluate_predictions(
 ) -> Evaluation:
     """Evaluate one method's predictions table (val + test rows), optionally joined with manifest metadata."""
     validate_predictions(pred)
+    for spec in threshold_policies:  # fail fast on a bad config, before any bootstrap
+        parse_policy(spec)
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0 (0 skips the intervals), got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     methods = list(dict.fromkeys(pred["method"].astype(str)))
     if method is None:
         if len(methods) != 1:
