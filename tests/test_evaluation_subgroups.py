@@ -61,6 +61,11 @@ def test_column_selection_skips_with_reasons_and_bins_on_request():
     assert sorted(chosen["age"].unique()) == ["(-0.001, 50.0]", "(50.0, 120.0]"]
     with pytest.raises(ValueError, match="not in the joined table"):
         select_columns(meta, ["magnification"])
+    # a manifest read back from CSV as text: '' is missing, numbers in strings are still continuous
+    text = meta.astype(str).replace("nan", "")
+    chosen, skipped = select_columns(text, bins={"age": 4})
+    assert "(missing)" in set(chosen["view"]) and chosen["age"].nunique() == 4
+    assert "continuous" in select_columns(text)[1]["age"]
 
 
 def test_single_class_groups_give_nan_auc_not_an_error():

@@ -5,7 +5,7 @@ column that is neither a manifest key (id, image, label, patient_id, split) nor 
 y_true, y_pred, p_<class>). ``source`` counts as metadata (useful when data sets are pooled). A column is skipped,
 with the reason recorded, when it is constant, or when it has more than ``max_levels`` distinct values (free text,
 ids, continuous measurements) unless it is binned through ``bins={column: n_quantiles | [edges]}``
-(``pandas.qcut`` / ``pandas.cut``). Missing values form their own group ``"(missing)"``.
+(``pandas.qcut`` / ``pandas.cut``). Missing values (NaN or empty strings) form their own group ``"(missing)"``.
 
 Groups smaller than ``min_group_size`` images are listed with status ``"too_small"`` and NaN metrics instead of
 being computed: a metric from a handful of images is noise. Groups holding a single class are computed (accuracy
@@ -34,6 +34,19 @@ COLUMNS = ["column", "value", "n", "n_patients", "classes_present", "status", "m
            "ci_hi", "n_boot_used"]
 
 
+def _present(s: pd.Series) -> pd.Series:
+    """Not missing: neither NaN nor an empty string (manifests read back from CSV hold '' for missing)."""
+    return s.notna() & (s.astype(str).str.strip() != "")
+
+
+def _numeric(s: pd.Series) -> bool:
+    """Numeric dtype, or strings that all parse as numbers (a manifest CSV read as text)."""
+    if pd.api.types.is_numeric_dtype(s):
+        return True
+    present = s[_present(s)]
+    return bool(len(present)) and pd.to_numeric(present, errors="coerce").notna().all()
+
+
 def select_columns(
     df: pd.DataFrame,
     columns: Sequence[str] | None = None,
@@ -60,15 +73,15 @@ def select_columns(
         s = df[col]
         if col in bins:
             spec = bins[col]
-            values = pd.to_numeric(s, errors="coerce")
+            values = pd.to_numeric(s.where(_present(s)), errors="coerce")
             cut = (pd.qcut(values, q=int(spec), duplicates="drop") if isinstance(spec, int | np.integer)
                    else pd.cut(values, bins=list(spec), include_lowest=True))
             labels = cut.astype(str).where(cut.notna(), MISSING)
         else:
-            labels = s.astype(str).where(s.notna(), MISSING)
+            labels = s.astype(str).str.strip().where(_present(s), MISSING)
             levels = labels.nunique()
             if levels > max_levels:
-                if pd.api.types.is_numeric_dtype(s):
+                if _numeric(s):
                     skipped[col] = (f"continuous: {levels} distinct values > max_levels={max_levels}; "
                                     f"pass bins={{'{col}': 4}} to analyse it by quartiles")
                 else:
