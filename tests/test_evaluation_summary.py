@@ -57,6 +57,10 @@ def test_binary_evaluation_is_complete_and_json_ready():
     assert d["calibration"]["fitted_on"] == "val" and d["calibration"]["temperature"] > 0
     assert {r["column"] for r in d["subgroups"]} == {"view", "density"}
     assert "source" in d["subgroups_skipped"]
+    sub_ops = ev.subgroup_operating_points
+    assert set(sub_ops["policy"]) == set(ev.operating_points["policy"]) and set(sub_ops["column"]) == {"view", "density"}
+    frozen = dict(zip(ev.operating_points["policy"], ev.operating_points["threshold"], strict=True))
+    assert all(frozen[p] == t for p, t in zip(sub_ops["policy"], sub_ops["threshold"], strict=True))
     assert d["confident_errors"] and {"view", "image", "error_type"} <= set(d["confident_errors"][0])
     assert "research use only" in d["disclaimer"].lower()
 

@@ -23,6 +23,8 @@ the operating-point thresholds and the calibration temperature. Without validati
     subgroups:       [{column, value, n, n_patients, classes_present, status, metric, estimate, ci_lo, ci_hi,
                        n_boot_used}]
     subgroups_skipped: {column: reason}
+    subgroup_operating_points: [{column, value, n, n_patients, n_positive, status, policy, threshold, tp, fp, tn,
+                       fn, sensitivity, specificity, ppv, npv (+ _ci_lo / _ci_hi)}]  (val thresholds, per subgroup)
     confident_errors:[{rank, id, patient_id, y_true, y_pred, confidence, p_true, error_type, <metadata>}]
     notes:           [str]
 
@@ -53,7 +55,7 @@ from breastclip.evaluation.metrics import (
     resolve_positive_class,
     sample_metrics,
 )
-from breastclip.evaluation.subgroups import subgroup_table
+from breastclip.evaluation.subgroups import subgroup_operating_points, subgroup_table
 from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, parse_policy, threshold_sweep
 from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
 
@@ -81,6 +83,7 @@ class Evaluation:
     subgroups: pd.DataFrame
     subgroups_skipped: dict[str, str]
     confident_errors: pd.DataFrame
+    subgroup_operating_points: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     disclaimer: str = RESEARCH_ONLY
 
@@ -231,6 +234,12 @@ def evaluate_predictions(
         y, proba, classes, test, groups=groups, positive_index=hl_pos, columns=subgroup_columns, bins=subgroup_bins,
         min_group_size=min_group_size, max_levels=max_levels, n_boot=n_boot, seed=seed, alpha=alpha)
     errors = confident_errors(test, k=top_k_errors, positive_class=pos_name)
+    sub_ops = pd.DataFrame()
+    if len(ops):
+        sub_ops = subgroup_operating_points(
+            (y == pos), proba[:, pos], test, dict(zip(ops["policy"], ops["threshold"], strict=True)), groups=groups,
+            columns=subgroup_columns, bins=subgroup_bins, min_group_size=min_group_size, max_levels=max_levels,
+            n_boot=n_boot, seed=seed, alpha=alpha)
 
     def counts(df: pd.DataFrame) -> dict[str, int]:
         return {"images": len(df), "patients": int(df["patient_id"].astype(str).nunique()) if len(df) else 0}
@@ -243,4 +252,4 @@ def evaluate_predictions(
         headline=headline, per_class=per_class,
         confusion=confusion_matrices(y, proba, classes), operating_points=ops, threshold_sweep=sweep,
         roc=roc, pr=pr, calibration=calibration, subgroups=subgroups, subgroups_skipped=skipped,
-        confident_errors=errors, notes=notes)
+        confident_errors=errors, subgroup_operating_points=sub_ops, notes=notes)
