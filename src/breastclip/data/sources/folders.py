@@ -49,12 +49,15 @@ def read_folders(
     class_map: Mapping[str, str] | None = None,
     classes: Iterable[str] | None = None,
     dicom_metadata: bool = True,
+    label_from: str = "folder",
     name: str | None = None,
     source: str = "folders",
 ) -> Manifest:
     """Read a class-folder tree; ``class_map`` renames (or merges) folders, ``classes`` keeps only those classes.
 
     ``extensions`` limits the image types (default: PNG, JPEG, TIFF, BMP, PGM/PPM, WebP, GIF, DICOM).
+    ``label_from="dicom:<Keyword>"`` (e.g. ``dicom:Modality``) labels DICOM files by a header field instead of their
+    folder, so a flat folder of DICOM files can be read too.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -62,6 +65,10 @@ def read_folders(
     exts = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions) if extensions else IMAGE_EXTENSIONS
     class_map = dict(class_map or {})
 
+    if label_from != "folder":
+        if not label_from.startswith("dicom:") or not label_from[6:]:
+            raise ValueError(f"label_from must be 'folder' or 'dicom:<Keyword>', got {label_from!r}")
+        return _read_dicom_labelled(root, label_from[6:], class_map, name, source)
     top = _class_dirs(root)
     split_dirs = [d for d in top if d.name.lower() in SPLIT_FOLDERS]
     groups: list[tuple[str, Path]] = []  # (split, class dir)
@@ -125,4 +132,35 @@ def read_folders(
         manifest.notes.append(f"{n_other} non-image files ignored")
     if any(g[0] for g in groups):
         manifest.notes.append("split taken from the train/val/test folders")
+    return manifest
+
+
+def _read_dicom_labelled(root: Path, keyword: str, class_map: dict, name: str | None, source: str) -> Manifest:
+    """Every DICOM file under ``root``, labelled by the header field ``keyword``."""
+    import pydicom
+
+    rows, unlabelled, unreadable = [], [], []
+    for f in walk_files(root):
+        if f.suffix.lower() not in {".dcm", ".dicom"}:
+            continue
+        try:
+            value = pydicom.dcmread(f, stop_before_pixels=True).get(keyword)
+        except Exception as e:  # not DICOM after all: name it
+            unreadable.append(f"{f.name} ({type(e).__name__})")
+            continue
+        if value is None or not str(value).strip():
+            unlabelled.append(f.name)
+            continue
+        header = dicom_header(f)
+        row = {"image": relative_to_root(f, root), "label": class_map.get(str(value).strip(), str(value).strip()),
+               "patient_id": header.pop("dicom_patient_id", None)}
+        row.update(header)
+        rows.append(row)
+    if unreadable or unlabelled:
+        raise _source_error(f"{len(unreadable) + len(unlabelled)} DICOM files under {root} cannot be labelled by "
+                            f"{keyword}: unreadable {unreadable[:10]}, without {keyword} {unlabelled[:10]}")
+    if not rows:
+        raise _source_error(f"no DICOM files (.dcm) under {root} to label by {keyword}")
+    manifest = Manifest.from_records(rows, root, name=name or root.name, source=source)
+    manifest.notes.append(f"labels from the DICOM header field {keyword}")
     return manifest
