@@ -107,8 +107,14 @@ class DicomTree:
         """The file for one CSV path, or None and why."""
         rel = clean_csv_path(csv_path)
         for base in (self.root, self.root / "CBIS-DDSM"):
-            if (base / rel).is_file():
-                return base / rel, "exact"
+            hit = base / rel
+            if hit.is_file():
+                if kind in ("crop", "mask"):  # the CSVs sometimes swap 000000/000001 between crop and mask
+                    siblings = sorted(hit.parent.glob("*.dcm"))
+                    picked = pick_crop_or_mask(siblings, kind)
+                    if picked is not None:
+                        return picked, "exact" if picked == hit else "repaired (crop/mask swapped in the CSV)"
+                return hit, "exact"
         parts = [p.strip() for p in rel.split("/") if p.strip()]
         if not parts:
             return None, "empty path"

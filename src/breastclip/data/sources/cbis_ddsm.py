@@ -94,6 +94,11 @@ def _load_csv(csv: Path) -> pd.DataFrame:
 
 def _fill_and_encode(df: pd.DataFrame, fill_missing: bool, one_hot: bool, notes: list[str]) -> pd.DataFrame:
     filled: dict[str, int] = {}
+    if "breast_density" in df.columns:  # ACR density is 1-4; a few calc rows say 0, i.e. unknown
+        zero = df["breast_density"].astype(str).str.strip() == "0"
+        if zero.any():
+            df.loc[zero, "breast_density"] = pd.NA
+            notes.append(f"{int(zero.sum())} rows with breast_density 0 (not an ACR category) treated as missing")
     for lesion in ("mass", "calc"):
         rows = df["lesion_type"] == lesion
         for col in CATEGORICAL[lesion] + CATEGORICAL["all"]:
