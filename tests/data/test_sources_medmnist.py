@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from breastclip.data.sources import SourceError, detect_format, read_source
-from breastclip.data.sources import medmnist as mm
 
 
 @pytest.fixture(autouse=True)
