@@ -111,3 +111,18 @@ def test_label_from_dicom_rejects_files_without_the_field(tmp_path):
         read_folders(tmp_path, label_from="dicom:Modality")
     with pytest.raises(ValueError, match="label_from must be"):
         read_folders(tmp_path, label_from="header")
+
+
+def test_patient_ids_from_subfolders_or_a_pattern(tmp_path):
+    for cls, pid, n in (("benign", "P01", 2), ("malignant", "P02", 2), ("malignant", "P03", 1)):
+        for i in range(n):
+            _png(tmp_path / "tree" / cls / pid / f"{pid}_slice{i}.png")
+    m = read_folders(tmp_path / "tree", patient_from="subfolder").validate()
+    assert m.patient_ids_from_source and sorted(m.df["patient_id"].unique()) == ["P01", "P02", "P03"]
+    by_name = read_folders(tmp_path / "tree", patient_from=r"(P\d+)_slice")
+    assert by_name.df["patient_id"].tolist() == m.df["patient_id"].tolist()
+    _png(tmp_path / "tree" / "benign" / "loose.png")
+    with pytest.raises(SourceError, match=r"1 images .* give no patient id .*benign/loose.png"):
+        read_folders(tmp_path / "tree", patient_from="subfolder")
+    with pytest.raises(ValueError, match="not a regular expression"):
+        read_folders(tmp_path / "tree", patient_from="(P")
