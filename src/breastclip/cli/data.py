@@ -211,7 +211,8 @@ def split(
     if len(fr) != 3:
         raise typer.BadParameter(f"{fractions!r} needs three fractions (train,val,test)", param_hint="--fractions")
     audit_path = output.with_name(output.stem + ".audit.json")
-    targets = [output, output.with_suffix(".json"), audit_path]
+    # an audit file without its manifest is left by a refused (leaking) attempt and may be replaced
+    targets = [output, output.with_suffix(".json")] + ([audit_path] if output.exists() else [])
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
         typer.secho(f"error: {', '.join(existing)} already exist; pass --force to overwrite", fg=typer.colors.RED, err=True)
@@ -243,7 +244,7 @@ def split(
     counts = ", ".join(f"{k} {v}" for k, v in result.summary()["splits"].items())
     if not audit.ok and not allow_leaks:
         typer.secho(f"leak audit FAILED ({audit_path}); manifest not written:\n- " + "\n- ".join(map(str, audit.problems))
-                    + "\n(try --no-keep-official, or --allow-leaks to write it anyway)", fg=typer.colors.RED, err=True)
+                    + "\n(try --group-duplicates and/or --no-keep-official; --allow-leaks writes it anyway)", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     result.to_csv(output)
     verdict = "passed" if audit.ok else "FAILED (written because of --allow-leaks)"
