@@ -198,6 +198,10 @@ def test_bad_inputs(csv_dir, tmp_path):
         read_cbis_ddsm(csv_dir, layout="jpeg")
     with pytest.raises(ValueError, match="image_type must be"):
         read_cbis_ddsm(csv_dir, image_type="roi")
+    with pytest.raises(ValueError, match="abnormality must be among"):
+        read_cbis_ddsm(csv_dir, abnormality="architectural_distortion")
+    with pytest.raises(ValueError, match="subsets among"):
+        read_cbis_ddsm(csv_dir, subsets="val")
     bad = tmp_path / "bad"
     bad.mkdir()
     df = pd.read_csv(csv_dir / CSVS[1], dtype=str)
