@@ -75,6 +75,8 @@ def test_split_writes_manifest_sidecar_and_audit_and_refuses_to_overwrite(tmp_pa
     m = Manifest.from_csv(out).validate()
     assert set(m.df["split"]) == {"train", "val", "test"} and m.patient_ids_from_source
     assert m.df.groupby("patient_id")["split"].nunique().max() == 1  # no patient in two parts
+    shown = runner.invoke(app, ["data", "inspect", str(out), "--json", "--no-audit"])  # the written manifest reads back
+    assert shown.exit_code == 0 and json.loads(shown.output)["splits"] == m.summary()["splits"]
     audit = json.loads((tmp_path / "out" / "manifest.audit.json").read_text())
     assert audit["ok"] is True and audit["seed"] == 3 and audit["notice"] == RESEARCH_ONLY
     before = out.read_bytes()
