@@ -45,3 +45,9 @@ def test_clear_errors(tmp_path):
 def test_format_names_are_case_and_dash_tolerant(shared_data):
     m = read_source(shared_data / "cbis_ddsm_metadata", format="CBIS-DDSM", abnormality="calc", subsets="test")
     assert set(m.df["lesion_type"]) == {"calc"} and set(m.df["split"]) == {"test"}
+
+
+@pytest.mark.realdata
+def test_flat_dicom_folder_gets_a_hint(shared_data):
+    with pytest.raises(SourceError, match="holds 6 image files but no class folders.*label_from=dicom:Modality"):
+        detect_format(shared_data / "medical_vs_nonmedical" / "original_dicom")
