@@ -161,6 +161,30 @@ def test_tcia_descriptive_folder_names(csv_dir):
     assert all("ROI mask images" in p for p in mask.df["image"])
 
 
+def test_nbia_metadata_csv_maps_series_to_folders(csv_dir):
+    """Folders named unlike the cases (as some NBIA exports are) are found through the retriever's metadata.csv."""
+    rows = _chosen(csv_dir)
+    folders: dict[str, Path] = {}  # one folder per series; crop and mask often share one series, as on TCIA
+    for i, r in rows.iterrows():
+        for col, desc, shape in (("image file path", "full mammogram images", FULL),
+                                 ("cropped image file path", "cropped images", CROP),
+                                 ("ROI mask file path", "ROI mask images", FULL)):
+            uid = _parts(r[col])[2]
+            if uid in folders and col == "image file path":
+                continue  # a full mammogram shared by several abnormality rows
+            folder = folders.setdefault(uid, Path("CBIS-DDSM") / f"subject_{i:03d}" / f"1.000000-{desc}-{uid[-5:]}")
+            _write_dcm(csv_dir / folder / f"1-{len(list((csv_dir / folder).glob('*.dcm'))) + 1}.dcm", shape)
+    meta = [{"Series UID": uid, "File Location": ".\\" + str(folder).replace("/", "\\")}
+            for uid, folder in folders.items()]
+    pd.DataFrame(meta).to_csv(csv_dir / "metadata.csv", index=False)
+    full = read_cbis_ddsm(csv_dir).validate()
+    crop = read_cbis_ddsm(csv_dir, image_type="crop").validate()
+    mask = read_cbis_ddsm(csv_dir, image_type="mask").validate()
+    assert len(full) == rows["image file path"].map(clean_csv_path).nunique()
+    assert all(_header(p).Rows == CROP[0] for p in crop.paths())
+    assert all(_header(p).Rows == FULL[0] for p in mask.paths()) and len(mask) == len(rows)
+
+
 def test_kaggle_jpeg_layout(csv_dir, tmp_path):
     rows = _chosen(csv_dir)
     root = tmp_path / "kaggle"
