@@ -149,27 +149,56 @@ def _export_dir(npz: Path, md5: str, cache_dir: Path | None) -> Path:
     return base / f"{npz.stem}-{md5[:12]}"
 
 
+def _complete(out: Path, md5: str) -> dict[str, int] | None:
+    """Counts of a finished export of this npz (marker written last, every PNG present), else None."""
+    marker = out / MARKER
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    counts = meta.get("counts", {})
+    if meta.get("md5") != md5 or not counts:
+        return None
+    for split, n in counts.items():
+        names = {f"{i:05d}.png" for i in range(n)}
+        if not (out / split).is_dir() or not names <= set(os.listdir(out / split)):
+            return None
+    return {k: int(v) for k, v in counts.items()}
+
+
 def _export(data, out: Path, md5: str) -> dict[str, int]:
-    """Write every split's images as PNG (resuming: existing files from the same npz are kept)."""
+    """Write every split's images as PNG; resumes (files already written from this same npz are kept)."""
     from PIL import Image
 
-    marker = out / MARKER
-    counts = {}
-    for split in SPLIT_NAMES:
-        key = f"{split}_images"
-        if key not in data:
-            continue
-        images = data[key]
-        counts[split] = len(images)
-        (out / split).mkdir(parents=True, exist_ok=True)
-        for i, arr in enumerate(images):
-            target = out / split / f"{i:05d}.png"
-            if target.is_file():  # written earlier from this same npz (the folder name holds its md5)
-                continue
-            tmp = target.with_suffix(".tmp.png")
-            Image.fromarray(np.ascontiguousarray(arr)).save(tmp)
-            os.replace(tmp, target)
-    marker.write_text(json.dumps({"md5": md5, "counts": counts}, indent=2))
+    done = _complete(out, md5)
+    if done is not None:  # the usual case after the first read: no image array is even decompressed
+        return done
+    counts = {s: int(data[f"{s}_labels"].shape[0]) for s in SPLIT_NAMES if f"{s}_images" in data}
+    progress = None
+    if sum(counts.values()) > 2000:
+        from rich.progress import Progress
+
+        progress = Progress(transient=True)
+        progress.start()
+        task = progress.add_task(f"exporting {sum(counts.values())} images to {out}", total=sum(counts.values()))
+    try:
+        for split in counts:
+            images = data[f"{split}_images"]
+            counts[split] = len(images)
+            (out / split).mkdir(parents=True, exist_ok=True)
+            existing = set(os.listdir(out / split))
+            for i, arr in enumerate(images):
+                name = f"{i:05d}.png"
+                if name not in existing:  # else written earlier from this same npz (the folder name holds its md5)
+                    tmp = out / split / f".{name}.tmp"
+                    Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
+                    os.replace(tmp, out / split / name)
+                if progress is not None:
+                    progress.advance(task)
+    finally:
+        if progress is not None:
+            progress.stop()
+    (out / MARKER).write_text(json.dumps({"md5": md5, "counts": counts}, indent=2))
     return counts
 
 
