@@ -66,6 +66,14 @@ def test_delong_variance_agrees_with_the_bootstrap():
     assert res["ci_lo"] < res["diff"] < res["ci_hi"]
 
 
+def test_single_auc_interval():
+    from breastclip.evaluation.compare import delong_auc_ci
+
+    res = delong_auc_ci([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1])
+    assert res["auc"] == 0.75 and res["se"] == pytest.approx(np.sqrt(0.125))
+    assert res["ci_lo"] == pytest.approx(max(0.0, 0.75 - 1.959964 * np.sqrt(0.125))) and res["ci_hi"] == 1.0
+
+
 def test_identical_scores_give_no_difference():
     y = np.array([0, 1] * 10)
     s = np.linspace(0, 1, 20)

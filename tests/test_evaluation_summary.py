@@ -55,6 +55,9 @@ def test_binary_evaluation_is_complete_and_json_ready():
     assert {r["split"] for r in d["threshold_sweep"]} == {"val", "test"}
     assert {r["class"] for r in d["roc"]} == {"malignant"} and len(d["roc"]) == 101
     assert d["calibration"]["fitted_on"] == "val" and d["calibration"]["temperature"] > 0
+    before = d["calibration"]["before"]
+    assert before["brier_ci"][0] <= before["brier"] <= before["brier_ci"][1] and before["ece_ci"][0] > 0
+    assert d["settings"]["threshold_rule"] == "positive when p >= threshold"
     assert {r["column"] for r in d["subgroups"]} == {"view", "density"}
     assert "source" in d["subgroups_skipped"]
     sub_ops = ev.subgroup_operating_points

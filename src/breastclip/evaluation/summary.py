@@ -26,6 +26,8 @@ the operating-point thresholds and the calibration temperature. Without validati
     subgroup_operating_points: [{column, value, n, n_patients, n_positive, status, policy, threshold, tp, fp, tn,
                        fn, sensitivity, specificity, ppv, npv (+ _ci_lo / _ci_hi)}]  (val thresholds, per subgroup)
     confident_errors:[{rank, id, patient_id, y_true, y_pred, confidence, p_true, error_type, <metadata>}]
+    settings:        {test_split, val_split, threshold_policies, n_bins, min_group_size, max_levels,
+                      subgroup_columns, subgroup_bins, top_k_errors, threshold_rule}
     notes:           [str]
 
 Operating points and sweeps need a positive class (binary problems, or one-vs-rest for a named positive class of a
@@ -84,6 +86,7 @@ class Evaluation:
     subgroups_skipped: dict[str, str]
     confident_errors: pd.DataFrame
     subgroup_operating_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     disclaimer: str = RESEARCH_ONLY
 
@@ -228,7 +231,8 @@ def evaluate_predictions(
 
     if val.empty:
         notes.append(f"no {val_split!r} rows: temperature scaling was not fitted")
-    calibration = calibration_summary(y, proba, y_val, p_val, n_bins=n_bins, positive_index=pos)
+    calibration = calibration_summary(y, proba, y_val, p_val, n_bins=n_bins, positive_index=pos, groups=boot_groups,
+                                      n_boot=n_boot, seed=seed, alpha=alpha)
 
     subgroups, skipped = subgroup_table(
         y, proba, classes, test, groups=groups, positive_index=hl_pos, columns=subgroup_columns, bins=subgroup_bins,
@@ -252,4 +256,9 @@ def evaluate_predictions(
         headline=headline, per_class=per_class,
         confusion=confusion_matrices(y, proba, classes), operating_points=ops, threshold_sweep=sweep,
         roc=roc, pr=pr, calibration=calibration, subgroups=subgroups, subgroups_skipped=skipped,
-        confident_errors=errors, subgroup_operating_points=sub_ops, notes=notes)
+        confident_errors=errors, subgroup_operating_points=sub_ops, notes=notes,
+        settings={"test_split": test_split, "val_split": val_split, "threshold_policies": list(threshold_policies),
+                  "n_bins": int(n_bins), "min_group_size": int(min_group_size), "max_levels": int(max_levels),
+                  "subgroup_columns": None if subgroup_columns is None else list(subgroup_columns),
+                  "subgroup_bins": None if subgroup_bins is None else {str(k): v for k, v in subgroup_bins.items()},
+                  "top_k_errors": int(top_k_errors), "threshold_rule": "positive when p >= threshold"})
