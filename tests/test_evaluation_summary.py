@@ -66,6 +66,11 @@ def test_binary_evaluation_is_complete_and_json_ready():
     assert all(frozen[p] == t for p, t in zip(sub_ops["policy"], sub_ops["threshold"], strict=True))
     assert d["confident_errors"] and {"view", "image", "error_type"} <= set(d["confident_errors"][0])
     assert "research use only" in d["disclaimer"].lower()
+    assert not any("both 'val' and 'test'" in n for n in d["notes"])
+    leaky = pred.copy()
+    leaky.loc[leaky.index[0], "patient_id"] = pred[pred["split"] == "test"]["patient_id"].iloc[0]
+    notes = evaluate_predictions(leaky, n_boot=0).notes
+    assert any("1 patient(s) have images in both 'val' and 'test'" in n for n in notes)
 
 
 def test_thresholds_and_temperature_never_depend_on_test_rows():

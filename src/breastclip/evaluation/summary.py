@@ -186,6 +186,10 @@ def evaluate_predictions(
     boot_groups = groups if sampler.clustered else None
     if not sampler.clustered:
         notes.append("every test patient has one image: the bootstrap resamples images")
+    shared = set(val["patient_id"].astype(str)) & set(groups)
+    if shared:
+        notes.append(f"{len(shared)} patient(s) have images in both {val_split!r} and {test_split!r}: thresholds "
+                     "and temperature were fitted on data correlated with the test set (check the split)")
     missing = [c for j, c in enumerate(classes) if not (y == j).any()]
     if missing:
         notes.append(f"classes absent from the test split: {missing}")
