@@ -74,6 +74,19 @@ def test_single_auc_interval():
     assert res["ci_lo"] == pytest.approx(max(0.0, 0.75 - 1.959964 * np.sqrt(0.125))) and res["ci_hi"] == 1.0
 
 
+def test_published_hanley_mcneil_example():
+    """Hanley & McNeil (1982) Radiology 143:29, Table 1: 5-point ratings of 58 normal and 51 abnormal CT images;
+    published AUC 0.8932 with SE 0.0327 (their exponential approximation, which DeLong's estimator should
+    approach)."""
+    from breastclip.evaluation.compare import delong_auc_ci
+
+    neg = np.repeat([1, 2, 3, 4, 5], [33, 6, 6, 11, 2])
+    pos = np.repeat([1, 2, 3, 4, 5], [3, 2, 2, 11, 33])
+    res = delong_auc_ci(np.r_[np.zeros(58), np.ones(51)], np.r_[neg, pos].astype(float))
+    assert res["auc"] == pytest.approx(0.8932, abs=5e-5)
+    assert res["se"] == pytest.approx(0.0327, rel=0.1)
+
+
 def test_identical_scores_give_no_difference():
     y = np.array([0, 1] * 10)
     s = np.linspace(0, 1, 20)

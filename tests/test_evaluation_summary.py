@@ -67,6 +67,9 @@ def test_binary_evaluation_is_complete_and_json_ready():
     assert d["confident_errors"] and {"view", "image", "error_type"} <= set(d["confident_errors"][0])
     assert "research use only" in d["disclaimer"].lower()
     assert not any("both 'val' and 'test'" in n for n in d["notes"])
+    text = ev.methods_text()
+    assert "160 images from 80 patients" in text and "100 replicates" in text and "cluster bootstrap" in text
+    assert "chosen on the val split only" in text and f"T = {ev.calibration['temperature']:.3g}" in text
     leaky = pred.copy()
     leaky.loc[leaky.index[0], "patient_id"] = pred[pred["split"] == "test"]["patient_id"].iloc[0]
     notes = evaluate_predictions(leaky, n_boot=0).notes
@@ -136,6 +139,7 @@ def test_zero_bootstrap_gives_estimates_without_intervals():
     assert d["headline"]["roc_auc"]["estimate"] > 0.5 and d["headline"]["roc_auc"]["ci_lo"] is None
     assert ev.operating_points["sensitivity_ci_lo"].isna().all()
     assert list(ev.headline_frame()["metric"])[:2] == ["accuracy", "balanced_accuracy"]
+    assert "No confidence intervals were computed" in ev.methods_text()
 
 
 def test_evaluation_never_imports_torch():

@@ -61,7 +61,7 @@ def delong_auc_ci(y_bin: np.ndarray, score: np.ndarray, alpha: float = 0.05) -> 
     se = float(np.sqrt(max(cov[0, 0], 0.0)))
     q = norm.ppf(1 - alpha / 2)
     auc = float(aucs[0])
-    return {"auc": auc, "se": se, "ci_lo": max(0.0, auc - q * se), "ci_hi": min(1.0, auc + q * se)}
+    return {"auc": auc, "se": se, "ci_lo": float(max(0.0, auc - q * se)), "ci_hi": float(min(1.0, auc + q * se))}
 
 
 def delong_test(y_bin: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, alpha: float = 0.05) -> dict[str, float]:

@@ -94,6 +94,42 @@ class Evaluation:
         """The headline metrics as a table: metric, estimate, ci_lo, ci_hi, n_boot_used, n_boot_skipped."""
         return pd.DataFrame([{"metric": m, **v} for m, v in self.headline.items()])
 
+    def methods_text(self) -> str:
+        """A statistical-methods paragraph stating this evaluation's actual settings (for a report or a paper)."""
+        b, st, n = self.bootstrap, self.settings, self.n.get(self.settings.get("test_split", "test"), {})
+        level = round(100 * (1 - b.get("alpha", 0.05)))
+        unit = ("patients with all of their images (cluster bootstrap)" if b.get("unit") == "patient"
+                else "images (every patient contributes one image)")
+        auc = (f"ROC AUC and average precision are those of class '{self.positive_class}'" if len(self.classes) == 2
+               else "ROC AUC and average precision are one-vs-rest macro averages over the classes")
+        parts = [
+            f"Method '{self.method}' was evaluated on the held-out {st.get('test_split', 'test')} split "
+            f"({n.get('images', '?')} images from {n.get('patients', '?')} patients).",
+            (f"{level}% confidence intervals are percentile bootstrap intervals from {b.get('n_boot')} replicates "
+             f"(seed {b.get('seed')}) resampling {unit}; replicates lacking a class of the test set were skipped."
+             if b.get("n_boot") else "No confidence intervals were computed (no bootstrap replicates)."),
+            f"{auc}; class predictions are the most probable class.",
+        ]
+        if len(self.operating_points):
+            parts.append(
+                f"Decision thresholds for '{self.positive_class}' were chosen on the {st.get('val_split', 'val')} "
+                f"split only (policies: {', '.join(map(str, self.operating_points['policy']))}; positive when the "
+                "probability is at least the threshold), frozen, and applied unchanged to the test split.")
+        cal = self.calibration or {}
+        text = (f"Calibration is reported as top-label expected calibration error ({cal.get('n_bins', 15)} "
+                "equal-width bins) and Brier score")
+        if cal.get("temperature") is not None:
+            text += (f", before and after temperature scaling fitted on the validation split by minimising the "
+                     f"negative log-likelihood (T = {cal['temperature']:.3g})")
+        parts.append(text + ".")
+        if len(self.subgroups):
+            parts.append(f"Subgroups with fewer than {st.get('min_group_size', '?')} test images are listed but "
+                         "not analysed.")
+        parts.append("Methods are compared on the same test images with DeLong's test for ROC AUC when every "
+                     "patient contributes one image, otherwise with a paired patient-level bootstrap; p-values are "
+                     "Holm-adjusted across the methods compared.")
+        return " ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable copy (DataFrames as lists of records, NaN / inf as None)."""
         return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
