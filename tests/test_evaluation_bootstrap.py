@@ -99,3 +99,30 @@ def test_cluster_bootstrap_keeps_nominal_coverage_where_the_image_bootstrap_does
             hits[unit] += ci["ci_lo"] <= 2 / 3 <= ci["ci_hi"]
     assert hits["patient"] / 150 >= 0.88
     assert hits["image"] / 150 <= 0.80
+
+
+def test_bca_agrees_with_scipy_and_corrects_a_skewed_statistic():
+    from scipy.stats import bootstrap
+
+    x = np.random.default_rng(1).exponential(1.0, 80) ** 2  # strongly skewed: BCa matters
+
+    def stat(idx):
+        return {"mean": x[idx].mean()}
+
+    ours = bootstrap_metrics(stat, x.size, n_boot=2000, seed=0, interval="bca")["mean"]
+    pct = bootstrap_metrics(stat, x.size, n_boot=2000, seed=0)["mean"]
+    ref = bootstrap((x,), np.mean, n_resamples=2000, method="BCa", random_state=0).confidence_interval
+    scale = x.std() / np.sqrt(x.size)
+    assert abs(ours["ci_lo"] - ref.low) < 0.25 * scale and abs(ours["ci_hi"] - ref.high) < 0.25 * scale
+    assert ours["ci_hi"] > pct["ci_hi"]  # right skew: BCa moves the interval up
+    with pytest.raises(ValueError, match="interval must be"):
+        bootstrap_metrics(stat, x.size, n_boot=10, interval="basic")
+
+
+def test_bca_jackknife_leaves_out_whole_patients():
+    from breastclip.evaluation.bootstrap import jackknife_values
+
+    groups = np.array(["a", "a", "b", "c", "c", "c"])
+    seen = []
+    jackknife_values(lambda idx: seen.append(tuple(idx)) or {"n": idx.size}, 6, groups)
+    assert seen == [(2, 3, 4, 5), (0, 1, 3, 4, 5), (0, 1, 2)]

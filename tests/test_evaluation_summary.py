@@ -131,6 +131,18 @@ def test_method_selection_and_bad_input():
         evaluate_predictions(a, threshold_policies=("youden", "best"), n_boot=10)
 
 
+def test_bca_intervals_on_request():
+    pred, manifest = _preds(seed=6, n_patients=60)
+    pct = evaluate_predictions(pred, manifest, n_boot=100)
+    bca = evaluate_predictions(pred, manifest, n_boot=100, interval="bca")
+    assert bca.bootstrap["interval"] == "bca" and "BCa bootstrap" in bca.methods_text()
+    for m, v in bca.headline.items():
+        assert v["estimate"] == pct.headline[m]["estimate"]
+    assert any(bca.headline[m]["ci_lo"] != pct.headline[m]["ci_lo"] for m in bca.headline)
+    with pytest.raises(ValueError, match="interval must be"):
+        evaluate_predictions(pred, n_boot=10, interval="normal")
+
+
 def test_zero_bootstrap_gives_estimates_without_intervals():
     pred, manifest = _preds(seed=5)
     ev = evaluate_predictions(pred, manifest, n_boot=0)

@@ -54,6 +54,7 @@ def evaluate(
                                           "images); 0 skips intervals."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     alpha: float = typer.Option(0.05, help="1 - confidence level of the intervals."),
+    interval: str = typer.Option("percentile", help="Bootstrap interval: percentile or bca."),
     min_group_size: int = typer.Option(20, help="Smallest subgroup (images) that gets metrics."),
     policy: list[str] = typer.Option(None, "--policy", help="Threshold policy chosen on val, repeatable: youden, "
                                                             "spec>=0.90, sens>=0.90, cost=5, fixed=0.5."),
@@ -83,7 +84,7 @@ def evaluate(
     try:
         with console.status(f"evaluating {predictions.name} ({n_boot} bootstrap replicates)"):
             ev = evaluate_predictions(pred, mdf, method=method, positive_class=positive_class, n_boot=n_boot,
-                                      seed=seed, alpha=alpha, min_group_size=min_group_size,
+                                      seed=seed, alpha=alpha, interval=interval, min_group_size=min_group_size,
                                       threshold_policies=tuple(policy) if policy else DEFAULT_POLICIES,
                                       subgroup_columns=list(subgroup) if subgroup else None)
     except ValueError as e:

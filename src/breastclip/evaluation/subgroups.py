@@ -127,6 +127,7 @@ def subgroup_table(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    interval: str = "percentile",
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Headline metrics with CIs per subgroup; ``meta`` rows are aligned with ``y`` / ``proba``."""
     y = np.asarray(y, dtype=int)
@@ -148,7 +149,8 @@ def subgroup_table(
                           "ci_hi": np.nan, "n_boot_used": 0} for m in names]
                 continue
             res = bootstrap_metrics(lambda idx, yy=yy, pp=pp: headline_metrics(yy[idx], pp[idx], positive_index),
-                                    yy.size, groups=gg, required_labels=yy, n_boot=n_boot, seed=seed, alpha=alpha)
+                                    yy.size, groups=gg, required_labels=yy, n_boot=n_boot, seed=seed, alpha=alpha,
+                                    interval=interval)
             rows += [{**base, "status": "ok", "metric": m, "estimate": res[m]["estimate"], "ci_lo": res[m]["ci_lo"],
                       "ci_hi": res[m]["ci_hi"], "n_boot_used": res[m]["n_boot_used"]} for m in names]
     return pd.DataFrame(rows, columns=COLUMNS), skipped
