@@ -154,7 +154,13 @@ def compare_methods(
     if k == 2 and pos is None:
         pos = 1
     names = list(metrics) if metrics is not None else list(BINARY_HEADLINE if k == 2 else MULTICLASS_HEADLINE)
-    tables = {m: g.drop_duplicates("id").set_index("id") for m, g in part.groupby("method", sort=False)}
+    tables = {}
+    for m, g in part.groupby("method", sort=False):
+        dup = g["id"][g["id"].duplicated()]
+        if len(dup):
+            raise ValueError(f"method {m!r} has {len(dup)} duplicate image ids on split {split!r} "
+                             f"(first: {dup.iloc[0]!r})")
+        tables[m] = g.set_index("id")
     if baseline_method is None:
         def auc(m):
             t = tables[m]
