@@ -40,3 +40,22 @@ def test_bands_surround_the_curve_and_absent_classes_are_skipped():
     binary = curve_bands(y, proba[:, :2] / proba[:, :2].sum(1, keepdims=True), ["a", "b"], positive_index=0,
                          n_boot=0)[0]
     assert set(binary["class"]) == {"a"} and binary["tpr_lo"].isna().all()
+
+
+def test_weighted_curves_equal_the_resampled_curves():
+    from breastclip.evaluation.bootstrap import ClusterResampler
+    from breastclip.evaluation.curves import weighted_curves
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 50)
+    s = np.round(rng.normal(y, 1.0), 1)
+    grid = np.linspace(0, 1, 41)
+    sampler = ClusterResampler(50, np.repeat(np.arange(25), 2))
+    idxs = list(sampler.replicates(40, seed=1))
+    w = next(sampler.multiplicities(40, seed=1))
+    tpr, prec, ok = weighted_curves(y, s, w, grid, grid)
+    for b, idx in enumerate(idxs):
+        assert ok[b] == (0 < y[idx].sum() < idx.size)
+        if ok[b]:
+            np.testing.assert_allclose(tpr[b], tpr_on_grid(y[idx], s[idx], grid))
+            np.testing.assert_allclose(prec[b], precision_on_grid(y[idx], s[idx], grid))

@@ -68,6 +68,17 @@ class ClusterResampler:
         for _ in range(int(n_boot)):
             yield self.draw(rng)
 
+    def multiplicities(self, n_boot: int, seed: int = 0, chunk: int = 250) -> Iterator[np.ndarray]:
+        """The same replicates as :meth:`replicates`, as (<= chunk, n) matrices of draw counts per image."""
+        block: list[np.ndarray] = []
+        for idx in self.replicates(n_boot, seed):
+            block.append(np.bincount(idx, minlength=self.n))
+            if len(block) == chunk:
+                yield np.stack(block).astype(float)
+                block = []
+        if block:
+            yield np.stack(block).astype(float)
+
 
 def percentile_ci(values: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
     """Percentile interval of bootstrap replicates, NaNs dropped; NaN when fewer than 10 remain."""
@@ -146,6 +157,24 @@ def bootstrap_replicates(
     return values, sum(r is None for r in rows)
 
 
+def _summarise(estimate: dict[str, float], values: dict[str, np.ndarray], jack: dict[str, np.ndarray], n_boot: int,
+               alpha: float, interval: str) -> dict[str, dict[str, float | int]]:
+    out: dict[str, dict[str, float | int]] = {}
+    for name, est in estimate.items():
+        v = values.get(name, np.full(int(n_boot), np.nan))
+        lo, hi = (bca_ci(v, est, jack.get(name, np.zeros(0)), alpha) if interval == "bca"
+                  else percentile_ci(v, alpha))
+        used = int((~np.isnan(v)).sum())
+        out[name] = {"estimate": float(est), "ci_lo": lo, "ci_hi": hi, "n_boot_used": used,
+                     "n_boot_skipped": int(n_boot) - used}
+    return out
+
+
+def _check_interval(interval: str) -> None:
+    if interval not in ("percentile", "bca"):
+        raise ValueError(f"interval must be 'percentile' or 'bca', got {interval!r}")
+
+
 def bootstrap_metrics(
     statistic: Callable[[np.ndarray], dict[str, float]],
     n: int,
@@ -162,18 +191,51 @@ def bootstrap_metrics(
     ``statistic`` maps an index array into the sample to ``{metric: value}``; it is called once on
     ``arange(n)`` for the estimate, once per replicate, and for BCa once per patient (jackknife).
     """
-    if interval not in ("percentile", "bca"):
-        raise ValueError(f"interval must be 'percentile' or 'bca', got {interval!r}")
+    _check_interval(interval)
     estimate = statistic(np.arange(n))
     values, _ = bootstrap_replicates(statistic, n, groups=groups, required_labels=required_labels,
                                      n_boot=n_boot, seed=seed)
     jack = jackknife_values(statistic, n, groups) if interval == "bca" and n_boot > 0 else {}
-    out: dict[str, dict[str, float | int]] = {}
-    for name, est in estimate.items():
-        v = values.get(name, np.full(int(n_boot), np.nan))
-        lo, hi = (bca_ci(v, est, jack.get(name, np.zeros(0)), alpha) if interval == "bca"
-                  else percentile_ci(v, alpha))
-        used = int((~np.isnan(v)).sum())
-        out[name] = {"estimate": float(est), "ci_lo": lo, "ci_hi": hi, "n_boot_used": used,
-                     "n_boot_skipped": int(n_boot) - used}
-    return out
+    return _summarise(estimate, values, jack, n_boot, alpha, interval)
+
+
+def bootstrap_weighted(
+    batch_statistic: Callable[[np.ndarray], dict[str, np.ndarray]],
+    n: int,
+    *,
+    groups: Sequence | np.ndarray | None = None,
+    required_labels: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    interval: str = "percentile",
+) -> dict[str, dict[str, float | int]]:
+    """:func:`bootstrap_metrics` for a vectorised statistic: ``batch_statistic(W)`` maps a (B, n) matrix of image
+    weights (draw counts) to ``{metric: (B,) values}``. Same replicates, skips and intervals, far fewer calls."""
+    _check_interval(interval)
+    estimate = {m: float(v[0]) for m, v in batch_statistic(np.ones((1, n))).items()}
+    sampler = ClusterResampler(n, groups)
+    if required_labels is not None:
+        labels = np.unique(required_labels, return_inverse=True)[1]
+        onehot = (labels[:, None] == np.arange(labels.max() + 1 if n else 0)).astype(float)
+    chunks: dict[str, list[np.ndarray]] = {m: [] for m in estimate}
+    for w in sampler.multiplicities(n_boot, seed):
+        res = batch_statistic(w)
+        ok = np.ones(w.shape[0], dtype=bool)
+        if required_labels is not None:
+            ok = ((w @ onehot) > 0).all(axis=1)  # replicate holds every class of the full sample
+        for m in estimate:
+            chunks[m].append(np.where(ok, res[m], np.nan))
+    values = {m: np.concatenate(v) if v else np.zeros(0) for m, v in chunks.items()}
+    jack: dict[str, np.ndarray] = {}
+    if interval == "bca" and n_boot > 0:
+        codes = (np.arange(n) if groups is None
+                 else np.unique(np.asarray(groups).astype(str), return_inverse=True)[1])
+        n_groups = int(codes.max()) + 1 if n else 0
+        parts: dict[str, list[np.ndarray]] = {m: [] for m in estimate}
+        for start in range(0, n_groups, 250):  # (250, n) leave-one-patient-out weight blocks
+            block = (codes[None, :] != np.arange(start, min(start + 250, n_groups))[:, None]).astype(float)
+            for m, v in batch_statistic(block).items():
+                parts[m].append(np.asarray(v, dtype=float))
+        jack = {m: np.concatenate(v) for m, v in parts.items() if v}
+    return _summarise(estimate, values, jack, n_boot, alpha, interval)

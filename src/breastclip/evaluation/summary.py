@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
-from breastclip.evaluation.bootstrap import ClusterResampler, bootstrap_metrics
+from breastclip.evaluation.bootstrap import ClusterResampler, bootstrap_weighted
 from breastclip.evaluation.calibration import calibration_summary
 from breastclip.evaluation.compare import compare_methods
 from breastclip.evaluation.curves import curve_bands
@@ -56,10 +56,10 @@ from breastclip.evaluation.metrics import (
     confusion_matrices,
     per_class_table,
     resolve_positive_class,
-    sample_metrics,
 )
 from breastclip.evaluation.subgroups import subgroup_operating_points, subgroup_table
 from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, parse_policy, threshold_sweep
+from breastclip.evaluation.weighted import weighted_sample_metrics
 from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
 
 __all__ = ["Evaluation", "compare_methods", "evaluate_predictions", "jsonable"]
@@ -250,12 +250,12 @@ def evaluate_predictions(
 
     hl_pos = pos if k == 2 else None
 
-    def statistic(idx: np.ndarray) -> dict[str, float]:
-        head, pc = sample_metrics(y[idx], proba[idx], hl_pos)
-        return {**head, **{f"{m}@{j}": float(pc[m][j]) for m in PER_CLASS_METRICS for j in range(k)}}
+    def statistic(w: np.ndarray) -> dict[str, np.ndarray]:
+        head, pc = weighted_sample_metrics(y, proba, hl_pos, w)
+        return {**head, **{f"{m}@{j}": pc[m][:, j] for m in PER_CLASS_METRICS for j in range(k)}}
 
-    res = bootstrap_metrics(statistic, len(y), groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed,
-                            alpha=alpha, interval=interval)
+    res = bootstrap_weighted(statistic, len(y), groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed,
+                             alpha=alpha, interval=interval)
     headline = {m: v for m, v in res.items() if "@" not in m}
     per_class = per_class_table(y, proba, classes)
     for m in PER_CLASS_METRICS:
