@@ -29,18 +29,23 @@ MIN_REPLICATES = 10
 
 
 class ClusterResampler:
-    """Draws bootstrap index arrays; by patient when ``groups`` is given, else by image."""
+    """Draws bootstrap replicates; by patient when ``groups`` is given, else by image.
+
+    A replicate is a draw of ``n_groups`` group codes with replacement. :meth:`replicates` turns each draw into row
+    indices (every image of each drawn group), :meth:`multiplicities` into per-image draw counts; both read the
+    same draws (drawn in blocks), so the loop and the vectorised paths see identical replicates.
+    """
 
     def __init__(self, n: int, groups: Sequence | np.ndarray | None = None):
         self.n = int(n)
+        self.grouped = groups is not None
         if groups is None:
-            self.codes = None
-            self.n_groups = self.n
-            return
-        groups = np.asarray(groups)
-        if groups.shape[0] != self.n:
-            raise ValueError(f"groups has {groups.shape[0]} entries for {self.n} samples")
-        _, codes = np.unique(groups.astype(str), return_inverse=True)
+            codes = np.arange(self.n)
+        else:
+            groups = np.asarray(groups)
+            if groups.shape[0] != self.n:
+                raise ValueError(f"groups has {groups.shape[0]} entries for {self.n} samples")
+            codes = np.unique(groups.astype(str), return_inverse=True)[1].ravel()
         self.codes = codes
         self.n_groups = int(codes.max()) + 1 if codes.size else 0
         self.order = np.argsort(codes, kind="mergesort")
@@ -50,34 +55,39 @@ class ClusterResampler:
     @property
     def clustered(self) -> bool:
         """True when some group holds more than one image (a real cluster bootstrap)."""
-        return self.codes is not None and self.n_groups < self.n
+        return self.grouped and self.n_groups < self.n
+
+    def _indices(self, chosen: np.ndarray) -> np.ndarray:
+        lengths = self.sizes[chosen]
+        # position of every output slot inside its group's block of `order`
+        offsets = np.repeat(self.starts[chosen] - (np.cumsum(lengths) - lengths), lengths)
+        return self.order[offsets + np.arange(int(lengths.sum()))]
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         """One replicate: row indices into the sample."""
-        if self.codes is None:
-            return rng.integers(0, self.n, size=self.n)
-        chosen = rng.integers(0, self.n_groups, size=self.n_groups)
-        lengths = self.sizes[chosen]
-        total = int(lengths.sum())
-        # position of every output slot inside its group's block of `order`
-        offsets = np.repeat(self.starts[chosen] - (np.cumsum(lengths) - lengths), lengths)
-        return self.order[offsets + np.arange(total)]
+        return self._indices(rng.integers(0, self.n_groups, size=self.n_groups))
+
+    def _blocks(self, n_boot: int, seed: int, chunk: int = 250) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        left = int(n_boot)
+        while left > 0 and self.n_groups > 0:
+            size = min(chunk, left)
+            yield rng.integers(0, self.n_groups, size=(size, self.n_groups))
+            left -= size
 
     def replicates(self, n_boot: int, seed: int = 0) -> Iterator[np.ndarray]:
-        rng = np.random.default_rng(seed)
-        for _ in range(int(n_boot)):
-            yield self.draw(rng)
+        """Row indices of each replicate."""
+        for block in self._blocks(n_boot, seed):
+            for chosen in block:
+                yield self._indices(chosen)
 
-    def multiplicities(self, n_boot: int, seed: int = 0, chunk: int = 250) -> Iterator[np.ndarray]:
-        """The same replicates as :meth:`replicates`, as (<= chunk, n) matrices of draw counts per image."""
-        block: list[np.ndarray] = []
-        for idx in self.replicates(n_boot, seed):
-            block.append(np.bincount(idx, minlength=self.n))
-            if len(block) == chunk:
-                yield np.stack(block).astype(float)
-                block = []
-        if block:
-            yield np.stack(block).astype(float)
+    def multiplicities(self, n_boot: int, seed: int = 0) -> Iterator[np.ndarray]:
+        """The same replicates as :meth:`replicates`, as (<= 250, n) matrices of draw counts per image."""
+        for block in self._blocks(n_boot, seed):
+            rows = block.shape[0]
+            flat = (block + self.n_groups * np.arange(rows)[:, None]).ravel()
+            counts = np.bincount(flat, minlength=rows * self.n_groups).reshape(rows, self.n_groups)
+            yield counts[:, self.codes].astype(float)
 
 
 def percentile_ci(values: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:

@@ -160,7 +160,7 @@ def apply_thresholds(
         row.update(confusion_at(y_bin, score, thr[j]))
     if n_boot > 0 and y_bin.size:
         sampler = ClusterResampler(y_bin.size, groups)
-        mult = np.stack([np.bincount(i, minlength=y_bin.size) for i in sampler.replicates(n_boot, seed)])
+        mult = np.concatenate(list(sampler.multiplicities(n_boot, seed)))
         tp, fp, tn, fn = (mult @ ind.astype(float) for ind in indicators)  # each (B, P)
         with np.errstate(invalid="ignore", divide="ignore"):
             reps = {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp), "ppv": tp / (tp + fp),
