@@ -16,7 +16,9 @@ Returned structure of :func:`bootstrap_metrics` (JSON-ready)::
 
     {metric: {"estimate": float, "ci_lo": float, "ci_hi": float, "n_boot_used": int, "n_boot_skipped": int}}
 
-``estimate`` is the metric on the full sample, not the bootstrap mean.
+``estimate`` is the metric on the full sample, not the bootstrap mean. :func:`bootstrap_metrics` calls a statistic
+on each replicate's row indices; :func:`bootstrap_weighted` hands a vectorised statistic all replicates at once as
+per-image draw counts (same replicates, same result, much faster).
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ Ties go to the highest threshold (fewest positives). :func:`choose_threshold` se
     tp, fp, tn, fn, sensitivity, specificity, ppv, npv  (on test, at the frozen threshold)
     + <metric>_ci_lo / <metric>_ci_hi for sensitivity, specificity, ppv, npv (NaN when n_boot == 0)
 
-:func:`threshold_sweep` returns ``threshold, tp, fp, tn, fn, sensitivity, specificity, ppv, npv`` on a grid (the
-data of the false-positive / false-negative trade-off figure).
+:func:`apply_thresholds` applies frozen thresholds to any sample (the test split, or one subgroup of it) with
+bootstrap CIs. :func:`threshold_sweep` returns ``threshold, tp, fp, tn, fn, sensitivity, specificity, ppv, npv`` on
+a grid (the data of the false-positive / false-negative trade-off figure).
 """
 
 from __future__ import annotations
