@@ -5,8 +5,9 @@ Formats: PNG, JPEG, TIFF, BMP, PGM/PPM, WebP, GIF (anything Pillow reads) in 8 a
 Intensity policy (``intensity=``):
 
 - ``"auto"`` (default): 8-bit data is kept as is. 16-bit, 32-bit and float rasters (PNG ``I;16``, TIFF, PGM with
-  maxval > 255) are scaled linearly from their *actual* min..max to 0..255, so 12-bit data stored in a 16-bit
-  container uses the full output range instead of being darkened by a blind ``>> 8``. DICOM greyscale applies the
+  maxval > 255, and 16-bit colour PNG/TIFF, which Pillow would truncate and OpenCV decodes instead) are scaled
+  linearly from their *actual* min..max to 0..255 (colour: one window for all channels, so hues are kept), so
+  12-bit data stored in a 16-bit container uses the full output range instead of being darkened by a blind ``>> 8``. DICOM greyscale applies the
   Modality LUT (rescale slope/intercept), then the first VOI LUT or window centre/width stored in the file; a file
   without either gets a 0.5..99.5 percentile window (what most viewers and the shared data PNGs do).
 - ``"minmax"``: linear min..max for every non-8-bit source (DICOM after the Modality LUT, windows ignored).
@@ -104,6 +105,8 @@ def load_image(
     if is_dicom(path):
         return _load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity)
     with _open_pil(path, max_pixels) as im:
+        if _is_deep_colour(im, path):
+            return _load_deep_colour(path, intensity)
         _seek(im, path, frame)
         im = _oriented(im, path)
         return _pil_to_rgb_array(im, path, intensity)
@@ -133,6 +136,8 @@ def load_image_resized(
         arr = _load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity)
         return _resize_array(arr, size, resample)
     with _open_pil(path, max_pixels) as im:
+        if _is_deep_colour(im, path):
+            return _resize_array(_load_deep_colour(path, intensity), size, resample)
         _seek(im, path, frame)
         w, h = im.size
         if im.format == "JPEG" and min(w, h) > size:
@@ -352,6 +357,35 @@ def _pil_to_rgb_image(im: Image.Image, path: Path) -> Image.Image:
         return im.convert("RGB")
     except (OSError, ValueError) as e:
         raise ImageDecodeError(path, f"cannot convert mode {im.mode} to RGB ({e})") from e
+
+
+def _is_deep_colour(im: Image.Image, path: Path) -> bool:
+    """16-bit-per-sample colour PNG/TIFF, which Pillow would silently truncate to the top 8 bits."""
+    if im.format == "PNG":
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+        return len(head) == 26 and head[24] == 16 and head[25] in (2, 6)  # bit depth 16, RGB or RGBA
+    if im.format == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258)
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return len(bits) >= 3 and any(b is not None and b > 8 for b in bits)
+    return False
+
+
+def _load_deep_colour(path: Path, intensity: Intensity) -> np.ndarray:
+    """Decode 16-bit colour with OpenCV (a grad-cam dependency) and scale all channels by one window."""
+    try:
+        import cv2
+    except ImportError as e:  # pragma: no cover - opencv comes with grad-cam
+        raise ImageDecodeError(path, "16-bit colour image needs OpenCV (pip install opencv-python-headless)") from e
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageDecodeError(path, "corrupt or truncated 16-bit colour image (OpenCV could not decode it)")
+    if arr.ndim == 2:
+        return _gray_to_rgb(to_uint8(arr, "percentile" if intensity == "percentile" else "minmax"))
+    rgb = arr[..., 2::-1] if arr.shape[2] >= 3 else arr  # BGR(A) -> RGB, alpha dropped
+    return to_uint8(np.ascontiguousarray(rgb), "percentile" if intensity == "percentile" else "minmax")
 
 
 def _gray_to_rgb(a: np.ndarray) -> np.ndarray:
