@@ -135,6 +135,14 @@ def test_bad_fractions(fractions, msg):
         assign_splits(table_manifest([("a", 1)] * 10), fractions=fractions)
 
 
+def test_oversampled_manifest_refused():
+    m = table_manifest([("a", 1)] * 10 + [("b", 1)] * 3)
+    oversampled = Manifest(pd.concat([m.df, m.df[m.df["label"] == "b"].assign(id=lambda d: d["id"] + "#2")],
+                                     ignore_index=True), m.root, m.classes, m.name)
+    with pytest.raises(SplitError, match="split before any oversampling"):
+        assign_splits(oversampled)
+
+
 def test_tiny_class_is_placed_and_audit_reports_missing_parts():
     m = assign_splits(table_manifest([("common", 1)] * 40 + [("rare", 1)]), seed=3)
     assert (m.df["split"] != "").all()

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import PERCENTILE_WINDOW, ImageDecodeError, Intensity, _gray_to_rgb, _window_to_uint8, to_uint8
+from .images import (
+    PERCENTILE_WINDOW,
+    ImageDecodeError,
+    Intensity,
+    _gray_to_rgb,
+    _window_to_uint8,
+    compact_values,
+    to_uint8,
+    window_bounds,
+)
 
 _UNCOMPRESSED = {
     "1.2.840.10008.1.2",  # Implicit VR Little Endian
@@ -158,17 +167,24 @@ def _check_decoder(path: Path, tsyntax) -> None:
 
 
 def _grey_to_uint8(arr: np.ndarray, ds, intensity: Intensity) -> np.ndarray:
+    """Modality LUT -> VOI -> 8 bit, run once per distinct stored value (a lookup table) for integer data."""
+    compact = compact_values(arr)
+    if compact is None:
+        return _map_grey(arr, None, ds, intensity)
+    values, idx, counts = compact
+    return _map_grey(values, counts, ds, intensity)[idx]
+
+
+def _map_grey(stored: np.ndarray, counts: np.ndarray | None, ds, intensity: Intensity) -> np.ndarray:
     import pydicom.pixels as pxl
 
     try:
-        values = pxl.apply_modality_lut(arr, ds)
+        values = pxl.apply_modality_lut(stored, ds)
     except Exception:  # a malformed modality LUT: fall back to stored values rather than losing the image
-        values = arr
+        values = stored
     values = np.asarray(values, dtype=np.float64)
-    if intensity == "minmax":
-        return to_uint8(values, "minmax")
-    if intensity == "percentile":
-        return to_uint8(values, "percentile", PERCENTILE_WINDOW)
+    if intensity in ("minmax", "percentile"):
+        return _window_to_uint8(values, *window_bounds(values, counts, intensity, PERCENTILE_WINDOW))
     has_lut = bool(ds.get("VOILUTSequence"))
     has_window = "WindowCenter" in ds and "WindowWidth" in ds
     if has_lut or has_window:
@@ -176,7 +192,7 @@ def _grey_to_uint8(arr: np.ndarray, ds, intensity: Intensity) -> np.ndarray:
             return _apply_voi(values, ds, has_lut)
         except Exception:  # invalid window (width < 1, unknown function): percentile window instead
             pass
-    return to_uint8(values, "percentile", PERCENTILE_WINDOW)
+    return _window_to_uint8(values, *window_bounds(values, counts, "percentile", PERCENTILE_WINDOW))
 
 
 def _apply_voi(values: np.ndarray, ds, has_lut: bool) -> np.ndarray:
