@@ -164,6 +164,35 @@ def test_multiframe_frames_differ_with_fixed_window(tmp_path):
     assert values[0] < values[1] < values[2]
 
 
+def test_enhanced_multiframe_functional_groups(tmp_path):
+    """DBT-style file: rescale in the shared groups, a different window per frame in the per-frame groups."""
+    frames = np.stack([ramp(16, 16, top=1000) for _ in range(3)])
+
+    def group(**kw):
+        g = Dataset()
+        for macro, keys in (("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
+                            ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth"))):
+            item = Dataset()
+            for k in keys:
+                if k in kw:
+                    setattr(item, k, kw[k])
+            if len(item):
+                setattr(g, macro, Sequence([item]))
+        return g
+
+    shared = group(RescaleSlope=2, RescaleIntercept=-100)  # values become -100..1900
+    per_frame = [group(WindowCenter=c, WindowWidth=200) for c in (0, 900, 1800)]
+    path = write_dicom(tmp_path / "dbt.dcm", frames, frames=3, SharedFunctionalGroupsSequence=Sequence([shared]),
+                       PerFrameFunctionalGroupsSequence=Sequence(per_frame))
+    stored = frames[0].astype(float)
+    for k, centre in enumerate((0, 900, 1800)):
+        out = grey(load_image(path, frame=k))
+        value = stored * 2 - 100
+        assert (out[value < centre - 110] == 0).all() and (out[value > centre + 110] == 255).all()
+        mid = np.abs(value - centre) < 4
+        assert mid.any() and np.all(np.abs(out[mid] - 127.5) < 8)
+
+
 def test_rgb_dicom(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)
     out = load_image(write_dicom(tmp_path / "rgb.dcm", rgb, photometric="RGB"))

@@ -112,11 +112,47 @@ def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Int
         return rgb if rgb.dtype == np.uint8 else to_uint8(rgb, "minmax")
     if arr.ndim != 2:
         raise ImageDecodeError(path, f"unexpected decoded pixel array shape {arr.shape} ({photometric})")
-    out = _grey_to_uint8(arr, ds, intensity)
+    out = _grey_to_uint8(arr, _frame_view(ds, frame), intensity)
     invert = photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"
     if invert:
         out = 255 - out
     return _gray_to_rgb(out)
+
+
+_FRAME_MACROS = {  # functional-group macro -> attributes it carries that the pixel maths needs
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
+    "FrameVOILUTSequence": ("WindowCenter", "WindowWidth", "VOILUTFunction"),
+}
+
+
+def _frame_view(ds, frame: int):
+    """For enhanced multi-frame files (DBT, enhanced CT/MR): a copy with the frame's rescale and window on top.
+
+    Their Pixel Value Transformation and Frame VOI LUT live in the Shared and Per-Frame Functional Groups, where
+    pydicom's ``apply_modality_lut`` / ``apply_voi_lut`` do not look. Per-frame values override shared ones.
+    """
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if not shared and not per_frame:
+        return ds
+    found: dict[str, object] = {}
+    groups = [shared[0] if shared else None, per_frame[frame] if per_frame and frame < len(per_frame) else None]
+    for group in groups:
+        if group is None:
+            continue
+        for macro, keywords in _FRAME_MACROS.items():
+            items = group.get(macro)
+            if not items:
+                continue
+            for kw in keywords:
+                if kw in items[0]:
+                    found[kw] = items[0][kw].value
+    if not found:
+        return ds
+    view = ds.copy()
+    for kw, value in found.items():
+        setattr(view, kw, value)
+    return view
 
 
 def _n_frames(ds) -> int:
