@@ -228,8 +228,12 @@ def test_dicom_detected_by_magic_without_suffix(tmp_path):
 
 
 def test_resized_dicom(tmp_path):
-    out = load_image_resized(write_dicom(tmp_path / "a.dcm", ramp(64, 96)), 32)
+    path = write_dicom(tmp_path / "a.dcm", ramp(64, 96), photometric="MONOCHROME1")
+    out = load_image_resized(path, 32)
     assert out.shape == (32, 48, 3)
+    small = grey(out)
+    ref = np.asarray(Image.fromarray(load_image(path)).resize((48, 32), Image.Resampling.BICUBIC))[..., 0]
+    assert np.abs(small - ref.astype(int)).max() <= 2
 
 
 # ---- compressed transfer syntaxes -------------------------------------------------------------------------------

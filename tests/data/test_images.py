@@ -214,6 +214,15 @@ def test_resized_never_upscales_and_handles_16bit(tmp_path):
     assert small.shape == (16, 24, 3) and small.max() > 240
 
 
+def test_resized_greyscale_stays_grey(tmp_path):
+    g = _smooth(300, 200)[..., 0]
+    out = load_image_resized(_save(g, tmp_path / "g.png"), 50)
+    assert out.shape == (75, 50, 3)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 0], out[..., 2])
+    ref = np.asarray(Image.fromarray(g).resize((50, 75), Image.Resampling.BICUBIC))
+    assert np.abs(out[..., 0].astype(int) - ref).max() <= 2
+
+
 def test_resized_rejects_bad_size(tmp_path):
     with pytest.raises(ValueError, match="size"):
         load_image_resized(_save(_rgb(), tmp_path / "a.png"), 0)

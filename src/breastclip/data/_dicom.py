@@ -66,8 +66,9 @@ def read_header(path: Path, *, pixels: bool = False):
     return ds
 
 
-def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Intensity) -> np.ndarray:
-    """Decode one frame of a DICOM file to (H, W, 3) uint8 RGB."""
+def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Intensity,
+               rgb: bool = True) -> np.ndarray:
+    """Decode one frame of a DICOM file to (H, W, 3) uint8 RGB (``rgb=False``: greyscale stays (H, W))."""
     import pydicom.pixels as pxl
 
     ds = read_header(path)
@@ -116,7 +117,7 @@ def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Int
     invert = photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"
     if invert:
         out = 255 - out
-    return _gray_to_rgb(out)
+    return _gray_to_rgb(out) if rgb else out
 
 
 _FRAME_MACROS = {  # functional-group macro -> attributes it carries that the pixel maths needs

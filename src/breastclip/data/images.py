@@ -132,9 +132,10 @@ def load_image_resized(
         raise ValueError(f"size must be >= 1, got {size}")
     path = Path(path)
     _check_file(path)
+    # greyscale is resized as one channel and replicated to RGB last (3x less resampling work)
     if is_dicom(path):
-        arr = _load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity)
-        return _resize_array(arr, size, resample)
+        arr = _load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity, rgb=False)
+        return _gray_to_rgb(_resize_array(arr, size, resample))
     with _open_pil(path, max_pixels) as im:
         if _is_deep_colour(im, path):
             return _resize_array(_load_deep_colour(path, intensity), size, resample)
@@ -145,8 +146,11 @@ def load_image_resized(
             scale = min(w, h) / size
             im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (int(w / scale), int(h / scale)))
         im = _oriented(im, path)
-        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            return _resize_array(_pil_to_rgb_array(im, path, intensity), size, resample)
+        if im.mode in _HIGH_DEPTH_MODES:
+            grey = _pil_to_rgb_array(im, path, intensity)[..., 0]
+            return _gray_to_rgb(_resize_array(grey, size, resample))
+        if im.mode in ("L", "LA", "1", "La"):
+            return _gray_to_rgb(np.asarray(_resize_pil(im.convert("L"), size, resample)))
         rgb = _pil_to_rgb_image(im, path)
         return np.asarray(_resize_pil(rgb, size, resample))
 
@@ -392,6 +396,8 @@ def _pil_to_rgb_array(im: Image.Image, path: Path, intensity: Intensity) -> np.n
         arr = np.asarray(im)
         mode = "percentile" if intensity == "percentile" else "minmax"
         return _gray_to_rgb(to_uint8(arr, mode))
+    if im.mode in ("L", "LA", "1", "La"):
+        return _gray_to_rgb(np.asarray(im.convert("L")))
     return np.asarray(_pil_to_rgb_image(im, path))
 
 
@@ -401,8 +407,6 @@ def _pil_to_rgb_image(im: Image.Image, path: Path) -> Image.Image:
             return im
         if im.mode in ("L", "LA", "1", "La"):
             return im.convert("L").convert("RGB")
-        if im.mode in _HIGH_DEPTH_MODES:  # only reached from the resize path for 16-bit rasters
-            return Image.fromarray(to_uint8(np.asarray(im))).convert("RGB")
         # RGBA / P / PA / CMYK / YCbCr / LAB / HSV: Pillow's convert handles the colour maths; alpha is dropped
         if im.mode == "P" and "transparency" in im.info:
             im = im.convert("RGBA")
@@ -499,7 +503,8 @@ def _map_collect(fn: Callable[[Path], np.ndarray], paths: list[Path],
 
 
 # ---- DICOM ---------------------------------------------------------------------------------------------------------
-def _load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Intensity) -> np.ndarray:
+def _load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Intensity,
+                rgb: bool = True) -> np.ndarray:
     from ._dicom import load_dicom
 
-    return load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity)
+    return load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity, rgb=rgb)
