@@ -147,7 +147,7 @@ def load_image_resized(
             im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (int(w / scale), int(h / scale)))
         im = _oriented(im, path)
         if im.mode in _HIGH_DEPTH_MODES:
-            grey = _pil_to_rgb_array(im, path, intensity)[..., 0]
+            grey = to_uint8(np.asarray(im), "percentile" if intensity == "percentile" else "minmax")
             return _gray_to_rgb(_resize_array(grey, size, resample))
         if im.mode in ("L", "LA", "1", "La"):
             return _gray_to_rgb(np.asarray(_resize_pil(im.convert("L"), size, resample)))
