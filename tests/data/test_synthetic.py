@@ -83,7 +83,21 @@ def test_never_overwrites_a_different_file_and_resumes(tmp_path):
     assert len(_files(tmp_path)) == len(before) + 1
 
 
-@pytest.mark.parametrize("kwargs", [{"n_patients": 0}, {"images_per_patient": 0}, {"size": 8}])
+def test_three_classes_with_normal(tmp_path):
+    m = make_synthetic(tmp_path, n_patients=7, images_per_patient=1, size=32, seed=0, masks=True,
+                       classes=("normal", "benign", "malignant"))
+    m.validate()
+    assert m.classes == ["normal", "benign", "malignant"]
+    assert m.df["label"].value_counts().to_dict() == {"normal": 3, "benign": 2, "malignant": 2}
+    normal = m.df[m.df["label"] == "normal"]
+    assert normal["lesion_radius"].isna().all() and m.df.loc[m.df["label"] != "normal", "lesion_radius"].notna().all()
+    for image in normal["image"]:
+        assert not np.asarray(Image.open(tmp_path / image.replace(".png", "_mask.png"))).any()
+
+
+@pytest.mark.parametrize("kwargs", [{"n_patients": 0}, {"images_per_patient": 0}, {"size": 8},
+                                    {"classes": ("benign",)}, {"classes": ("benign", "cyst")},
+                                    {"classes": ("benign", "benign")}])
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         make_synthetic(tmp_path, **kwargs)
