@@ -50,6 +50,7 @@ def make_synthetic(
     masks: bool = False,
     overwrite: bool = False,
     classes: Sequence[str] = SYNTHETIC_CLASSES,
+    difficulty: float = 0.0,
 ) -> Manifest:
     """Write the synthetic set under ``root`` and return its Manifest (patient ids from the source, no split).
 
@@ -58,11 +59,17 @@ def make_synthetic(
     also writes ``<image>_mask.png`` lesion masks (for localisation checks of saliency maps). An existing file with
     different content is never overwritten unless ``overwrite=True``; identical files are left alone, so a rerun
     after an interruption completes the set.
+
+    ``difficulty`` in [0, 1] fades the malignant cues (margin irregularity, spicules, sharp edge) towards the
+    benign look: 0 gives classes a frozen ImageNet encoder separates almost perfectly, 1 makes them identical in
+    distribution (chance level), values between give known, intermediate AUCs for tests of calibration and ROC.
     """
     if n_patients < 1 or images_per_patient < 1:
         raise ValueError("n_patients and images_per_patient must be >= 1")
     if size < 16:
         raise ValueError(f"size must be >= 16 pixels, got {size}")
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
     classes = list(classes)
     unknown = sorted(set(classes) - set(ALL_CLASSES))
     if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
@@ -78,7 +85,7 @@ def make_synthetic(
         density = str(rng.choice(list(_DENSITY), p=[0.1, 0.4, 0.4, 0.1]))
         side = str(rng.choice(["L", "R"]))
         age = int(rng.integers(40, 80))
-        shape = _lesion_shape(rng, malignant=label == "malignant", normal=label == "normal")
+        shape = _lesion_shape(rng, malignant=label == "malignant", normal=label == "normal", difficulty=difficulty)
         for v in range(images_per_patient):
             view = _VIEWS[v % len(_VIEWS)] + (str(v // len(_VIEWS) + 1) if v >= len(_VIEWS) else "")
             img, mask, (cx, cy, r) = render_lesion(rng, size, shape, density)
@@ -102,14 +109,16 @@ def _round(v: float) -> float:
     return round(v, 2) if np.isfinite(v) else float("nan")
 
 
-def _lesion_shape(rng: np.random.Generator, *, malignant: bool, normal: bool = False) -> dict:
+def _lesion_shape(rng: np.random.Generator, *, malignant: bool, normal: bool = False,
+                  difficulty: float = 0.0) -> dict:
     """Per-patient lesion parameters shared by all views."""
     shape = {
         "normal": normal,
         "malignant": malignant,
         "radius": rng.uniform(0.10, 0.17),  # fraction of image size
         "contrast": rng.uniform(0.22, 0.36),
-        "aspect": rng.uniform(0.65, 1.0) if not malignant else rng.uniform(0.8, 1.0),
+        "aspect": rng.uniform(0.65, 1.0) if not malignant else rng.uniform(0.8 - 0.15 * difficulty, 1.0),
+        "cue": 1.0 - difficulty,  # strength of the malignant cues
     }
     if malignant:
         k = np.arange(3, 9)
@@ -141,8 +150,9 @@ def render_lesion(rng: np.random.Generator, size: int, shape: dict,
     phi = np.arctan2(w, u)
     if shape["malignant"]:
         k, amp, phase = shape["harmonics"]
+        amp = amp * shape["cue"]
         boundary = r * (1 + (amp[:, None, None] * np.cos(k[:, None, None] * phi + phase[:, None, None])).sum(0))
-        edge = 0.035 * r
+        edge = (0.035 * shape["cue"] + 0.16 * (1 - shape["cue"])) * r
     else:
         boundary = np.full_like(rho, r)
         edge = 0.16 * r
@@ -150,7 +160,7 @@ def render_lesion(rng: np.random.Generator, size: int, shape: dict,
     mass *= 0.85 + 0.15 * np.clip(1 - rho / (boundary + 1e-9), 0, 1)  # slightly brighter core
     lesion = mass
     if shape["malignant"]:
-        lesion = np.maximum(lesion, _spicules(rng, xx, yy, cx, cy, r, shape["n_spicules"], theta))
+        lesion = np.maximum(lesion, shape["cue"] * _spicules(rng, xx, yy, cx, cy, r, shape["n_spicules"], theta))
     if shape.get("normal"):  # no lesion: same background statistics, nothing to find
         lesion = mass = np.zeros_like(mass)
     img = bg + shape["contrast"] * lesion
