@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import (
+from .images import ImageDecodeError
+from .intensity import (
     PERCENTILE_WINDOW,
-    ImageDecodeError,
     Intensity,
     _gray_to_rgb,
     _window_to_uint8,
