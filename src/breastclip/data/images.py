@@ -8,8 +8,9 @@ Intensity policy (``intensity=``):
   maxval > 255, and 16-bit colour PNG/TIFF, which Pillow would truncate and OpenCV decodes instead) are scaled
   linearly from their *actual* min..max to 0..255 (colour: one window for all channels, so hues are kept), so
   12-bit data stored in a 16-bit container uses the full output range instead of being darkened by a blind
-  ``>> 8``. DICOM greyscale applies the Modality LUT (rescale slope/intercept), then the first VOI LUT or window centre/width stored in the file; a file
-  without either gets a 0.5..99.5 percentile window (what most viewers and the shared data PNGs do).
+  ``>> 8``. DICOM greyscale applies the Modality LUT (rescale slope/intercept), then the first VOI LUT or window
+  centre/width stored in the file; a file without either gets a 0.5..99.5 percentile window (what most viewers
+  and the shared data PNGs do).
 - ``"minmax"``: linear min..max for every non-8-bit source (DICOM after the Modality LUT, windows ignored).
 - ``"percentile"``: a 0.5..99.5 percentile window for every non-8-bit source (robust to a few hot pixels).
 
