@@ -199,6 +199,23 @@ def test_rgb_dicom(tmp_path):
     np.testing.assert_array_equal(out, rgb)
 
 
+def test_palette_colour(tmp_path):
+    idx = np.arange(16, dtype=np.uint16).reshape(4, 4) + 100  # uses only entries 100..115 of the table
+    red = np.zeros(256, "<u2")
+    red[100:116] = 32896  # mid red (0x8080): must stay mid, not be stretched to full red
+    blue = np.full(256, 65535, "<u2")
+    path = write_dicom(tmp_path / "pal.dcm", idx, photometric="PALETTE COLOR", bits_stored=8,
+                       RedPaletteColorLookupTableDescriptor=[256, 0, 16],
+                       GreenPaletteColorLookupTableDescriptor=[256, 0, 16],
+                       BluePaletteColorLookupTableDescriptor=[256, 0, 16],
+                       RedPaletteColorLookupTableData=red.tobytes(),
+                       GreenPaletteColorLookupTableData=np.zeros(256, "<u2").tobytes(),
+                       BluePaletteColorLookupTableData=blue.tobytes())
+    out = load_image(path)
+    assert out.shape == (4, 4, 3)
+    assert (out[..., 0] == 128).all() and (out[..., 1] == 0).all() and (out[..., 2] == 255).all()
+
+
 def test_ybr_full_converted_to_rgb(tmp_path):
     from pydicom.pixels import convert_color_space
 

@@ -106,8 +106,11 @@ def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Int
     if photometric == "PALETTE COLOR":
         try:
             arr = pxl.apply_color_lut(arr, ds)
+            bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
         except Exception as e:
             raise ImageDecodeError(path, f"cannot apply the PALETTE COLOR lookup table ({e})") from e
+        # the table's entries span 0..2**bits-1 whatever colours this image uses: scale by that, not by min-max
+        return np.rint(arr[..., :3].astype(np.float64) * (255.0 / (2**bits - 1))).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         rgb = arr[..., :3]
         return rgb if rgb.dtype == np.uint8 else to_uint8(rgb, "minmax")
