@@ -358,3 +358,21 @@ def test_busi_duplicates_found_and_grouped(shared_data, tmp_path):
     assert audit.ok, audit.problems
     shares = fixed.df["split"].value_counts(normalize=True)
     assert abs(shares["train"] - 0.64) < 0.04 and abs(shares["test"] - 0.20) < 0.04
+
+
+@pytest.mark.parametrize("op", [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90])
+def test_mirrored_or_rotated_copy_across_parts(synth, op):
+    """Augmented copies shipped inside a data set (flipped, rotated) leak as much as plain copies."""
+    m = assign_splits(synth, seed=0)
+    src = m.df[m.df["split"] == "train"].iloc[2]
+    Image.open(m.resolve(src["image"])).transpose(op).save(m.root / "aug.png")
+    extra = {**src.to_dict(), "id": "aug", "image": "aug.png", "patient_id": "OTHER", "split": "test"}
+    leaky = Manifest(pd.concat([m.df, pd.DataFrame([extra])], ignore_index=True), m.root, m.classes, m.name)
+    audit = audit_leaks(leaky)
+    pair = [d for d in audit.near_duplicates if "aug" in (d["a"], d["b"])]
+    assert len(pair) == 1 and pair[0]["distance"] <= 2
+    # the exact transform reported may differ from ``name`` when the lesion is nearly symmetric, never identity
+    assert pair[0]["transform"] != "identity"
+    assert f"{pair[0]['transform'].replace('_', ' ')} copy" in " ".join(audit.problems)
+    plain = audit_leaks(leaky, flips=False)
+    assert not any("aug" in (d["a"], d["b"]) for d in plain.near_duplicates)
