@@ -187,11 +187,30 @@ def test_official_train_test_gets_val_carved_from_train_by_patient():
     assert any("carved out of train" in n for n in out.notes)
 
 
+def test_official_split_with_train_only_gets_val_and_test():
+    patients = [("a", 2)] * 30 + [("b", 1)] * 30
+    m = _with_split(patients, ["train"] * 60)
+    out = assign_splits(m, seed=0)
+    assert set(out.df["split"]) == set(PARTS)
+    assert (_part_of_patient(out) == 1).all()
+    shares = out.df.groupby("split")["patient_id"].nunique() / 60
+    assert abs(shares["train"] - 0.64) < 0.06 and abs(shares["test"] - 0.20) < 0.06
+    assert any("val and test carved out of train" in n for n in out.notes)
+
+
+def test_official_split_without_train_refused():
+    m = _with_split([("a", 1)] * 6, ["test"] * 6)
+    with pytest.raises(SplitError, match="no train part"):
+        assign_splits(m)
+
+
 def test_keep_official_false_resplits():
     patients = [("a", 1)] * 30 + [("b", 1)] * 30
-    m = _with_split(patients, ["train"] * 60)
-    out = assign_splits(m, keep_official=False)
+    m = _with_split(patients, ["train", "val", "test"] * 20)
+    out = assign_splits(m, keep_official=False, seed=5)
     assert set(out.df["split"]) == set(PARTS)
+    assert out.df["split"].tolist() != m.df["split"].tolist()
+    assert out.df["split"].tolist() == assign_splits(_with_split(patients, [""] * 60), seed=5).df["split"].tolist()
 
 
 def test_partial_official_split_refused():
