@@ -103,8 +103,8 @@ def audit_leaks(
     Problems (the audit fails): rows without a split, a patient in two parts (only meaningful when
     ``manifest.patient_ids_from_source``; otherwise the same image path in two parts), byte-identical images in two
     parts, near-duplicate images (perceptual-hash distance <= ``max_distance``; with ``flips`` also mirrored or
-    rotated copies) in two parts, a part that lacks a class present elsewhere. Warnings: duplicates within one part, identical images with different labels,
-    images that could not be read for hashing.
+    rotated copies) in two parts, a part that lacks a class present elsewhere. Warnings: duplicates within one
+    part, identical or near-identical images with different labels, images that could not be read for hashing.
     """
     df = manifest.df.reset_index(drop=True)
     if max_distance is None:
@@ -143,11 +143,11 @@ def audit_leaks(
     # fingerprints
     paths = manifest.paths()
     fps, failures = fingerprint_files(paths, hash_size=hash_size if near_duplicates else None,
-                                      cache=cache, workers=workers, sha_all=near_duplicates)
+                                      cache=cache, workers=workers, sha_all=False)
     if failures:
         warns.append(f"{len(failures)} image(s) could not be read for hashing and were not checked for duplicates")
 
-    identical, same_part_dups, label_conflicts = _identical_pairs(fps, ids, part, labels)
+    identical, same_part_dups, label_conflicts, identical_keys = _identical_pairs(fps, ids, part, labels)
     if identical:
         problems.append(f"{len(identical)} byte-identical image pair(s) across parts: "
                         + _pairs_listing(identical, max_listed))
@@ -159,7 +159,6 @@ def audit_leaks(
 
     near: list[dict] = []
     if near_duplicates:
-        identical_keys = {(d["a"], d["b"]) for d in identical}
         all_near = [p for p in _near_pairs(fps, ids, part, max_distance, hash_size, dihedral=flips)
                     if (p["a"], p["b"]) not in identical_keys]
         near = [p for p in all_near if p["parts"][0] != p["parts"][1] and all(p["parts"])]
@@ -219,7 +218,7 @@ def duplicate_groups(
     for i, pid in enumerate(df["patient_id"].astype(str)):
         union(i, first.setdefault(pid, i))
     fps, _ = fingerprint_files(manifest.paths(), hash_size=hash_size if near_duplicates else None, cache=cache,
-                               workers=workers, sha_all=near_duplicates)
+                               workers=workers, sha_all=False)
     by_sha: dict[str, int] = {}
     for i, fp in enumerate(fps):
         if fp.sha256:
@@ -339,13 +338,14 @@ def _save_cache(cache: str | os.PathLike | None, store: dict) -> None:
 
 
 # ---- pair finding -----------------------------------------------------------------------------------------------
-def _identical_pairs(fps, ids, part, labels) -> tuple[list[dict], int, list[dict]]:
+def _identical_pairs(fps, ids, part, labels) -> tuple[list[dict], int, list[dict], set[tuple[str, str]]]:
     by_sha: dict[str, list[int]] = defaultdict(list)
     for i, fp in enumerate(fps):
         if fp.sha256:
             by_sha[fp.sha256].append(i)
     across: list[dict] = []
     conflicts: list[dict] = []
+    keys: set[tuple[str, str]] = set()
     within = 0
     for sha, idx in by_sha.items():
         for x in range(len(idx)):
@@ -353,13 +353,14 @@ def _identical_pairs(fps, ids, part, labels) -> tuple[list[dict], int, list[dict
                 i, j = idx[x], idx[y]
                 pair = _pair(ids, part, i, j)
                 pair["sha256"] = sha
+                keys.add((pair["a"], pair["b"]))
                 if labels[i] != labels[j]:
                     conflicts.append(pair)
                 if part[i] != part[j] and part[i] and part[j]:
                     across.append(pair)
                 else:
                     within += 1
-    return across, within, conflicts
+    return across, within, conflicts, keys
 
 
 def _near_pairs(fps, ids, part, max_distance: int, hash_size: int, dihedral: bool = True) -> list[dict]:
