@@ -31,7 +31,7 @@ from breastclip.evaluation import Evaluation, compare_methods, evaluate_predicti
 from breastclip.evaluation.summary import jsonable
 from breastclip.predictions import classes_of, validate_predictions
 from breastclip.report import sections as S
-from breastclip.report.content import Bullets, Document, Section, fmt, fmt_ci
+from breastclip.report.content import Bullets, Document, Section, ci_text, fmt, fmt_ci, fmt_p
 from breastclip.report.docx import write_docx
 from breastclip.report.html import write_html
 from breastclip.report.model_card import ModelCard, model_card_section, render_markdown
@@ -211,8 +211,8 @@ def write_report(
     sections += [card_section, S.environment_section(env, run_info),
                  Section("Limitations").add(Bullets(lims))]
     doc_title = title or f"breastclip report: {name}"
-    doc = Document(title=doc_title, subtitle=f"{len(methods)} method(s) evaluated on the held-out test split. "
-                                             f"{RESEARCH_ONLY}",
+    doc = Document(title=doc_title, subtitle=f"{len(methods)} method(s) evaluated on the held-out test split of "
+                                             f"{name}.",
                    key_facts=facts, sections=[s for s in sections if s is not None])
 
     paths = ReportPaths(out_dir=out, predictions_csv=out / "predictions.csv", metrics_json=out / "metrics.json",
@@ -248,6 +248,5 @@ def _comparison_table(comparisons: pd.DataFrame | None) -> pd.DataFrame | None:
     c = comparisons
     return pd.DataFrame({
         "method": c["method"], "vs": c["baseline"], "metric": c["metric"], "difference": c["diff"],
-        "95% CI": [fmt_ci(d, lo, hi).split(" ", 1)[-1] if pd.notna(lo) else "-"
-                   for d, lo, hi in zip(c["diff"], c["ci_lo"], c["ci_hi"], strict=True)],
-        "p": c["p_value"], "p (Holm)": c["p_holm"], "test": c["test"]})
+        "95% CI": [ci_text(lo, hi) for lo, hi in zip(c["ci_lo"], c["ci_hi"], strict=True)],
+        "p": [fmt_p(p) for p in c["p_value"]], "p (Holm)": [fmt_p(p) for p in c["p_holm"]], "test": c["test"]})
