@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from PIL import Image
 
 from breastclip import RESEARCH_ONLY
 
@@ -105,7 +106,9 @@ def save_figure(fig: Figure, stem: str | Path, *, dpi: int = DPI) -> tuple[Path,
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, jpg = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".jpg")
     fig.savefig(png, dpi=dpi, metadata={"Description": RESEARCH_ONLY, "Software": "breastclip"})
-    fig.savefig(jpg, dpi=dpi, pil_kwargs={"quality": 92, "optimize": True})
+    # the JPG is the same raster (drawing a 300-dpi figure twice costs more than re-encoding it)
+    with Image.open(png) as im:
+        im.convert("RGB").save(jpg, quality=92, dpi=(dpi, dpi), comment=RESEARCH_ONLY.encode())
     return png, jpg
 
 
