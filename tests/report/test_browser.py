@@ -69,7 +69,7 @@ def busi_report(shared_data, tmp_path_factory):
     train, rest = train_test_split(subset, test_size=0.4, stratify=subset["label"], random_state=0)
     val, test = train_test_split(rest, test_size=0.5, stratify=rest["label"], random_state=0)
     records = pd.concat([train.assign(split="train"), val.assign(split="val"), test.assign(split="test")])
-    records = records.rename(columns={"path": "image"})[["image", "label", "split", "label_binary"]]
+    records = records.rename(columns={"path": "image"})[["image", "label", "split"]]
     manifest = Manifest.from_records(records, root, name="busi", source="busi").validate()
 
     tmp = tmp_path_factory.mktemp("busi")

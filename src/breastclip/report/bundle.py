@@ -211,8 +211,8 @@ def write_report(
     sections += [card_section, S.environment_section(env, run_info),
                  Section("Limitations").add(Bullets(lims))]
     doc_title = title or f"breastclip report: {name}"
-    doc = Document(title=doc_title, subtitle=f"{len(methods)} method(s) evaluated on the held-out test split of "
-                                             f"{name}.",
+    counted = "1 method" if len(methods) == 1 else f"{len(methods)} methods"
+    doc = Document(title=doc_title, subtitle=f"{counted} evaluated on the held-out test split of {name}.",
                    key_facts=facts, sections=[s for s in sections if s is not None])
 
     paths = ReportPaths(out_dir=out, predictions_csv=out / "predictions.csv", metrics_json=out / "metrics.json",

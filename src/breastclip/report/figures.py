@@ -324,7 +324,8 @@ def subgroups(table: pd.DataFrame, *, metric: str = "value", metric_label: str =
             if np.isfinite(v):
                 ax.plot(v, y[r], "o", ms=5, color=c, mfc="white" if small[r] else c)
             else:
-                ax.text(0.01, y[r], "not estimated (too few images)", transform=ax.get_yaxis_transform(),
+                ax.text(0.01, y[r], "not estimated (too few images)" if small[r] else "undefined in this group",
+                        transform=ax.get_yaxis_transform(),
                         va="center", fontsize=6.5, color="0.45", style="italic")
     labels = [f"{a} = {g}  (n={int(m)}){' *' if s else ''}"
               for a, g, m, s in zip(t["attribute"], t["group"], t["n"], small, strict=True)]

@@ -39,8 +39,8 @@ h3 { font-size: 16px; margin: 18px 0 6px; }
 .note.ok { background:#e9f6f1; border-left-color: var(--ok); }
 .tablewrap { overflow-x:auto; margin: 4px 0 4px; }
 table { border-collapse: collapse; font-size: 13.5px; min-width: 40%; }
-th, td { border-bottom:1px solid var(--line); padding: 4px 10px; text-align:left; vertical-align: top; }
-th { background:#eef1f4; font-weight:600; white-space: nowrap; }
+th, td { border-bottom:1px solid var(--line); padding: 4px 8px; text-align:left; vertical-align: top; }
+th { background:#eef1f4; font-weight:600; }
 td.num { text-align:right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) td { background: var(--zebra); }
 tbody tr.flag td { background: var(--flag); }

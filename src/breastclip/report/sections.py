@@ -131,7 +131,8 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
     auc, lo, hi = best.metric("roc_auc")
     text = (f"On the held-out test split ({best.n_test} images"
             + (f", {best.n_test_patients} patients" if data.patient_ids_from_source and best.n_test_patients else "")
-            + f"), the best of {len(views)} method(s) was {best.method} with ROC AUC {fmt_ci(auc, lo, hi)}"
+            + (f"), the best of {len(views)} methods was {best.method}" if len(views) > 1 else f"), {best.method} reached")
+            + f" ROC AUC {fmt_ci(auc, lo, hi)}"
             + (" (one-vs-rest macro average)" if len(best.classes) > 2 else "") + ".")
     s.add(text)
     if op:
@@ -171,8 +172,9 @@ def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: Fig
     lb = pd.DataFrame({"method": [v.method for v in ranked], "auc": [v.metric("roc_auc")[0] for v in ranked],
                        "auc_lo": [v.metric("roc_auc")[1] for v in ranked],
                        "auc_hi": [v.metric("roc_auc")[2] for v in ranked]})
-    s.add(fw(F.leaderboard(lb), "leaderboard", "Methods ranked by test ROC AUC",
-             "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval."))
+    if len(views) > 1:
+        s.add(fw(F.leaderboard(lb), "leaderboard", "Methods ranked by test ROC AUC",
+                 "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval."))
     if comparisons is not None and len(comparisons):
         s.add(Table("comparisons", "Paired comparisons on the same test images", comparisons,
                     caption="DeLong test for AUC differences, paired bootstrap otherwise."))
@@ -280,7 +282,12 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Secti
     sub = subgroup_blocks(v, key, fw)
     s.add(*sub)
     if v.errors is not None and len(v.errors):
-        s.add(Table(f"errors-{key}", "Most confident errors on test", v.errors.head(15).rename(columns=ERROR_NAMES),
+        errors = v.errors.head(15)
+        if "patient_id" in errors and errors["patient_id"].astype(str).str.startswith("img:").all():
+            errors = errors.drop(columns="patient_id")  # no patient ids in the source: the id says it all
+        errors = errors.drop(columns=[c for c in errors.columns if c not in ERROR_NAMES and c not in ("rank", "id")
+                                      and errors[c].nunique() <= 1])
+        s.add(Table(f"errors-{key}", "Most confident errors on test", errors.rename(columns=ERROR_NAMES),
                     caption="Images the model got wrong with the highest probability on its predicted class; review "
                             "them for label noise, artefacts or shortcuts."))
     for n in v.notes:
@@ -301,37 +308,55 @@ def operating_table(op: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SUBGROUP_METRICS = ("roc_auc", "balanced_accuracy", "sensitivity", "specificity", "accuracy")
+
+
+def chart_metric(sub: pd.DataFrame) -> str | None:
+    """The first headline metric defined in at least one estimated subgroup (AUC is undefined in one-class groups)."""
+    ok = sub[sub["status"] == "ok"] if "status" in sub else sub
+    for m in SUBGROUP_METRICS:
+        if np.isfinite(ok.loc[ok["metric"] == m, "estimate"].astype(float)).any():
+            return m
+    return None
+
+
 def subgroup_blocks(v: MethodView, key: str, fw: FigureWriter) -> list:
     sub = v.subgroups
     blocks: list = []
+    skipped = (Note("Not analysed: " + "; ".join(f"{c} ({r})" for c, r in v.subgroups_skipped.items()), "info")
+               if v.subgroups_skipped else None)
     if sub is None or sub.empty:
-        if v.subgroups_skipped:
-            blocks.append(Note("Subgroups: " + "; ".join(f"{c}: {r}" for c, r in v.subgroups_skipped.items()),
-                               "info"))
-        return blocks
-    metric = "roc_auc" if (sub["metric"] == "roc_auc").any() else str(sub["metric"].iloc[0])
-    m = sub[sub["metric"] == metric].reset_index(drop=True)
-    small = (m["status"] != "ok").to_numpy() if "status" in m else np.zeros(len(m), bool)
-    table = pd.DataFrame({"attribute": m["column"], "group": m["value"], "images": m["n"],
-                          "classes": m.get("classes_present", ""),
-                          HEADLINE_LABELS.get(metric, metric) + " (95% CI)": [
-                              fmt_ci(e, lo, hi) for e, lo, hi in zip(m["estimate"], m["ci_lo"], m["ci_hi"],
-                                                                     strict=True)]})
-    flag = [i for i, s in enumerate(small) if s]
+        return [Note("No metadata column qualified for a subgroup analysis.", "info")] + ([skipped] if skipped else [])
+    groups = sub.drop_duplicates(["column", "value"])[["column", "value", "n", "classes_present", "status"]]
+    table = pd.DataFrame({"attribute": groups["column"].to_numpy(), "group": groups["value"].to_numpy(),
+                          "images": groups["n"].to_numpy(), "classes": groups["classes_present"].to_numpy()})
+    for m in SUBGROUP_METRICS:
+        rows = sub[sub["metric"] == m].set_index(["column", "value"])
+        if rows.empty:
+            continue
+        rows = rows.reindex(list(zip(groups["column"], groups["value"], strict=True)))
+        table[HEADLINE_LABELS.get(m, m) + " (95% CI)"] = [fmt_ci(e, lo, hi) for e, lo, hi in
+                                                         zip(rows["estimate"], rows["ci_lo"], rows["ci_hi"],
+                                                             strict=True)]
+    small = (groups["status"] != "ok").to_numpy()
     min_n = v.min_group_size
-    blocks.append(Table(f"subgroups-{key}", "Subgroups", table, flag_rows=flag,
+    blocks.append(Table(f"subgroups-{key}", "Subgroups", table, flag_rows=[i for i, s in enumerate(small) if s],
                         flag_note=f"groups under {min_n or 'the minimum'} images: not estimated.",
-                        caption="Each metadata value analysed separately on test, with 95% bootstrap CIs."))
-    plot = pd.DataFrame({"attribute": m["column"].astype(str), "group": m["value"].astype(str), "n": m["n"],
-                         "value": m["estimate"], "lo": m["ci_lo"], "hi": m["ci_hi"], "small": small})
-    plot = plot[np.isfinite(plot["value"].astype(float)) | plot["small"]]
-    blocks.append(fw(F.subgroups(plot, metric="value", metric_label=HEADLINE_LABELS.get(metric, metric),
-                                 min_size=min_n), f"{key}_subgroups", "Subgroup results",
-                     "Metric per metadata group on test with 95% CI; hollow grey markers: groups too small to "
-                     "estimate."))
-    if v.subgroups_skipped:
-        blocks.append(Note("Not analysed: " + "; ".join(f"{c} ({r})" for c, r in v.subgroups_skipped.items()),
-                           "info"))
+                        caption="Each metadata value analysed separately on test, with 95% bootstrap CIs; '-': "
+                                "not estimated (too few images) or undefined (AUC needs both classes)."))
+    metric = chart_metric(sub)
+    if metric is not None:
+        m = sub[sub["metric"] == metric].reset_index(drop=True)
+        plot = pd.DataFrame({"attribute": m["column"].astype(str), "group": m["value"].astype(str), "n": m["n"],
+                             "value": m["estimate"].astype(float), "lo": m["ci_lo"].astype(float),
+                             "hi": m["ci_hi"].astype(float), "small": (m["status"] != "ok").to_numpy()})
+        label = HEADLINE_LABELS.get(metric, metric)
+        blocks.append(fw(F.subgroups(plot, metric="value", metric_label=label, min_size=min_n),
+                         f"{key}_subgroups", "Subgroup results",
+                         f"{label} per metadata group on test with 95% CI; hollow grey markers: groups too small to "
+                         "estimate."))
+    if skipped:
+        blocks.append(skipped)
     return blocks
 
 
