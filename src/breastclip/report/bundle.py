@@ -103,8 +103,8 @@ def _check_free(out_dir: Path, overwrite: bool) -> None:
     if (out_dir / "figures").is_dir() and any((out_dir / "figures").iterdir()):
         existing.append("figures/")
     if existing and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds a report ({', '.join(existing)}); pass overwrite=True to "
-                              "replace it or choose another folder")
+        raise FileExistsError(f"{out_dir} already holds a report ({', '.join(existing)}); pass overwrite=True "
+                              "(--overwrite) to replace it, or choose another folder")
 
 
 def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[str], env: Mapping[str, str],
