@@ -44,7 +44,7 @@ class ClusterResampler:
         self.n_groups = int(codes.max()) + 1 if codes.size else 0
         self.order = np.argsort(codes, kind="mergesort")
         self.sizes = np.bincount(codes, minlength=self.n_groups)
-        self.starts = np.r_[0, np.cumsum(self.sizes)[:-1]]
+        self.starts = np.cumsum(self.sizes) - self.sizes
 
     @property
     def clustered(self) -> bool:
@@ -59,7 +59,7 @@ class ClusterResampler:
         lengths = self.sizes[chosen]
         total = int(lengths.sum())
         # position of every output slot inside its group's block of `order`
-        offsets = np.repeat(self.starts[chosen] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+        offsets = np.repeat(self.starts[chosen] - (np.cumsum(lengths) - lengths), lengths)
         return self.order[offsets + np.arange(total)]
 
     def replicates(self, n_boot: int, seed: int = 0) -> Iterator[np.ndarray]:

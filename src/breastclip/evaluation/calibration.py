@@ -15,8 +15,13 @@
 :func:`calibration_summary` returns (JSON-ready)::
 
     {"n_bins": int, "temperature": float | None, "fitted_on": "val" | None,
-     "before": {"ece", "brier", "nll", "bins": [ {bin_lo, bin_hi, count, confidence, accuracy}, ... ]},
+     "before": {"ece", "brier", "nll",
+                "bins": [{bin_lo, bin_hi, count, confidence, accuracy}, ...],        (top-label, all classes)
+                "positive_bins": [{bin_lo, bin_hi, count, mean_predicted, fraction_positive}, ...] | None},
      "after":  {...same, on test after temperature scaling...} | None}
+
+``positive_bins`` (the classic risk reliability diagram of the positive class) is given when there is a positive
+class. Bins are right-closed, ``[0, 1/15], (1/15, 2/15], ...``, as in scikit-learn's ``calibration_curve``.
 """
 
 from __future__ import annotations
@@ -37,13 +42,31 @@ def reliability_bins(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> pd.D
     conf = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == y).astype(float)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    b = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    b = np.searchsorted(edges[1:-1], conf, side="left")
     count = np.bincount(b, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
         acc = np.bincount(b, weights=correct, minlength=n_bins) / count
     return pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "count": count,
                          "confidence": mean_conf, "accuracy": acc})
+
+
+def positive_reliability(y_bin: np.ndarray, score: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
+    """Risk reliability of one class (binary: the positive class): per equal-width bin of its predicted
+    probability, the count, mean predicted probability and observed fraction of positives.
+
+    Same bins as ``sklearn.calibration.calibration_curve(strategy="uniform")``; empty bins are kept with NaN.
+    """
+    y_bin = np.asarray(y_bin, dtype=float)
+    score = np.asarray(score, dtype=float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    b = np.searchsorted(edges[1:-1], score, side="left")
+    count = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pred = np.bincount(b, weights=score, minlength=n_bins) / count
+        frac = np.bincount(b, weights=y_bin, minlength=n_bins) / count
+    return pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "count": count,
+                         "mean_predicted": mean_pred, "fraction_positive": frac})
 
 
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
@@ -61,7 +84,7 @@ def brier_score(y: np.ndarray, proba: np.ndarray, positive_index: int | None = N
     y = np.asarray(y, dtype=int)
     proba = np.asarray(proba, dtype=float)
     onehot = np.eye(proba.shape[1])[y]
-    if proba.shape[1] == 2:
+    if proba.shape[1] == 2:  # positive_index does not matter: both columns give the same error
         pos = 1 if positive_index is None else positive_index
         return float(np.mean((proba[:, pos] - onehot[:, pos]) ** 2))
     return float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
@@ -101,9 +124,13 @@ def apply_temperature(temperature: float, *, logits: np.ndarray | None = None,
 
 
 def _block(y: np.ndarray, proba: np.ndarray, n_bins: int, positive_index: int | None) -> dict:
-    return {"ece": expected_calibration_error(y, proba, n_bins), "brier": brier_score(y, proba, positive_index),
-            "nll": nll(y, to_logits(proba)),
-            "bins": reliability_bins(y, proba, n_bins).to_dict(orient="records")}
+    out = {"ece": expected_calibration_error(y, proba, n_bins), "brier": brier_score(y, proba, positive_index),
+           "nll": nll(y, to_logits(proba)), "bins": reliability_bins(y, proba, n_bins).to_dict(orient="records"),
+           "positive_bins": None}
+    if positive_index is not None:
+        out["positive_bins"] = positive_reliability(np.asarray(y) == positive_index, np.asarray(proba)[:, positive_index],
+                                                    n_bins).to_dict(orient="records")
+    return out
 
 
 def calibration_summary(

@@ -26,7 +26,12 @@ import pandas as pd
 from scipy.stats import norm, rankdata
 
 from breastclip.evaluation.bootstrap import ClusterResampler, percentile_ci
-from breastclip.evaluation.metrics import MULTICLASS_HEADLINE, headline_metrics, resolve_positive_class
+from breastclip.evaluation.metrics import (
+    BINARY_HEADLINE,
+    MULTICLASS_HEADLINE,
+    headline_metrics,
+    resolve_positive_class,
+)
 from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
 
 
@@ -138,7 +143,7 @@ def compare_methods(
     pos = classes.index(pos_name) if pos_name is not None and k == 2 else None
     if k == 2 and pos is None:
         pos = 1
-    names = list(metrics) if metrics is not None else list(MULTICLASS_HEADLINE)
+    names = list(metrics) if metrics is not None else list(BINARY_HEADLINE if k == 2 else MULTICLASS_HEADLINE)
     tables = {m: g.drop_duplicates("id").set_index("id") for m, g in part.groupby("method", sort=False)}
     if baseline_method is None:
         def auc(m):

@@ -9,7 +9,8 @@ ids, continuous measurements) unless it is binned through ``bins={column: n_quan
 
 Groups smaller than ``min_group_size`` images are listed with status ``"too_small"`` and NaN metrics instead of
 being computed: a metric from a handful of images is noise. Groups holding a single class are computed (accuracy
-is meaningful) but AUC / AP are NaN; ``classes_present`` says which classes a group holds.
+is meaningful: per-subtype sensitivity when the column is a finer label such as a BreakHis subtype or the CBIS-DDSM
+pathology) but AUC / AP are NaN; ``classes_present`` says which classes a group holds.
 
 :func:`subgroup_table` returns a long table, one row per (column, value, metric)::
 
@@ -67,15 +68,28 @@ def select_columns(
             labels = s.astype(str).where(s.notna(), MISSING)
             levels = labels.nunique()
             if levels > max_levels:
-                kind = "continuous" if pd.api.types.is_numeric_dtype(s) else "high-cardinality"
-                skipped[col] = (f"{kind}: {levels} distinct values > max_levels={max_levels}; "
-                                f"pass bins={{'{col}': 4}} to analyse it by quartiles")
+                if pd.api.types.is_numeric_dtype(s):
+                    skipped[col] = (f"continuous: {levels} distinct values > max_levels={max_levels}; "
+                                    f"pass bins={{'{col}': 4}} to analyse it by quartiles")
+                else:
+                    skipped[col] = (f"high-cardinality: {levels} distinct values > max_levels={max_levels} "
+                                    "(ids, paths, free text, fine categories); raise max_levels to analyse it")
                 continue
         if labels.nunique() < 2:
             skipped[col] = f"constant: every image has {col} = {labels.iloc[0]!r}" if len(labels) else "no rows"
             continue
         chosen[col] = labels
     return chosen, skipped
+
+
+def _natural(value: str) -> tuple:
+    """Sort key: numbers numerically (2 before 10), then text, the missing group last."""
+    if value == MISSING:
+        return (2, 0.0, value)
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
 
 
 def subgroup_table(
@@ -104,7 +118,7 @@ def subgroup_table(
     names = BINARY_HEADLINE if proba.shape[1] == 2 else MULTICLASS_HEADLINE
     rows = []
     for col, labels in chosen.items():
-        for value in sorted(labels.unique(), key=str):
+        for value in sorted(labels.unique(), key=_natural):
             mask = (labels == value).to_numpy()
             yy, pp, gg = y[mask], proba[mask], groups[mask]
             base = {"column": col, "value": value, "n": int(mask.sum()), "n_patients": int(np.unique(gg).size),

@@ -11,7 +11,8 @@ the operating-point thresholds and the calibration temperature. Without validati
     n:               {"val": {"images", "patients"}, "test": {...}}
     bootstrap:       {"unit": "patient" | "image", "n_boot", "seed", "alpha", "interval": "percentile"}
     headline:        {metric: {"estimate", "ci_lo", "ci_hi", "n_boot_used", "n_boot_skipped"}}   (test)
-    per_class:       [{class, support, precision, recall, f1, specificity, roc_auc, average_precision}]
+    per_class:       [{class, support, precision, precision_ci_lo, precision_ci_hi, recall, recall_ci_lo, ...,
+                       f1, specificity, roc_auc, average_precision (each with _ci_lo / _ci_hi)}]
     confusion:       {"classes", "counts", "normalised"}                      (rows = true class)
     operating_points:[{policy, threshold, val_sensitivity, val_specificity, tp, fp, tn, fn, sensitivity,
                        specificity, ppv, npv, <rate>_ci_lo, <rate>_ci_hi}]    (thresholds from val)
@@ -46,13 +47,14 @@ from breastclip.evaluation.compare import compare_methods
 from breastclip.evaluation.curves import curve_bands
 from breastclip.evaluation.errors import confident_errors
 from breastclip.evaluation.metrics import (
+    PER_CLASS_METRICS,
     confusion_matrices,
-    headline_metrics,
     per_class_table,
     resolve_positive_class,
+    sample_metrics,
 )
 from breastclip.evaluation.subgroups import subgroup_table
-from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, threshold_sweep
+from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, parse_policy, threshold_sweep
 from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
 
 __all__ = ["Evaluation", "compare_methods", "evaluate_predictions", "jsonable"]
@@ -81,6 +83,10 @@ class Evaluation:
     confident_errors: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     disclaimer: str = RESEARCH_ONLY
+
+    def headline_frame(self) -> pd.DataFrame:
+        """The headline metrics as a table: metric, estimate, ci_lo, ci_hi, n_boot_used, n_boot_skipped."""
+        return pd.DataFrame([{"metric": m, **v} for m, v in self.headline.items()])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable copy (DataFrames as lists of records, NaN / inf as None)."""
@@ -140,6 +146,12 @@ def evaluate_predictions(
 ) -> Evaluation:
     """Evaluate one method's predictions table (val + test rows), optionally joined with manifest metadata."""
     validate_predictions(pred)
+    for spec in threshold_policies:  # fail fast on a bad config, before any bootstrap
+        parse_policy(spec)
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0 (0 skips the intervals), got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     methods = list(dict.fromkeys(pred["method"].astype(str)))
     if method is None:
         if len(methods) != 1:
@@ -173,8 +185,18 @@ def evaluate_predictions(
         notes.append(f"classes absent from the test split: {missing}")
 
     hl_pos = pos if k == 2 else None
-    headline = bootstrap_metrics(lambda idx: headline_metrics(y[idx], proba[idx], hl_pos), len(y),
-                                 groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed, alpha=alpha)
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        head, pc = sample_metrics(y[idx], proba[idx], hl_pos)
+        return {**head, **{f"{m}@{j}": float(pc[m][j]) for m in PER_CLASS_METRICS for j in range(k)}}
+
+    res = bootstrap_metrics(statistic, len(y), groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed,
+                            alpha=alpha)
+    headline = {m: v for m, v in res.items() if "@" not in m}
+    per_class = per_class_table(y, proba, classes)
+    for m in PER_CLASS_METRICS:
+        per_class.insert(per_class.columns.get_loc(m) + 1, f"{m}_ci_lo", [res[f"{m}@{j}"]["ci_lo"] for j in range(k)])
+        per_class.insert(per_class.columns.get_loc(m) + 2, f"{m}_ci_hi", [res[f"{m}@{j}"]["ci_hi"] for j in range(k)])
     roc, pr = curve_bands(y, proba, classes, positive_index=hl_pos, groups=boot_groups, n_boot=n_boot, seed=seed,
                           alpha=alpha)
 
@@ -203,7 +225,7 @@ def evaluate_predictions(
 
     if val.empty:
         notes.append(f"no {val_split!r} rows: temperature scaling was not fitted")
-    calibration = calibration_summary(y, proba, y_val, p_val, n_bins=n_bins, positive_index=hl_pos)
+    calibration = calibration_summary(y, proba, y_val, p_val, n_bins=n_bins, positive_index=pos)
 
     subgroups, skipped = subgroup_table(
         y, proba, classes, test, groups=groups, positive_index=hl_pos, columns=subgroup_columns, bins=subgroup_bins,
@@ -218,7 +240,7 @@ def evaluate_predictions(
         n={val_split: counts(val), test_split: counts(test)},
         bootstrap={"unit": unit, "n_boot": int(n_boot), "seed": int(seed), "alpha": float(alpha),
                    "interval": "percentile"},
-        headline=headline, per_class=per_class_table(y, proba, classes),
+        headline=headline, per_class=per_class,
         confusion=confusion_matrices(y, proba, classes), operating_points=ops, threshold_sweep=sweep,
         roc=roc, pr=pr, calibration=calibration, subgroups=subgroups, subgroups_skipped=skipped,
         confident_errors=errors, notes=notes)

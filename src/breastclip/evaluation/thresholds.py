@@ -18,7 +18,7 @@ Ties go to the highest threshold (fewest positives). :func:`choose_threshold` se
 
     policy, threshold, val_sensitivity, val_specificity,
     tp, fp, tn, fn, sensitivity, specificity, ppv, npv  (on test, at the frozen threshold)
-    + <metric>_ci_lo / <metric>_ci_hi for sensitivity, specificity, ppv, npv when n_boot > 0
+    + <metric>_ci_lo / <metric>_ci_hi for sensitivity, specificity, ppv, npv (NaN when n_boot == 0)
 
 :func:`threshold_sweep` returns ``threshold, tp, fp, tn, fn, sensitivity, specificity, ppv, npv`` on a grid (the
 data of the false-positive / false-negative trade-off figure).
@@ -148,17 +148,17 @@ def operating_points(
     y_test = np.asarray(y_test).astype(bool)
     score_test = np.asarray(score_test, dtype=float)
     rows = []
-    sampler = ClusterResampler(y_test.size, groups_test) if n_boot else None
+    sampler = ClusterResampler(y_test.size, groups_test) if n_boot > 0 else None
     for spec in policies:
         pol = parse_policy(spec)
         thr = choose_threshold(y_val, score_val, pol)  # validation arrays only
         val = confusion_at(y_val, score_val, thr)
         row = {"policy": pol.spec, "threshold": thr, "val_sensitivity": val["sensitivity"],
                "val_specificity": val["specificity"], **confusion_at(y_test, score_test, thr)}
-        if sampler is not None:
-            reps = np.array([[confusion_at(y_test[i], score_test[i], thr)[m] for m in RATES]
-                             for i in sampler.replicates(n_boot, seed)])
-            for j, m in enumerate(RATES):
-                row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = percentile_ci(reps[:, j], alpha)
+        reps = (np.array([[confusion_at(y_test[i], score_test[i], thr)[m] for m in RATES]
+                          for i in sampler.replicates(n_boot, seed)]) if sampler is not None
+                else np.full((0, len(RATES)), np.nan))
+        for j, m in enumerate(RATES):
+            row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = percentile_ci(reps[:, j], alpha)
         rows.append(row)
     return pd.DataFrame(rows)
