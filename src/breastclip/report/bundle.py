@@ -37,6 +37,7 @@ from breastclip.report.html import write_html
 from breastclip.report.model_card import ModelCard, model_card_section, render_markdown
 from breastclip.report.views import DataView, MethodView, data_view, method_view
 
+COMPARED_METRICS = ("roc_auc", "balanced_accuracy", "sensitivity", "specificity")
 REPORT_FILES = ("predictions.csv", "metrics.json", "report.docx", "report.html", "MODEL_CARD.md")
 PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "python-docx", "torch", "torchvision",
             "open_clip_torch", "transformers")
@@ -65,7 +66,8 @@ def environment(run_info: Mapping | None = None) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     for key, value in dict((run_info or {}).get("environment") or {}).items():
-        env[str(key)] = str(value)
+        if value is not None and value != "":
+            env[str(key)] = str(value)
     for key in ("seed", "seeds", "backbone", "device"):
         if run_info and key in run_info:
             env[key] = str(run_info[key])
@@ -246,6 +248,8 @@ def _comparison_table(comparisons: pd.DataFrame | None) -> pd.DataFrame | None:
     if comparisons is None or comparisons.empty:
         return None
     c = comparisons
+    shown = c[c["metric"].isin(COMPARED_METRICS)]
+    c = shown if len(shown) else c  # every metric stays in metrics.json
     return pd.DataFrame({
         "method": c["method"], "vs": c["baseline"], "metric": c["metric"], "difference": c["diff"],
         "95% CI": [ci_text(lo, hi) for lo, hi in zip(c["ci_lo"], c["ci_hi"], strict=True)],

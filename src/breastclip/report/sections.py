@@ -72,6 +72,20 @@ ERROR_NAMES = {"y_true": "true", "y_pred": "predicted", "confidence": "P(predict
                "error_type": "error", "patient_id": "patient"}
 
 
+def per_class_display(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Per-class table with each metric and its CI in one cell (``0.850 (0.700-0.950)``)."""
+    out = pd.DataFrame({"class": per_class["class"].astype(str)})
+    if "support" in per_class:
+        out["support"] = per_class["support"].astype(int)
+    for m in PER_CLASS_NAMES:
+        if m in ("class", "support") or m not in per_class:
+            continue
+        lo, hi = per_class.get(f"{m}_ci_lo"), per_class.get(f"{m}_ci_hi")
+        out[m] = ([fmt_ci(e, a, b) for e, a, b in zip(per_class[m], lo, hi, strict=True)]
+                  if lo is not None and hi is not None else per_class[m].to_numpy())
+    return out.rename(columns=PER_CLASS_NAMES)
+
+
 def split_table(data: DataView) -> pd.DataFrame:
     t = data.counts.copy()
     t.insert(0, "split", t.index.astype(str))
@@ -229,8 +243,9 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Secti
                 caption=f"{v.n_test} test images. "
                         + ("Multi-class: AUC and AP are one-vs-rest macro averages." if len(v.classes) > 2
                            else f"Positive class: {v.positive}.")))
-    s.add(Table(f"per-class-{key}", "Per-class metrics on test", v.per_class.rename(columns=PER_CLASS_NAMES),
-                caption="Recall is the sensitivity for that class; specificity, AUC and AP are one-vs-rest."))
+    s.add(Table(f"per-class-{key}", "Per-class metrics on test", per_class_display(v.per_class),
+                caption="Estimates with 95% bootstrap CIs where computed. Recall is the sensitivity for that class; "
+                        "specificity, AUC and AP are one-vs-rest."))
     s.add(fw(F.confusion_matrix(v.confusion, v.classes), f"{key}_confusion_matrix", "Confusion matrix",
              "Rows: true class, normalised to one; each cell gives the share and the image count."))
     if v.roc is not None and len(v.roc):
