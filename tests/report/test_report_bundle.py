@@ -110,7 +110,7 @@ def test_model_card_covers_data_splits_use_and_limitations(synthetic_report):
     md = paths.model_card.read_text()
     assert RESEARCH_ONLY in md
     for part in ("### Model details", "### Intended use", "out of scope", "### Data", "### Splits",
-                 "Leak audit: passed", "### Evaluation on the held-out test split", "Limitations:",
+                 "Leak audit: passed", "### Evaluation on the held-out test split", "### Limitations",
                  "### Environment"):
         assert part in md, part
     assert "| test | 31 | 29 | 30 | 90 |" in md

@@ -239,7 +239,8 @@ def write_report(
     write_docx(doc, paths.docx)
     write_html(doc, paths.html)
     paths.model_card.write_text(render_markdown(f"Model card: {S.rank(views)[0].method} on {name}",
-                                                [card_section], figures_prefix="figures/"))
+                                                [card_section], figures_prefix="figures/",
+                                                section_headings=False))
     paths.figures = [p for f in fw.saved for p in (f.png, f.jpg)]
     return paths
 

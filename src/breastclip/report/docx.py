@@ -16,7 +16,7 @@ from docx.oxml.ns import qn
 from docx.shared import Inches, Pt, RGBColor
 
 from breastclip import __version__
-from breastclip.report.content import Bullets, Document, FigureRef, Note, Table, cell_text
+from breastclip.report.content import Bullets, Document, FigureRef, Heading, Note, Table, cell_text
 
 TABLE_STYLE = "Light Grid Accent 1"
 FLAG_FILL = "FFF4E0"
@@ -104,6 +104,8 @@ def render_docx(doc: Document):
             elif isinstance(b, FigureRef):
                 number += 1
                 _add_figure(d, b, number)
+            elif isinstance(b, Heading):
+                d.add_heading(b.text, level=2)
             elif isinstance(b, Bullets):
                 for item in b.items:
                     d.add_paragraph(item, style="List Bullet")

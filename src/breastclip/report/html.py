@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from breastclip import __version__
-from breastclip.report.content import Bullets, Document, FigureRef, Note, Section, Table, cell_text
+from breastclip.report.content import Bullets, Document, FigureRef, Heading, Note, Section, Table, cell_text
 
 CSS = """
 :root { --ink:#1d2430; --muted:#5b6573; --line:#d8dde3; --accent:#0072B2; --warn:#D55E00; --ok:#009E73;
@@ -113,6 +113,8 @@ def render_section(s: Section, counter: list[int]) -> str:
         elif isinstance(b, FigureRef):
             counter[0] += 1
             parts.append(render_figure(b, counter[0]))
+        elif isinstance(b, Heading):
+            parts.append(f"<h3>{_e(b.text)}</h3>")
         elif isinstance(b, Bullets):
             parts.append("<ul>" + "".join(f"<li>{_e(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Note):
