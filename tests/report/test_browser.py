@@ -2,7 +2,8 @@
 request leaving the file; the Word report opens with python-docx and holds the expected tables.
 
 The real-data case builds a predictions table end to end: efficientnet-lite0 embeddings of a stratified 200-image
-BUSI subset + a scikit-learn logistic regression on a stratified train / val / test split.
+BUSI subset + a scikit-learn logistic regression on the data layer's stratified split (near-duplicate scans kept in
+one part), leak-audited.
 Under CI=true a missing Chromium fails (CI installs it), elsewhere it skips.
 """
 
@@ -56,21 +57,20 @@ def test_synthetic_report_opens_in_chromium(synthetic_report):
 @pytest.fixture(scope="session")
 def busi_report(shared_data, tmp_path_factory):
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
 
     from breastclip.backbones import create_backbone, embed_manifest
     from breastclip.data.manifest import Manifest
+    from breastclip.data.splits import assign_splits
     from breastclip.predictions import make_predictions
     from breastclip.report import write_report
 
     root = shared_data / "busi"
     labels = pd.read_csv(root / "labels.csv")
     subset = labels.groupby("label", group_keys=False).sample(frac=BUSI_SUBSET / len(labels), random_state=0)
-    train, rest = train_test_split(subset, test_size=0.4, stratify=subset["label"], random_state=0)
-    val, test = train_test_split(rest, test_size=0.5, stratify=rest["label"], random_state=0)
-    records = pd.concat([train.assign(split="train"), val.assign(split="val"), test.assign(split="test")])
-    records = records.rename(columns={"path": "image"})[["image", "label", "split"]]
+    records = subset.rename(columns={"path": "image"})[["image", "label"]]
     manifest = Manifest.from_records(records, root, name="busi", source="busi").validate()
+    # BUSI holds several copies of some scans: near-duplicates stay in one part, or the audit (rightly) fails
+    manifest = assign_splits(manifest, fractions=(0.6, 0.2, 0.2), seed=0, group_duplicates=True)
 
     tmp = tmp_path_factory.mktemp("busi")
     backbone = create_backbone("efficientnet-lite0", device="cpu")
@@ -87,7 +87,7 @@ def busi_report(shared_data, tmp_path_factory):
     pred = make_predictions(ids=np.asarray(ids)[keep], y_true=y[keep], proba=proba, classes=classes,
                             method="efficientnet-lite0 + logistic regression", split=part[keep],
                             patient_id=df["patient_id"].to_numpy()[keep])
-    paths = write_report(tmp / "report", predictions=pred, manifest_df=manifest.df, n_boot=200, seed=0,
+    paths = write_report(tmp / "report", predictions=pred, manifest_df=manifest, n_boot=200, seed=0,
                          dataset_name=f"BUSI ({len(manifest)}-image stratified subset)",
                          run_info={"backbone": "efficientnet-lite0", "head": "LogisticRegression(C=1, balanced)",
                                    "seed": 0, "data_source": str(root),
@@ -132,4 +132,5 @@ def test_busi_report_beats_chance_with_honest_intervals(busi_report):
     assert 0.7 < auc["estimate"] <= 1.0
     assert auc["ci_lo"] < auc["estimate"] < auc["ci_hi"]
     assert m["dataset"]["patient_ids_from_source"] is False  # BUSI publishes no patient ids: said, not hidden
+    assert m["leak_audit"]["ok"] is True, m["leak_audit"]  # the data layer's audit ran on the files and passed
     assert "No patient ids in the source" in paths.model_card.read_text()

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY, __version__
+from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
 from breastclip.evaluation.summary import jsonable
 from breastclip.predictions import classes_of, validate_predictions
@@ -75,29 +76,34 @@ def environment(run_info: Mapping | None = None) -> dict[str, str]:
     return env
 
 
-def leak_summary(leak_audit, manifest_df: pd.DataFrame | None, classes: Sequence[str]) -> tuple[str, bool | None]:
-    """``(text, ok)`` from a LeakAudit-like object, a dict, a bool or a string; runs the data layer's audit on the
-    manifest when none is given and it is available."""
-    if leak_audit is None and manifest_df is not None and (manifest_df["split"].astype(str) != "").any():
-        try:
-            from breastclip.data.manifest import Manifest
+def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None]:
+    """``(text, ok)`` from a LeakAudit-like object, a dict, a bool or a string.
+
+    Without one, the data layer's audit runs when ``manifest`` is a split :class:`~breastclip.data.manifest.Manifest`
+    (it needs the image root to fingerprint files); a bare table gets "not run".
+    """
+    if leak_audit is None and hasattr(manifest, "df") and hasattr(manifest, "root"):
+        if (manifest.df["split"].astype(str) != "").any():
             from breastclip.data.splits import audit_leaks
-        except ImportError:
-            return "not run (no leak audit given and breastclip.data.splits is unavailable)", None
-        leak_audit = audit_leaks(Manifest(df=manifest_df, root=Path("."), classes=list(classes)))
+
+            leak_audit = audit_leaks(manifest)
     if leak_audit is None:
-        return "not run", None
+        return "not run (pass the split Manifest or leak_audit= to include it)", None
     if isinstance(leak_audit, str):
         return leak_audit, None
     if isinstance(leak_audit, bool):
         return ("passed" if leak_audit else "FAILED"), leak_audit
-    ok = leak_audit.get("ok") if isinstance(leak_audit, Mapping) else getattr(leak_audit, "ok", None)
-    problems = (leak_audit.get("problems") if isinstance(leak_audit, Mapping)
-                else getattr(leak_audit, "problems", None)) or []
+    get = leak_audit.get if isinstance(leak_audit, Mapping) else (lambda k, d=None: getattr(leak_audit, k, d))
+    ok, problems, warns = get("ok"), list(get("problems") or []), list(get("warnings") or [])
+    checked = get("checked") or {}
     if ok:
-        return "passed: no patient, image or near-duplicate shared between splits", True
-    text = ("FAILED: " + "; ".join(map(str, problems))) if problems else "FAILED"
-    return text, (False if ok is not None else None)
+        what = f" on {checked['n_images']} images" if checked.get("n_images") else ""
+        dup = " (patients, identical and near-duplicate images)" if checked.get("near_duplicates") else ""
+        text = f"passed{what}{dup}" + (f"; warnings: {'; '.join(map(str, warns))}" if warns else "")
+        return text, True
+    if ok is None:
+        return "unknown (the audit gave no verdict)", None
+    return ("FAILED: " + "; ".join(map(str, problems))) if problems else "FAILED", False
 
 
 def _check_free(out_dir: Path, overwrite: bool) -> None:
@@ -146,7 +152,7 @@ def write_report(
     out_dir: str | Path,
     *,
     predictions: pd.DataFrame,
-    manifest_df: pd.DataFrame | None = None,
+    manifest_df: pd.DataFrame | Manifest | None = None,
     evaluations: Mapping[str, Evaluation] | None = None,
     histories: Mapping[str, list[dict]] | None = None,
     run_info: Mapping | None = None,
@@ -164,7 +170,8 @@ def write_report(
 ) -> ReportPaths:
     """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
 
-    ``evaluations`` (method -> Evaluation) are reused as given; methods without one are evaluated here with
+    ``manifest_df`` (the manifest table, or the Manifest itself so the leak audit can run on its files) gives
+    metadata for subgroups and the counts of every split. ``evaluations`` (method -> Evaluation) are reused as given; methods without one are evaluated here with
     ``n_boot``, ``seed``, ``min_group_size`` and ``positive_class``. ``histories`` holds per-epoch losses of trained
     methods; ``run_info`` may carry ``dataset``, ``backbone``, ``head``, ``seed``, ``config`` (dict),
     ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
@@ -194,7 +201,7 @@ def write_report(
 
     name = dataset_name or run_info.get("dataset") or "data set"
     data = data_view(predictions, mdf, name=str(name), classes=classes, notes=list(run_info.get("notes") or []))
-    leak, leak_ok = leak_summary(leak_audit if leak_audit is not None else run_info.get("leak_audit"), mdf, classes)
+    leak, leak_ok = leak_summary(leak_audit if leak_audit is not None else run_info.get("leak_audit"), manifest_df)
     env = environment(run_info)
     env.update({"bootstrap": f"{n_boot} replicates, seed {seed}", "operating-point rule": str(operating_policy)})
     lims = S.limitations(data, views, limitations)

@@ -137,7 +137,7 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
         ("Test set by class", ", ".join(f"{c} {int(test[c])}" for c in data.classes) if test is not None else "-"),
         ("Best method (test ROC AUC, 95% CI)", f"{best.method}: {fmt_ci(*best.metric('roc_auc'))}"),
         ("Operating point on test", op_short(op, best.positive)),
-        ("Leak audit", leak),
+        ("Leak audit", leak if len(leak) <= 160 else leak[:150].rsplit(" ", 1)[0] + " ... (see Data and splits)"),
         ("Methods compared", str(len(views))),
     ]
     s = Section("Summary")
