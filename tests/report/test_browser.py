@@ -118,6 +118,8 @@ def test_busi_report_opens_in_chromium_and_word(busi_report):
     assert [t for t in tables if t[0][:2] == ["rule", "threshold"]]  # operating points on test
     assert [t for t in tables if t[0][0] == "rank"]  # most confident errors
     assert len(d.inline_shapes) == len(paths.figures) // 2
+    # thumbnails of the most confident errors, read through the Manifest's root
+    assert (paths.figures_dir / "efficientnet-lite0-logistic-regression_errors.png").is_file()
 
 
 @pytest.mark.slow

@@ -213,7 +213,7 @@ def write_report(
         S.data_section(data, leak, leak_ok, fw),
         S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons)),
         S.training_section(histories or {}, fw),
-        *[S.method_section(v, fw, operating_policy) for v in S.rank(views)],
+        *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in S.rank(views)],
     ]
     card = _model_card(data, views, leak, lims, env, run_info, operating_policy)
     card_section = model_card_section(card)
@@ -250,6 +250,14 @@ def write_report(
                                                 section_headings=False))
     paths.figures = [p for f in fw.saved for p in (f.png, f.jpg)]
     return paths
+
+
+def _image_lookup(manifest):
+    """``id -> image path`` when a Manifest (with its root) was given, else None (no thumbnails)."""
+    if not (hasattr(manifest, "df") and hasattr(manifest, "resolve")):
+        return None
+    paths = dict(zip(manifest.df["id"].astype(str), manifest.df["image"].astype(str), strict=True))
+    return lambda i: manifest.resolve(paths[i]) if i in paths else None
 
 
 def _comparison_table(comparisons: pd.DataFrame | None) -> pd.DataFrame | None:

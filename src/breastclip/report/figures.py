@@ -362,3 +362,26 @@ def leaderboard(table: pd.DataFrame, *, metric: str = "auc", metric_label: str =
     ax.set_title(title or f"Methods ranked by {metric_label}")
     ax.margins(y=0.25)
     return fig
+
+
+@_styled
+def error_gallery(images: Sequence[np.ndarray | None], captions: Sequence[str], *,
+                  title: str = "Most confident errors on test", ncols: int = 4) -> Figure:
+    """Thumbnails of misclassified images, each captioned (true, predicted, confidence); ``None`` marks an image
+    that could not be read."""
+    n = max(len(images), 1)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = _subplots(nrows, ncols, width=1.75 * ncols + 0.4, height=2.0 * nrows + 0.6, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k >= len(images):
+            continue
+        img = images[k]
+        if img is None:
+            ax.text(0.5, 0.5, "image not readable", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+        else:
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        ax.set_title(captions[k], fontsize=6.5, pad=2)
+    fig.suptitle(title, fontsize=9.5)
+    return fig

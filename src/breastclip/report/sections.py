@@ -236,7 +236,27 @@ def headline_table(v: MethodView) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Section:
+def error_gallery_figure(errors: pd.DataFrame, image_of, key: str, fw: FigureWriter, n: int = 8) -> FigureRef | None:
+    """Thumbnails of the ``n`` most confident errors; ``image_of(id)`` returns the image path (or None)."""
+    from breastclip.data.images import ImageDecodeError, load_image_resized
+
+    rows = errors.head(n)
+    images, captions = [], []
+    for _, r in rows.iterrows():
+        path = image_of(str(r["id"]))
+        try:
+            images.append(load_image_resized(path, 192) if path is not None else None)
+        except (ImageDecodeError, OSError):
+            images.append(None)
+        captions.append(f"#{int(r['rank'])} true {r['y_true']}\npred {r['y_pred']} ({float(r['confidence']):.2f})")
+    if not images or all(i is None for i in images):
+        return None
+    return fw(F.error_gallery(images, captions), f"{key}_errors", "Most confident errors",
+              "The test images wrongly classified with the highest confidence, with true and predicted class and the "
+              "probability of the predicted class.")
+
+
+def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_root=None) -> Section:
     key = slug(v.method)
     s = Section(f"Method: {v.method}", anchor=f"method-{key}")
     s.add(Table(f"headline-{key}", "Headline metrics on test", headline_table(v),
@@ -302,9 +322,10 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Secti
             errors = errors.drop(columns="patient_id")  # no patient ids in the source: the id says it all
         errors = errors.drop(columns=[c for c in errors.columns if c not in ERROR_NAMES and c not in ("rank", "id")
                                       and errors[c].nunique() <= 1])
+        gallery = error_gallery_figure(v.errors, image_root, key, fw) if image_root is not None else None
         s.add(Table(f"errors-{key}", "Most confident errors on test", errors.rename(columns=ERROR_NAMES),
                     caption="Images the model got wrong with the highest probability on its predicted class; review "
-                            "them for label noise, artefacts or shortcuts."))
+                            "them for label noise, artefacts or shortcuts."), gallery)
     for n in v.notes:
         s.add(Note(n, "info"))
     return s
