@@ -36,3 +36,28 @@ def test_report_command_names_the_bad_file(tmp_path):
     res = runner.invoke(app, ["report", str(bad), str(tmp_path / "out")])
     assert res.exit_code == 1
     assert "bad.csv" in res.output and "lacks columns" in res.output
+
+
+def test_report_command_with_a_manifest_runs_the_leak_audit(tmp_path):
+    """A manifest written by Manifest.to_csv brings its root: the audit reads the (generated) image files."""
+    import numpy as np
+    from PIL import Image
+
+    from breastclip.data.manifest import Manifest
+
+    pred, mdf = synthetic_predictions(classes=("benign", "malignant"), methods=("probe", "weak"), n_val=24, n_test=30)
+    assert (pred["y_true"] != pred["y_pred"]).any()
+    root = tmp_path / "images"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in mdf["image"]:
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / name)
+    manifest_csv = Manifest(df=mdf, root=root, classes=["benign", "malignant"]).to_csv(tmp_path / "manifest.csv")
+    csv = tmp_path / "pred.csv"
+    pred.to_csv(csv, index=False)
+    res = runner.invoke(app, ["report", str(csv), str(tmp_path / "out"), "--manifest", str(manifest_csv),
+                              "--n-boot", "10"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["leak_audit"]["ok"] is True and m["leak_audit"]["summary"].startswith("passed on 174 images")
+    assert (tmp_path / "out" / "figures" / "weak_errors.png").is_file()

@@ -33,7 +33,8 @@ def report(
                                             "p_<class>...)."),
     out_dir: Path = typer.Argument(..., file_okay=False, help="Folder to write the report bundle into."),
     manifest: Path | None = typer.Option(None, exists=True, dir_okay=False,
-                                         help="Manifest CSV: metadata for subgroups, counts of every split."),
+                                         help="Manifest CSV (Manifest.to_csv): metadata for subgroups, counts of "
+                                              "every split, leak audit, thumbnails of errors."),
     histories: Path | None = typer.Option(None, exists=True, dir_okay=False,
                                           help="JSON {method: [{epoch, train_loss, val_loss}, ...]}."),
     run_info: Path | None = typer.Option(None, exists=True, dir_okay=False,
@@ -45,6 +46,8 @@ def report(
     n_boot: int = typer.Option(1000, min=0, help="Bootstrap replicates for confidence intervals."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     min_group_size: int = typer.Option(20, min=1, help="Smallest subgroup that gets metrics."),
+    audit: bool = typer.Option(True, "--audit/--no-audit",
+                               help="Run the leak audit on the manifest's image files (with --manifest)."),
     overwrite: bool = typer.Option(False, help="Replace an existing report in OUT_DIR."),
 ) -> None:
     """Write predictions.csv, metrics.json, 300-dpi figures, report.docx, a self-contained report.html and
@@ -64,7 +67,9 @@ def report(
     if manifest is not None:
         from breastclip.data.manifest import Manifest
 
-        manifest_df = Manifest.from_csv(manifest).df
+        manifest_df = Manifest.from_csv(manifest)  # with its root: leak audit and error thumbnails
+        if not audit:
+            manifest_df = manifest_df.df
     try:
         with console.status("Evaluating methods and drawing figures..."):
             paths = write_report(out_dir, predictions=pred, manifest_df=manifest_df,
