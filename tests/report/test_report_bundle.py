@@ -155,3 +155,16 @@ def test_report_without_validation_rows_says_why_operating_points_are_missing(tm
     html = paths.html.read_text()
     assert "operating points (thresholds are chosen on validation only) were not computed" in html
     assert "not available" in html
+
+
+def test_failed_leak_audit_is_flagged_on_the_first_screen_and_in_limitations(tmp_path):
+    pred, manifest = synthetic_predictions(classes=("benign", "malignant"), methods=("probe",), n_val=20, n_test=30)
+    audit = {"ok": False, "problems": ["2 patient(s) in several parts: p0001 (train, test); p0002 (val, test)"]}
+    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, leak_audit=audit, n_boot=10)
+    html = paths.html.read_text()
+    first_screen = html.split("<nav", 1)[0]
+    assert '<div class="fact warn"><div class="k">Leak audit</div>' in first_screen
+    assert "FAILED: 2 patient(s) in several parts (details under Data and splits)" in first_screen
+    assert "The leak audit failed" in html
+    assert "The leak audit FAILED" in paths.model_card.read_text()
+    assert json.loads(paths.metrics_json.read_text())["leak_audit"]["ok"] is False

@@ -204,7 +204,11 @@ def write_report(
     leak, leak_ok = leak_summary(leak_audit if leak_audit is not None else run_info.get("leak_audit"), manifest_df)
     env = environment(run_info)
     env.update({"bootstrap": f"{n_boot} replicates, seed {seed}", "operating-point rule": str(operating_policy)})
-    lims = S.limitations(data, views, limitations)
+    extra_lims = list(limitations)
+    if leak_ok is False:
+        extra_lims.insert(0, "The leak audit FAILED (see Data and splits): test images share patients or near-duplicate "
+                             "scans with training images, so every test estimate may be inflated.")
+    lims = S.limitations(data, views, extra_lims)
 
     fw = S.FigureWriter(figures_dir)
     summary, facts = S.summary_section(data, views, leak, operating_policy)

@@ -121,12 +121,21 @@ def rank(views: Sequence[MethodView]) -> list[MethodView]:
 
 
 # ---- sections ------------------------------------------------------------------------------------------------
+def leak_short(leak: str) -> str:
+    """The leak verdict for the first screen: each problem's headline, without the listed ids."""
+    if not leak.startswith("FAILED: "):
+        return leak if len(leak) <= 160 else leak[:150].rsplit(" ", 1)[0] + " ..."
+    heads = [p.split(":", 1)[0].strip() for p in leak[len("FAILED: "):].split("; ")]
+    heads = [h for h in heads if h and not h.startswith(("busi", "img"))] or ["see Data and splits"]
+    text = "FAILED: " + "; ".join(dict.fromkeys(heads))
+    return (text if len(text) <= 160 else text[:150].rsplit(" ", 1)[0] + " ...") + " (details under Data and splits)"
+
+
 def summary_section(data: DataView, views: Sequence[MethodView], leak: str, policy: str | None) -> tuple[
         Section, list[tuple[str, str]]]:
     ranked = rank(views)
     best = ranked[0]
     op = best.operating_point(policy)
-    test = data.counts.loc["test"] if "test" in data.counts.index else None
     facts = [
         ("Data set", f"{data.name}: {data.n_images} images, "
                      + (f"{data.n_patients} patients" if data.patient_ids_from_source
@@ -134,14 +143,18 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
         ("Classes", ", ".join(f"{c} {int(data.counts[c].sum())}" for c in data.classes)),
         ("Splits (images / patients)", "; ".join(
             f"{s} {int(data.counts.loc[s].sum())}/{int(data.patients.get(s, 0))}" for s in data.counts.index)),
-        ("Test set by class", ", ".join(f"{c} {int(test[c])}" for c in data.classes) if test is not None else "-"),
+        (f"Images per class ({'/'.join(data.classes)})", "; ".join(
+            f"{s} {'/'.join(str(int(data.counts.loc[s, c])) for c in data.classes)}" for s in data.counts.index)),
         ("Best method (test ROC AUC, 95% CI)", f"{best.method}: {fmt_ci(*best.metric('roc_auc'))}"),
         ("Operating point on test", op_short(op, best.positive)),
-        ("Leak audit", leak if len(leak) <= 160 else leak[:150].rsplit(" ", 1)[0] + " ... (see Data and splits)"),
+        ("Leak audit", leak_short(leak)),
         ("Methods compared", str(len(views))),
     ]
     s = Section("Summary")
     s.add(Note(RESEARCH_ONLY, "warn"))
+    if leak.startswith("FAILED"):
+        s.add(Note("The leak audit failed: the split shares patients or near-duplicate images between training and "
+                   "test, so the results below are likely optimistic. Fix the split before citing them.", "warn"))
     auc, lo, hi = best.metric("roc_auc")
     text = (f"On the held-out test split ({best.n_test} images"
             + (f", {best.n_test_patients} patients" if data.patient_ids_from_source and best.n_test_patients else "")
