@@ -121,18 +121,9 @@ def rank(views: Sequence[MethodView]) -> list[MethodView]:
 
 
 # ---- sections ------------------------------------------------------------------------------------------------
-def leak_short(leak: str) -> str:
-    """The leak verdict for the first screen: each problem's headline, without the listed ids."""
-    if not leak.startswith("FAILED: "):
-        return leak if len(leak) <= 160 else leak[:150].rsplit(" ", 1)[0] + " ..."
-    heads = [p.split(":", 1)[0].strip() for p in leak[len("FAILED: "):].split("; ")]
-    heads = [h for h in heads if h and not h.startswith(("busi", "img"))] or ["see Data and splits"]
-    text = "FAILED: " + "; ".join(dict.fromkeys(heads))
-    return (text if len(text) <= 160 else text[:150].rsplit(" ", 1)[0] + " ...") + " (details under Data and splits)"
-
-
 def summary_section(data: DataView, views: Sequence[MethodView], leak: str, policy: str | None) -> tuple[
         Section, list[tuple[str, str]]]:
+    """The first screen: key facts and a short narrative. ``leak`` is the audit's one-line verdict."""
     ranked = rank(views)
     best = ranked[0]
     op = best.operating_point(policy)
@@ -147,7 +138,7 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
             f"{s} {'/'.join(str(int(data.counts.loc[s, c])) for c in data.classes)}" for s in data.counts.index)),
         ("Best method (test ROC AUC, 95% CI)", f"{best.method}: {fmt_ci(*best.metric('roc_auc'))}"),
         ("Operating point on test", op_short(op, best.positive)),
-        ("Leak audit", leak_short(leak)),
+        ("Leak audit", leak),
         ("Methods compared", str(len(views))),
     ]
     s = Section("Summary")
