@@ -15,7 +15,7 @@ import docx
 import numpy as np
 import pandas as pd
 import pytest
-from _chromium import load_page, require_chromium
+from report_chromium import load_page, require_chromium
 
 from breastclip import RESEARCH_ONLY
 

@@ -9,7 +9,7 @@ import re
 
 import docx
 import pytest
-from synthetic import synthetic_predictions
+from report_synthetic import synthetic_predictions
 
 from breastclip import RESEARCH_ONLY
 from breastclip.evaluation import evaluate_predictions
