@@ -193,10 +193,42 @@ def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: Fig
     if len(views) > 1:
         s.add(fw(F.leaderboard(lb), "leaderboard", "Methods ranked by test ROC AUC",
                  "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval."))
+    overlay = roc_overlay(ranked, fw)
+    if overlay is not None:
+        s.add(overlay)
     if comparisons is not None and len(comparisons):
         s.add(Table("comparisons", "Paired comparisons on the same test images", comparisons,
                     caption="DeLong test for AUC differences, paired bootstrap otherwise."))
     return s
+
+
+def roc_overlay(views: Sequence[MethodView], fw: FigureWriter) -> FigureRef | None:
+    """Every method's ROC curve for the positive class (one-vs-rest) on one plot, with bands."""
+    positive = views[0].positive if views else None
+    if len(views) < 2 or positive is None:
+        return None
+    curves = []
+    for v in views:
+        if v.roc is None or v.positive != positive:
+            continue
+        g = v.roc[v.roc["class"].astype(str) == str(positive)]
+        if g.empty:
+            continue
+        per = v.per_class[v.per_class["class"].astype(str) == str(positive)] if v.per_class is not None else None
+        if len(v.classes) == 2:
+            ci = v.metric("roc_auc")[1:]
+        elif per is not None and len(per) and "roc_auc_ci_lo" in per:
+            ci = (float(per["roc_auc_ci_lo"].iloc[0]), float(per["roc_auc_ci_hi"].iloc[0]))
+        else:
+            ci = None
+        curves.append(F.Curve(label=v.method, x=g["fpr"].to_numpy(float), y=g["tpr"].to_numpy(float),
+                              lo=g["tpr_lo"].to_numpy(float), hi=g["tpr_hi"].to_numpy(float),
+                              score=float(g["auc"].iloc[0]), ci=ci))
+    if len(curves) < 2:
+        return None
+    return fw(F.roc_curves(curves, title=f"ROC curves, {positive} vs rest, all methods"), "roc_comparison",
+              f"ROC curves of all methods ({positive} vs rest)",
+              "Each method's ROC curve for the positive class on the same test images; shaded: 95% bootstrap bands.")
 
 
 def training_section(histories: Mapping[str, Sequence[Mapping]], fw: FigureWriter) -> Section | None:
