@@ -338,7 +338,7 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
                          "ECE": after.get("ece"), "Brier": after.get("brier"), "NLL": after.get("nll")})
         s.add(Table(f"calibration-{key}", "Calibration on test", pd.DataFrame(rows)))
     if v.operating_points is not None and len(v.operating_points):
-        s.add(Table(f"operating-points-{key}", f"Operating points ('{v.positive}' vs rest)",
+        s.add(Table(f"operating-points-{key}", f"Operating points ({vs_text(v)})",
                     operating_table(v.operating_points),
                     caption="Each threshold was chosen on the validation split by its rule, frozen, and applied "
                             "to test; counts and rates are on test."))
@@ -346,7 +346,8 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
         ops = {} if v.operating_points is None else {
             str(r["policy"]): float(r["threshold"]) for _, r in v.operating_points.iterrows()
             if np.isfinite(float(r["threshold"]))}
-        s.add(fw(F.threshold_tradeoff(v.sweep, operating_points=ops, positive=str(v.positive)),
+        s.add(fw(F.threshold_tradeoff(v.sweep, operating_points=ops, positive=str(v.positive),
+                                      title=f"Threshold trade-off ({vs_text(v)})"),
                  f"{key}_thresholds", "Threshold trade-off",
                  f"False positives and false negatives on test across thresholds on P({v.positive}); vertical lines:"
                  " thresholds frozen on validation."))
@@ -365,6 +366,12 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
     for n in v.notes:
         s.add(Note(n, "info"))
     return s
+
+
+def vs_text(v: MethodView) -> str:
+    """``malignant vs benign`` for binary problems, ``malignant vs rest`` otherwise."""
+    others = [c for c in v.classes if c != v.positive]
+    return f"{v.positive} vs {others[0] if len(others) == 1 else 'rest'}"
 
 
 def operating_table(op: pd.DataFrame) -> pd.DataFrame:
