@@ -66,6 +66,27 @@ def test_delong_variance_agrees_with_the_bootstrap():
     assert res["ci_lo"] < res["diff"] < res["ci_hi"]
 
 
+def test_single_auc_interval():
+    from breastclip.evaluation.compare import delong_auc_ci
+
+    res = delong_auc_ci([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1])
+    assert res["auc"] == 0.75 and res["se"] == pytest.approx(np.sqrt(0.125))
+    assert res["ci_lo"] == pytest.approx(max(0.0, 0.75 - 1.959964 * np.sqrt(0.125))) and res["ci_hi"] == 1.0
+
+
+def test_published_hanley_mcneil_example():
+    """Hanley & McNeil (1982) Radiology 143:29, Table 1: 5-point ratings of 58 normal and 51 abnormal CT images;
+    published AUC 0.8932 with SE 0.0327 (their exponential approximation, which DeLong's estimator should
+    approach)."""
+    from breastclip.evaluation.compare import delong_auc_ci
+
+    neg = np.repeat([1, 2, 3, 4, 5], [33, 6, 6, 11, 2])
+    pos = np.repeat([1, 2, 3, 4, 5], [3, 2, 2, 11, 33])
+    res = delong_auc_ci(np.r_[np.zeros(58), np.ones(51)], np.r_[neg, pos].astype(float))
+    assert res["auc"] == pytest.approx(0.8932, abs=5e-5)
+    assert res["se"] == pytest.approx(0.0327, rel=0.1)
+
+
 def test_identical_scores_give_no_difference():
     y = np.array([0, 1] * 10)
     s = np.linspace(0, 1, 20)
@@ -128,3 +149,5 @@ def test_compare_methods_refuses_mismatched_tables():
         compare_methods(pd.concat([a, b]), n_boot=10)
     with pytest.raises(ValueError, match="at least two methods"):
         compare_methods(a, n_boot=10)
+    with pytest.raises(ValueError, match="duplicate image ids"):
+        compare_methods(pd.concat([a, a.iloc[:1], a.assign(method="c")]), n_boot=10)

@@ -61,6 +61,11 @@ def test_column_selection_skips_with_reasons_and_bins_on_request():
     assert sorted(chosen["age"].unique()) == ["(-0.001, 50.0]", "(50.0, 120.0]"]
     with pytest.raises(ValueError, match="not in the joined table"):
         select_columns(meta, ["magnification"])
+    # a manifest read back from CSV as text: '' is missing, numbers in strings are still continuous
+    text = meta.astype(str).replace("nan", "")
+    chosen, skipped = select_columns(text, bins={"age": 4})
+    assert "(missing)" in set(chosen["view"]) and chosen["age"].nunique() == 4
+    assert "continuous" in select_columns(text)[1]["age"]
 
 
 def test_single_class_groups_give_nan_auc_not_an_error():
@@ -110,3 +115,20 @@ def test_real_cbis_ddsm_metadata_columns(shared_data):
     assert list(dens["value"]) == ["0", "1", "2", "3", "4"]
     ok = dens[dens["status"] == "ok"]
     assert len(ok) >= 3 and (ok["n_patients"] <= ok["n"]).all() and ok["estimate"].between(0.6, 1).all()
+
+
+def test_subgroup_operating_points_apply_the_frozen_thresholds_per_group():
+    from breastclip.evaluation.subgroups import subgroup_operating_points
+
+    y, proba, meta = _data(n=200, seed=4)
+    table = subgroup_operating_points(y == 1, proba[:, 1], meta, {"youden": 0.45, "fixed=0.5": 0.5},
+                                      columns=["view", "density"], min_group_size=20, n_boot=50)
+    assert set(table["policy"]) == {"youden", "fixed=0.5"}
+    for _, row in table[table["status"] == "ok"].iterrows():
+        labels = meta[row["column"]].astype(str)
+        mask = (labels == row["value"]).to_numpy()
+        hit = proba[mask, 1] >= row["threshold"]
+        assert row["tp"] == np.sum(hit & (y[mask] == 1)) and row["fn"] == np.sum(~hit & (y[mask] == 1))
+        assert row["n_positive"] == (y[mask] == 1).sum()
+    small = table[table["status"] == "too_small"]
+    assert len(small) and small["tp"].isna().all()

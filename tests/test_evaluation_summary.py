@@ -55,10 +55,25 @@ def test_binary_evaluation_is_complete_and_json_ready():
     assert {r["split"] for r in d["threshold_sweep"]} == {"val", "test"}
     assert {r["class"] for r in d["roc"]} == {"malignant"} and len(d["roc"]) == 101
     assert d["calibration"]["fitted_on"] == "val" and d["calibration"]["temperature"] > 0
+    before = d["calibration"]["before"]
+    assert before["brier_ci"][0] <= before["brier"] <= before["brier_ci"][1] and before["ece_ci"][0] > 0
+    assert d["settings"]["threshold_rule"] == "positive when p >= threshold"
     assert {r["column"] for r in d["subgroups"]} == {"view", "density"}
     assert "source" in d["subgroups_skipped"]
+    sub_ops = ev.subgroup_operating_points
+    assert set(sub_ops["policy"]) == set(ev.operating_points["policy"]) and set(sub_ops["column"]) == {"view", "density"}
+    frozen = dict(zip(ev.operating_points["policy"], ev.operating_points["threshold"], strict=True))
+    assert all(frozen[p] == t for p, t in zip(sub_ops["policy"], sub_ops["threshold"], strict=True))
     assert d["confident_errors"] and {"view", "image", "error_type"} <= set(d["confident_errors"][0])
     assert "research use only" in d["disclaimer"].lower()
+    assert not any("both 'val' and 'test'" in n for n in d["notes"])
+    text = ev.methods_text()
+    assert "160 images from 80 patients" in text and "100 replicates" in text and "cluster bootstrap" in text
+    assert "chosen on the val split only" in text and f"T = {ev.calibration['temperature']:.3g}" in text
+    leaky = pred.copy()
+    leaky.loc[leaky.index[0], "patient_id"] = pred[pred["split"] == "test"]["patient_id"].iloc[0]
+    notes = evaluate_predictions(leaky, n_boot=0).notes
+    assert any("1 patient(s) have images in both 'val' and 'test'" in n for n in notes)
 
 
 def test_thresholds_and_temperature_never_depend_on_test_rows():
@@ -89,6 +104,10 @@ def test_multiclass_uses_one_vs_rest_for_the_named_positive_class():
     pred, manifest = _preds(classes=("benign", "malignant", "normal"), per_patient=1, n_patients=240, seed=3)
     ev = evaluate_predictions(pred, manifest, n_boot=30)
     assert ev.positive_class == "malignant" and ev.bootstrap["unit"] == "image"
+    assert any("every test patient has one image" in n for n in ev.notes)
+    no_ids = evaluate_predictions(pred.assign(patient_id=pred["id"]), n_boot=0)
+    assert any("no patient ids" in n for n in no_ids.notes) and no_ids.bootstrap["patient_ids"] is False
+    assert "without patient ids" in no_ids.methods_text()
     assert len(ev.operating_points) == 5 and set(ev.roc["class"]) == {"benign", "malignant", "normal"}
     test = pred[pred["split"] == "test"]
     y = (test["y_true"] == "malignant").to_numpy()
@@ -116,6 +135,18 @@ def test_method_selection_and_bad_input():
         evaluate_predictions(a, threshold_policies=("youden", "best"), n_boot=10)
 
 
+def test_bca_intervals_on_request():
+    pred, manifest = _preds(seed=6, n_patients=60)
+    pct = evaluate_predictions(pred, manifest, n_boot=100)
+    bca = evaluate_predictions(pred, manifest, n_boot=100, interval="bca")
+    assert bca.bootstrap["interval"] == "bca" and "BCa bootstrap" in bca.methods_text()
+    for m, v in bca.headline.items():
+        assert v["estimate"] == pct.headline[m]["estimate"]
+    assert any(bca.headline[m]["ci_lo"] != pct.headline[m]["ci_lo"] for m in bca.headline)
+    with pytest.raises(ValueError, match="interval must be"):
+        evaluate_predictions(pred, n_boot=10, interval="normal")
+
+
 def test_zero_bootstrap_gives_estimates_without_intervals():
     pred, manifest = _preds(seed=5)
     ev = evaluate_predictions(pred, manifest, n_boot=0)
@@ -124,6 +155,7 @@ def test_zero_bootstrap_gives_estimates_without_intervals():
     assert d["headline"]["roc_auc"]["estimate"] > 0.5 and d["headline"]["roc_auc"]["ci_lo"] is None
     assert ev.operating_points["sensitivity_ci_lo"].isna().all()
     assert list(ev.headline_frame()["metric"])[:2] == ["accuracy", "balanced_accuracy"]
+    assert "No confidence intervals were computed" in ev.methods_text()
 
 
 def test_evaluation_never_imports_torch():

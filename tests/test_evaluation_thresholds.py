@@ -110,3 +110,21 @@ def test_bad_policies_and_degenerate_validation_are_refused():
     with pytest.raises(ValueError, match="both classes"):
         choose_threshold(np.zeros(10), np.linspace(0, 1, 10), "youden")
     assert choose_threshold(np.zeros(10), np.linspace(0, 1, 10), "fixed=0.3") == 0.3
+
+
+def test_vectorised_intervals_equal_a_replicate_loop():
+    from breastclip.evaluation.bootstrap import ClusterResampler, percentile_ci
+    from breastclip.evaluation.thresholds import apply_thresholds
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 90)
+    s = np.round(np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1), 2)
+    groups = np.repeat(np.arange(45), 2)
+    thresholds = {"a": 0.3, "b": 0.55}
+    got = apply_thresholds(y, s, thresholds, groups=groups, n_boot=100, seed=3).set_index("policy")
+    reps = list(ClusterResampler(90, groups).replicates(100, 3))
+    for name, t in thresholds.items():
+        for m in ("sensitivity", "specificity", "ppv", "npv"):
+            lo, hi = percentile_ci(np.array([confusion_at(y[i], s[i], t)[m] for i in reps]))
+            assert got.loc[name, f"{m}_ci_lo"] == pytest.approx(lo)
+            assert got.loc[name, f"{m}_ci_hi"] == pytest.approx(hi)

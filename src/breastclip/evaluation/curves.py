@@ -23,12 +23,13 @@ from breastclip.evaluation.metrics import _cumulative_counts, average_precision,
 
 FPR_GRID = np.linspace(0.0, 1.0, 101)
 RECALL_GRID = np.linspace(0.0, 1.0, 101)
+GRID_TOL = 1e-9  # grid points equal to a rate up to rounding (0.6 vs 6/10) count as reached
 
 
 def tpr_on_grid(y_bin: np.ndarray, score: np.ndarray, fpr_grid: np.ndarray = FPR_GRID) -> np.ndarray:
     """Best TPR with FPR <= f, for each f of the grid."""
     fpr, tpr, _ = roc_points(y_bin, score)
-    idx = np.searchsorted(fpr, fpr_grid, side="right") - 1
+    idx = np.searchsorted(fpr, np.asarray(fpr_grid) + GRID_TOL, side="right") - 1
     return tpr[np.clip(idx, 0, None)]
 
 
@@ -41,7 +42,7 @@ def precision_on_grid(y_bin: np.ndarray, score: np.ndarray, recall_grid: np.ndar
     recall = np.concatenate(([0.0], tps / tps[-1]))
     # running max from the right gives max precision at recall >= recall[i]
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    idx = np.searchsorted(recall, recall_grid, side="left")
+    idx = np.searchsorted(recall, np.asarray(recall_grid) - GRID_TOL, side="left")
     return envelope[np.clip(idx, 0, recall.size - 1)]
 
 
