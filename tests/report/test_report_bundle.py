@@ -80,6 +80,10 @@ def test_docx_opens_with_the_expected_tables(synthetic_report):
     assert [r[0] for r in splits[0][1:]] == ["train", "val", "test", "all"]
     assert _table_with_header(tables, "attribute", "group")  # subgroups
     assert _table_with_header(tables, "rank", "P(predicted)")  # most confident errors
+    sub_ops = _table_with_header(tables, "attribute", "sensitivity (95% CI)")  # frozen threshold per subgroup
+    assert len(sub_ops) == 2 and {r[1] for r in sub_ops[0][1:]} == {"A", "B", "C"}
+    assert any("confidence intervals are percentile bootstrap intervals from 40 replicates" in p.text
+               for p in d.paragraphs)  # the evaluation's statistical-methods paragraph
     assert len(d.inline_shapes) == len(paths.figures) // 2  # every figure inserted once
     assert any("Figure 1." in p.text and "Research use only" in p.text for p in d.paragraphs)
     assert RESEARCH_ONLY in d.sections[0].footer.paragraphs[0].text

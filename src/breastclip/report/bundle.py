@@ -227,7 +227,7 @@ def write_report(
     ]
     card = _model_card(data, views, leak, lims, env, run_info, operating_policy)
     card_section = model_card_section(card)
-    sections += [card_section, S.environment_section(env, run_info),
+    sections += [card_section, S.environment_section(env, run_info, S.rank(views)),
                  Section("Limitations").add(Bullets(lims))]
     doc_title = title or f"breastclip report: {name}"
     counted = "1 method" if len(methods) == 1 else f"{len(methods)} methods"

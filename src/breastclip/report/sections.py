@@ -16,7 +16,18 @@ import pandas as pd
 
 from breastclip import RESEARCH_ONLY
 from breastclip.report import figures as F
-from breastclip.report.content import Bullets, FigureRef, Note, Section, Table, ci_text, fmt, fmt_ci, slug
+from breastclip.report.content import (
+    Bullets,
+    FigureRef,
+    Heading,
+    Note,
+    Section,
+    Table,
+    ci_text,
+    fmt,
+    fmt_ci,
+    slug,
+)
 from breastclip.report.views import HEADLINE_LABELS, DataView, MethodView
 
 CAPTION_TAIL = "Research use only; not for diagnosis."
@@ -263,6 +274,16 @@ def _curves(df: pd.DataFrame, x: str, y: str, score: str, headline: Mapping | No
     return out
 
 
+def class_cis(v: MethodView, metric: str) -> dict[str, tuple[float, float]]:
+    """Per-class CI of ``roc_auc`` / ``average_precision`` for curve legends (the headline CI for binary)."""
+    if len(v.classes) == 2 and v.positive is not None:
+        return {str(v.positive): v.metric(metric)[1:]}
+    if v.per_class is not None and f"{metric}_ci_lo" in v.per_class:
+        return {str(r["class"]): (float(r[f"{metric}_ci_lo"]), float(r[f"{metric}_ci_hi"]))
+                for _, r in v.per_class.iterrows()}
+    return {}
+
+
 def headline_table(v: MethodView) -> pd.DataFrame:
     rows = []
     for key, label in HEADLINE_LABELS.items():
@@ -305,18 +326,14 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
     s.add(fw(F.confusion_matrix(v.confusion, v.classes), f"{key}_confusion_matrix", "Confusion matrix",
              "Rows: true class, normalised to one; each cell gives the share and the image count."))
     if v.roc is not None and len(v.roc):
-        ci = {}
-        if "roc_auc_ci_lo" in v.per_class:
-            ci = {str(r["class"]): (r["roc_auc_ci_lo"], r["roc_auc_ci_hi"]) for _, r in v.per_class.iterrows()}
-        elif len(v.classes) == 2:
-            ci = {str(v.positive): v.metric("roc_auc")[1:]}
+        ci = class_cis(v, "roc_auc")
         title = "ROC curve (95% CI band)" if len(v.classes) == 2 else (
             f"ROC curves, one-vs-rest\nmacro AUC {fmt_ci(*v.metric('roc_auc'))}")
         s.add(fw(F.roc_curves(_curves(v.roc, "fpr", "tpr", "auc", v.headline, ci), title=title), f"{key}_roc",
                  "ROC curves",
                  "One-vs-rest ROC curve per class on test; shaded: pointwise 95% bootstrap band."))
     if v.pr is not None and len(v.pr):
-        ci = {str(v.positive): v.metric("average_precision")[1:]} if len(v.classes) == 2 else {}
+        ci = class_cis(v, "average_precision")
         title = "Precision-recall curve (95% CI band)" if len(v.classes) == 2 else (
             f"Precision-recall curves, one-vs-rest\nmacro AP {fmt_ci(*v.metric('average_precision'))}")
         s.add(fw(F.pr_curves(_curves(v.pr, "recall", "precision", "average_precision", v.headline, ci), title=title),
@@ -353,6 +370,7 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
                  " thresholds frozen on validation."))
     sub = subgroup_blocks(v, key, fw)
     s.add(*sub)
+    s.add(subgroup_operating_table(v, key, policy))
     if v.errors is not None and len(v.errors):
         errors = v.errors.head(15)
         if "patient_id" in errors and errors["patient_id"].astype(str).str.startswith("img:").all():
@@ -439,8 +457,36 @@ def subgroup_blocks(v: MethodView, key: str, fw: FigureWriter) -> list:
     return blocks
 
 
-def environment_section(environment: Mapping[str, str], run_info: Mapping | None) -> Section:
+def subgroup_operating_table(v: MethodView, key: str, policy: str | None) -> Table | None:
+    """Sensitivity and specificity per subgroup at one frozen threshold (the summary's rule)."""
+    ops = v.subgroup_ops
+    if ops is None or ops.empty:
+        return None
+    rule = policy if policy and (ops["policy"] == policy).any() else str(ops["policy"].iloc[0])
+    o = ops[ops["policy"] == rule].reset_index(drop=True)
+    table = pd.DataFrame({
+        "attribute": o["column"], "group": o["value"], "images": o["n"], f"{v.positive}": o.get("n_positive"),
+        "sensitivity (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(
+            o["sensitivity"], o.get("sensitivity_ci_lo", o["sensitivity"] * np.nan),
+            o.get("sensitivity_ci_hi", o["sensitivity"] * np.nan), strict=True)],
+        "specificity (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(
+            o["specificity"], o.get("specificity_ci_lo", o["specificity"] * np.nan),
+            o.get("specificity_ci_hi", o["specificity"] * np.nan), strict=True)],
+        "TP": o["tp"], "FP": o["fp"], "TN": o["tn"], "FN": o["fn"]})
+    small = [i for i, s in enumerate(o["status"]) if s != "ok"] if "status" in o else []
+    thr = fmt(float(o["threshold"].iloc[0])) if "threshold" in o and len(o) else "-"
+    return Table(f"subgroup-operating-{key}", f"Operating point by subgroup ({rule}, t={thr})", table,
+                 flag_rows=small, flag_note=f"groups under {v.min_group_size or 'the minimum'} images.",
+                 caption=f"The threshold frozen on validation ({rule}) applied in each subgroup of the test split; "
+                         f"'{v.positive}': positive images in the group.")
+
+
+def environment_section(environment: Mapping[str, str], run_info: Mapping | None,
+                        views: Sequence[MethodView] = ()) -> Section:
     s = Section("Environment and reproducibility")
+    texts = list(dict.fromkeys(v.methods_text for v in views if v.methods_text))
+    if texts:
+        s.add(Heading("Statistical methods"), *texts)
     s.add(Table("environment", "Software and settings",
                 pd.DataFrame([(k, str(v)) for k, v in environment.items()], columns=["item", "value"])))
     config = (run_info or {}).get("config")
