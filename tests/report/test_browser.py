@@ -35,6 +35,18 @@ def assert_loads_cleanly(html: Path, n_figures: int) -> dict:
     return page
 
 
+def test_missing_chromium_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    import report_chromium
+
+    monkeypatch.setattr(report_chromium, "find_chromium", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Chromium is not installed"):
+        report_chromium.require_chromium()
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        report_chromium.require_chromium()
+
+
 def test_checker_catches_broken_images_and_console_errors(tmp_path):
     """The browser check itself can fail: a broken image, a missing file and a console error are all seen."""
     bad = tmp_path / "bad.html"
