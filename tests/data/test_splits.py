@@ -135,6 +135,14 @@ def test_bad_fractions(fractions, msg):
         assign_splits(table_manifest([("a", 1)] * 10), fractions=fractions)
 
 
+def test_oversampled_manifest_refused():
+    m = table_manifest([("a", 1)] * 10 + [("b", 1)] * 3)
+    oversampled = Manifest(pd.concat([m.df, m.df[m.df["label"] == "b"].assign(id=lambda d: d["id"] + "#2")],
+                                     ignore_index=True), m.root, m.classes, m.name)
+    with pytest.raises(SplitError, match="split before any oversampling"):
+        assign_splits(oversampled)
+
+
 def test_tiny_class_is_placed_and_audit_reports_missing_parts():
     m = assign_splits(table_manifest([("common", 1)] * 40 + [("rare", 1)]), seed=3)
     assert (m.df["split"] != "").all()
@@ -179,11 +187,30 @@ def test_official_train_test_gets_val_carved_from_train_by_patient():
     assert any("carved out of train" in n for n in out.notes)
 
 
+def test_official_split_with_train_only_gets_val_and_test():
+    patients = [("a", 2)] * 30 + [("b", 1)] * 30
+    m = _with_split(patients, ["train"] * 60)
+    out = assign_splits(m, seed=0)
+    assert set(out.df["split"]) == set(PARTS)
+    assert (_part_of_patient(out) == 1).all()
+    shares = out.df.groupby("split")["patient_id"].nunique() / 60
+    assert abs(shares["train"] - 0.64) < 0.06 and abs(shares["test"] - 0.20) < 0.06
+    assert any("val and test carved out of train" in n for n in out.notes)
+
+
+def test_official_split_without_train_refused():
+    m = _with_split([("a", 1)] * 6, ["test"] * 6)
+    with pytest.raises(SplitError, match="no train part"):
+        assign_splits(m)
+
+
 def test_keep_official_false_resplits():
     patients = [("a", 1)] * 30 + [("b", 1)] * 30
-    m = _with_split(patients, ["train"] * 60)
-    out = assign_splits(m, keep_official=False)
+    m = _with_split(patients, ["train", "val", "test"] * 20)
+    out = assign_splits(m, keep_official=False, seed=5)
     assert set(out.df["split"]) == set(PARTS)
+    assert out.df["split"].tolist() != m.df["split"].tolist()
+    assert out.df["split"].tolist() == assign_splits(_with_split(patients, [""] * 60), seed=5).df["split"].tolist()
 
 
 def test_partial_official_split_refused():
@@ -328,3 +355,43 @@ def test_duplicate_groups_and_group_duplicates_split(synth):
         out = assign_splits(both, seed=seed, group_duplicates=True)
         assert out.df.loc[5, "split"] == out.df.iloc[-1]["split"]
         assert audit_leaks(out).ok
+
+
+# ---- real data -------------------------------------------------------------------------------------------------------
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_busi_duplicates_found_and_grouped(shared_data, tmp_path):
+    """BUSI holds copies of one scan under different names (one even as benign AND malignant): a naive split leaks
+    them, the audit names them, and group_duplicates=True gives a split that passes."""
+    root = shared_data / "busi" / "Dataset_BUSI_with_GT"
+    files = sorted(p for p in root.glob("*/*.png") if "_mask" not in p.name)
+    assert len(files) == 780
+    m = Manifest.from_records([{"image": str(p.relative_to(root)), "label": p.parent.name} for p in files], root,
+                              name="busi", source="busi")
+    cache = tmp_path / "busi_hashes.json"
+    naive = audit_leaks(assign_splits(m, seed=0), cache=cache, workers=2)
+    assert not naive.ok and len(naive.near_duplicates) >= 20
+    assert any("benign (433).png" in w and "malignant (145).png" in w for w in naive.warnings)
+    fixed = assign_splits(m, seed=0, group_duplicates=True, cache=cache)
+    audit = audit_leaks(fixed, cache=cache)
+    assert audit.ok, audit.problems
+    shares = fixed.df["split"].value_counts(normalize=True)
+    assert abs(shares["train"] - 0.64) < 0.04 and abs(shares["test"] - 0.20) < 0.04
+
+
+@pytest.mark.parametrize("op", [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90])
+def test_mirrored_or_rotated_copy_across_parts(synth, op):
+    """Augmented copies shipped inside a data set (flipped, rotated) leak as much as plain copies."""
+    m = assign_splits(synth, seed=0)
+    src = m.df[m.df["split"] == "train"].iloc[2]
+    Image.open(m.resolve(src["image"])).transpose(op).save(m.root / "aug.png")
+    extra = {**src.to_dict(), "id": "aug", "image": "aug.png", "patient_id": "OTHER", "split": "test"}
+    leaky = Manifest(pd.concat([m.df, pd.DataFrame([extra])], ignore_index=True), m.root, m.classes, m.name)
+    audit = audit_leaks(leaky)
+    pair = [d for d in audit.near_duplicates if "aug" in (d["a"], d["b"])]
+    assert len(pair) == 1 and pair[0]["distance"] <= 2
+    # the exact transform reported may differ from ``name`` when the lesion is nearly symmetric, never identity
+    assert pair[0]["transform"] != "identity"
+    assert f"{pair[0]['transform'].replace('_', ' ')} copy" in " ".join(audit.problems)
+    plain = audit_leaks(leaky, flips=False)
+    assert not any("aug" in (d["a"], d["b"]) for d in plain.near_duplicates)

@@ -1,0 +1,529 @@
+"""What the report says: the summary, data, leaderboard, per-method and closing sections, built from plain views.
+
+Figures are drawn here (through :mod:`.figures`) and saved once into ``figures/`` at 300 dpi as PNG and JPG; the
+HTML embeds the PNG, the Word file inserts it, the model card links to it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from breastclip import RESEARCH_ONLY
+from breastclip.report import figures as F
+from breastclip.report.content import (
+    Bullets,
+    FigureRef,
+    Heading,
+    Note,
+    Section,
+    Table,
+    ci_text,
+    fmt,
+    fmt_ci,
+    slug,
+)
+from breastclip.report.views import HEADLINE_LABELS, DataView, MethodView
+
+CAPTION_TAIL = "Research use only; not for diagnosis."
+
+
+class FigureWriter:
+    """Saves figures under one folder with self-describing names and returns their :class:`FigureRef`."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.saved: list[FigureRef] = []
+
+    def __call__(self, fig, key: str, title: str, caption: str) -> FigureRef:
+        try:
+            png, jpg = F.save_figure(fig, self.folder / key)
+        finally:
+            plt.close(fig)
+        ref = FigureRef(key=key, title=title, caption=f"{caption} {CAPTION_TAIL}".strip(), png=png, jpg=jpg)
+        self.saved.append(ref)
+        return ref
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+def _pct(num: float, den: float) -> str:
+    return f"{num / den:.1%}" if den else "-"
+
+
+def op_text(op: Mapping | None, positive: str | None) -> str:
+    """``sensitivity 0.857 (36/42), specificity 0.780 (92/118) at threshold 0.41 (youden, frozen on validation)``."""
+    if not op:
+        return "not available"
+    tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
+    sens = fmt_ci(op.get("sensitivity"), op.get("sensitivity_ci_lo"), op.get("sensitivity_ci_hi"))
+    spec = fmt_ci(op.get("specificity"), op.get("specificity_ci_lo"), op.get("specificity_ci_hi"))
+    return (f"'{positive}' vs rest at threshold {fmt(op.get('threshold'))} ({op.get('policy')}, frozen on "
+            f"validation): sensitivity {sens} = {tp}/{tp + fn}, specificity {spec} = {tn}/{tn + fp}")
+
+
+def op_short(op: Mapping | None, positive: str | None) -> str:
+    """``malignant vs rest: sensitivity 0.83 (24/29), specificity 1.00 (61/61) at t=0.568 (youden on val)``."""
+    if not op:
+        return "not available (needs a positive class and a validation split)"
+    tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
+    return (f"{positive} vs rest: sensitivity {fmt(op.get('sensitivity'), 2)} ({tp}/{tp + fn}), specificity "
+            f"{fmt(op.get('specificity'), 2)} ({tn}/{tn + fp}) at t={fmt(op.get('threshold'))} "
+            f"({op.get('policy')}, chosen on validation)")
+
+
+PER_CLASS_NAMES = {"class": "class", "support": "test images", "precision": "precision (PPV)",
+                   "recall": "recall (sensitivity)", "f1": "F1", "specificity": "specificity", "roc_auc": "ROC AUC",
+                   "average_precision": "AP"}
+ERROR_NAMES = {"y_true": "true", "y_pred": "predicted", "confidence": "P(predicted)", "p_true": "P(true)",
+               "error_type": "error", "patient_id": "patient"}
+
+
+def per_class_display(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Per-class table with each metric and its CI in one cell (``0.850 (0.700-0.950)``)."""
+    out = pd.DataFrame({"class": per_class["class"].astype(str)})
+    if "support" in per_class:
+        out["support"] = per_class["support"].astype(int)
+    for m in PER_CLASS_NAMES:
+        if m in ("class", "support") or m not in per_class:
+            continue
+        lo, hi = per_class.get(f"{m}_ci_lo"), per_class.get(f"{m}_ci_hi")
+        out[m] = ([fmt_ci(e, a, b) for e, a, b in zip(per_class[m], lo, hi, strict=True)]
+                  if lo is not None and hi is not None else per_class[m].to_numpy())
+    return out.rename(columns=PER_CLASS_NAMES)
+
+
+def split_table(data: DataView) -> pd.DataFrame:
+    t = data.counts.copy()
+    t.insert(0, "split", t.index.astype(str))
+    t["images"] = data.counts.sum(axis=1).to_numpy()
+    t["patients"] = data.patients.reindex(data.counts.index).to_numpy()
+    total = {"split": "all", **{c: int(data.counts[c].sum()) for c in data.counts.columns},
+             "images": int(data.counts.to_numpy().sum()), "patients": data.n_patients}
+    return pd.concat([t.reset_index(drop=True), pd.DataFrame([total])], ignore_index=True)
+
+
+def leaderboard_table(views: Sequence[MethodView], policy: str | None) -> pd.DataFrame:
+    rows = []
+    for v in views:
+        op = v.operating_point(policy) or {}
+        ece = ((v.calibration or {}).get("before") or {}).get("ece")
+        rows.append({
+            "method": v.method,
+            "test images": v.n_test,
+            "ROC AUC (95% CI)": fmt_ci(*v.metric("roc_auc")),
+            "AP (95% CI)": fmt_ci(*v.metric("average_precision")),
+            "balanced accuracy (95% CI)": fmt_ci(*v.metric("balanced_accuracy")),
+            "macro F1 (95% CI)": fmt_ci(*v.metric("f1_macro")),
+            "sensitivity @ op": op.get("sensitivity", math.nan),
+            "specificity @ op": op.get("specificity", math.nan),
+            "ECE": math.nan if ece is None else ece,
+        })
+    return pd.DataFrame(rows)
+
+
+def rank(views: Sequence[MethodView]) -> list[MethodView]:
+    """Methods by test ROC AUC, best first (NaN last)."""
+    return sorted(views, key=lambda v: (-(v.auc if np.isfinite(v.auc) else -np.inf), v.method))
+
+
+# ---- sections ------------------------------------------------------------------------------------------------
+def summary_section(data: DataView, views: Sequence[MethodView], leak: str, policy: str | None) -> tuple[
+        Section, list[tuple[str, str]]]:
+    """The first screen: key facts and a short narrative. ``leak`` is the audit's one-line verdict."""
+    ranked = rank(views)
+    best = ranked[0]
+    op = best.operating_point(policy)
+    facts = [
+        ("Data set", f"{data.name}: {data.n_images} images, "
+                     + (f"{data.n_patients} patients" if data.patient_ids_from_source
+                        else "no patient ids (each image its own group)")),
+        ("Classes", ", ".join(f"{c} {int(data.counts[c].sum())}" for c in data.classes)),
+        ("Splits (images / patients)", "; ".join(
+            f"{s} {int(data.counts.loc[s].sum())}/{int(data.patients.get(s, 0))}" for s in data.counts.index)),
+        (f"Images per class ({'/'.join(data.classes)})", "; ".join(
+            f"{s} {'/'.join(str(int(data.counts.loc[s, c])) for c in data.classes)}" for s in data.counts.index)),
+        ("Best method (test ROC AUC, 95% CI)", f"{best.method}: {fmt_ci(*best.metric('roc_auc'))}"),
+        ("Operating point on test", op_short(op, best.positive)),
+        ("Leak audit", leak),
+        ("Methods compared", str(len(views))),
+    ]
+    s = Section("Summary")
+    s.add(Note(RESEARCH_ONLY, "warn"))
+    if leak.startswith("FAILED"):
+        s.add(Note("The leak audit failed: the split shares patients or near-duplicate images between training and "
+                   "test, so the results below are likely optimistic. Fix the split before citing them.", "warn"))
+    auc, lo, hi = best.metric("roc_auc")
+    text = (f"On the held-out test split ({best.n_test} images"
+            + (f", {best.n_test_patients} patients" if data.patient_ids_from_source and best.n_test_patients else "")
+            + (f"), the best of {len(views)} methods was {best.method}" if len(views) > 1 else f"), {best.method} reached")
+            + f" ROC AUC {fmt_ci(auc, lo, hi)}"
+            + (" (one-vs-rest macro average)" if len(best.classes) > 2 else "") + ".")
+    s.add(text)
+    if op:
+        s.add(f"Operating point: {op_text(op, best.positive)}. The threshold was chosen on the validation split and "
+              f"applied unchanged to test.")
+    if len(ranked) > 1:
+        s.add("Ranking by test ROC AUC: " + ", ".join(f"{v.method} {fmt(v.auc)}" for v in ranked)
+              + ". Overlapping confidence intervals mean the ranking is not established.")
+    return s, facts
+
+
+def data_section(data: DataView, leak: str, leak_ok: bool | None, fw: FigureWriter) -> Section:
+    s = Section("Data and splits")
+    s.add(f"Data set {data.name}: {data.n_images} images in {len(data.classes)} classes ({', '.join(data.classes)}).")
+    if not data.patient_ids_from_source:
+        s.add(Note("The source publishes no patient ids: every image is its own group, so images of one patient "
+                   "may sit in different splits and the estimates below may be optimistic.", "warn"))
+    s.add(Table("splits", "Images per split and class", split_table(data),
+                caption="Patients: distinct patient ids (one per image when the source has none)."))
+    s.add(fw(F.class_distribution(data.counts), "class_distribution", "Class distribution by split",
+             "Number of images of each class in the training, validation and test splits."))
+    s.add(Note(f"Leak audit: {leak}", "ok" if leak_ok else ("warn" if leak_ok is False else "info")))
+    if data.notes:
+        s.add(Bullets(list(data.notes)))
+    return s
+
+
+def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: FigureWriter,
+                        comparisons: pd.DataFrame | None = None) -> Section:
+    ranked = rank(views)
+    s = Section("Leaderboard")
+    table = leaderboard_table(ranked, policy)
+    s.add(Table("leaderboard", "Methods on the test split", table, flag_rows=[0], flag_note="the best method.",
+                caption="Point estimates with 95% bootstrap confidence intervals (patients resampled when patient "
+                        "ids exist). '@ op': at the operating point frozen on validation. ECE: expected calibration "
+                        "error before temperature scaling."))
+    lb = pd.DataFrame({"method": [v.method for v in ranked], "auc": [v.metric("roc_auc")[0] for v in ranked],
+                       "auc_lo": [v.metric("roc_auc")[1] for v in ranked],
+                       "auc_hi": [v.metric("roc_auc")[2] for v in ranked]})
+    if len(views) > 1:
+        s.add(fw(F.leaderboard(lb), "leaderboard", "Methods ranked by test ROC AUC",
+                 "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval."))
+    overlay = roc_overlay(ranked, fw)
+    if overlay is not None:
+        s.add(overlay)
+    if comparisons is not None and len(comparisons):
+        s.add(Table("comparisons", "Paired comparisons on the same test images", comparisons,
+                    caption="DeLong test for AUC differences, paired bootstrap otherwise."))
+    return s
+
+
+def roc_overlay(views: Sequence[MethodView], fw: FigureWriter) -> FigureRef | None:
+    """Every method's ROC curve for the positive class (one-vs-rest) on one plot, with bands."""
+    positive = views[0].positive if views else None
+    if len(views) < 2 or positive is None:
+        return None
+    curves = []
+    for v in views:
+        if v.roc is None or v.positive != positive:
+            continue
+        g = v.roc[v.roc["class"].astype(str) == str(positive)]
+        if g.empty:
+            continue
+        per = v.per_class[v.per_class["class"].astype(str) == str(positive)] if v.per_class is not None else None
+        if len(v.classes) == 2:
+            ci = v.metric("roc_auc")[1:]
+        elif per is not None and len(per) and "roc_auc_ci_lo" in per:
+            ci = (float(per["roc_auc_ci_lo"].iloc[0]), float(per["roc_auc_ci_hi"].iloc[0]))
+        else:
+            ci = None
+        curves.append(F.Curve(label=v.method, x=g["fpr"].to_numpy(float), y=g["tpr"].to_numpy(float),
+                              lo=g["tpr_lo"].to_numpy(float), hi=g["tpr_hi"].to_numpy(float),
+                              score=float(g["auc"].iloc[0]), ci=ci))
+    if len(curves) < 2:
+        return None
+    return fw(F.roc_curves(curves, title=f"ROC curves, {positive} vs rest, all methods"), "roc_comparison",
+              f"ROC curves of all methods ({positive} vs rest)",
+              "Each method's ROC curve for the positive class on the same test images; shaded: 95% bootstrap bands.")
+
+
+def training_section(histories: Mapping[str, Sequence[Mapping]], fw: FigureWriter) -> Section | None:
+    histories = {k: v for k, v in (histories or {}).items() if v}
+    if not histories:
+        return None
+    s = Section("Training")
+    s.add(fw(F.loss_curves(histories), "loss_curves", "Training and validation loss",
+             "Loss per epoch of each trained head or network; dashed: validation."))
+    rows = []
+    for m, h in histories.items():
+        df = pd.DataFrame(list(h))
+        best = df["val_loss"].idxmin() if "val_loss" in df and df["val_loss"].notna().any() else None
+        rows.append({"method": m, "epochs": len(df),
+                     "final train loss": float(df["train_loss"].iloc[-1]) if "train_loss" in df else math.nan,
+                     "best validation loss": float(df.loc[best, "val_loss"]) if best is not None else math.nan,
+                     "best epoch": int(df.loc[best, "epoch"]) if best is not None and "epoch" in df else (
+                         int(best) + 1 if best is not None else math.nan)})
+    s.add(Table("training", "Training summary", pd.DataFrame(rows)))
+    return s
+
+
+def _curves(df: pd.DataFrame, x: str, y: str, score: str, headline: Mapping | None, classes_ci: Mapping) -> list:
+    out = []
+    for cls, g in df.groupby("class", sort=False):
+        ci = classes_ci.get(str(cls))
+        out.append(F.Curve(label=str(cls), x=g[x].to_numpy(float), y=g[y].to_numpy(float),
+                           lo=g[f"{y}_lo"].to_numpy(float) if f"{y}_lo" in g else None,
+                           hi=g[f"{y}_hi"].to_numpy(float) if f"{y}_hi" in g else None,
+                           score=float(g[score].iloc[0]), ci=ci,
+                           baseline=float(g["prevalence"].iloc[0]) if "prevalence" in g else None))
+    return out
+
+
+def class_cis(v: MethodView, metric: str) -> dict[str, tuple[float, float]]:
+    """Per-class CI of ``roc_auc`` / ``average_precision`` for curve legends (the headline CI for binary)."""
+    if len(v.classes) == 2 and v.positive is not None:
+        return {str(v.positive): v.metric(metric)[1:]}
+    if v.per_class is not None and f"{metric}_ci_lo" in v.per_class:
+        return {str(r["class"]): (float(r[f"{metric}_ci_lo"]), float(r[f"{metric}_ci_hi"]))
+                for _, r in v.per_class.iterrows()}
+    return {}
+
+
+def headline_table(v: MethodView) -> pd.DataFrame:
+    rows = []
+    for key, label in HEADLINE_LABELS.items():
+        if key in v.headline:
+            est, lo, hi = v.metric(key)
+            rows.append({"metric": label, "estimate": est, "95% CI": ci_text(lo, hi)})
+    return pd.DataFrame(rows)
+
+
+def error_gallery_figure(errors: pd.DataFrame, image_of, key: str, fw: FigureWriter, n: int = 8) -> FigureRef | None:
+    """Thumbnails of the ``n`` most confident errors; ``image_of(id)`` returns the image path (or None)."""
+    from breastclip.data.images import ImageDecodeError, load_image_resized
+
+    rows = errors.head(n)
+    images, captions = [], []
+    for _, r in rows.iterrows():
+        path = image_of(str(r["id"]))
+        try:
+            images.append(load_image_resized(path, 192) if path is not None else None)
+        except (ImageDecodeError, OSError):
+            images.append(None)
+        captions.append(f"#{int(r['rank'])} true {r['y_true']}\npred {r['y_pred']} ({float(r['confidence']):.2f})")
+    if not images or all(i is None for i in images):
+        return None
+    return fw(F.error_gallery(images, captions), f"{key}_errors", "Most confident errors",
+              "The test images wrongly classified with the highest confidence, with true and predicted class and the "
+              "probability of the predicted class.")
+
+
+def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_root=None) -> Section:
+    key = slug(v.method)
+    s = Section(f"Method: {v.method}", anchor=f"method-{key}")
+    s.add(Table(f"headline-{key}", "Headline metrics on test", headline_table(v),
+                caption=f"{v.n_test} test images. "
+                        + ("Multi-class: AUC and AP are one-vs-rest macro averages." if len(v.classes) > 2
+                           else f"Positive class: {v.positive}.")))
+    s.add(Table(f"per-class-{key}", "Per-class metrics on test", per_class_display(v.per_class),
+                caption="Estimates with 95% bootstrap CIs where computed. Recall is the sensitivity for that class; "
+                        "specificity, AUC and AP are one-vs-rest."))
+    s.add(fw(F.confusion_matrix(v.confusion, v.classes), f"{key}_confusion_matrix", "Confusion matrix",
+             "Rows: true class, normalised to one; each cell gives the share and the image count."))
+    if v.roc is not None and len(v.roc):
+        ci = class_cis(v, "roc_auc")
+        title = "ROC curve (95% CI band)" if len(v.classes) == 2 else (
+            f"ROC curves, one-vs-rest\nmacro AUC {fmt_ci(*v.metric('roc_auc'))}")
+        s.add(fw(F.roc_curves(_curves(v.roc, "fpr", "tpr", "auc", v.headline, ci), title=title), f"{key}_roc",
+                 "ROC curves",
+                 "One-vs-rest ROC curve per class on test; shaded: pointwise 95% bootstrap band."))
+    if v.pr is not None and len(v.pr):
+        ci = class_cis(v, "average_precision")
+        title = "Precision-recall curve (95% CI band)" if len(v.classes) == 2 else (
+            f"Precision-recall curves, one-vs-rest\nmacro AP {fmt_ci(*v.metric('average_precision'))}")
+        s.add(fw(F.pr_curves(_curves(v.pr, "recall", "precision", "average_precision", v.headline, ci), title=title),
+                 f"{key}_pr", "Precision-recall curves",
+                 "One-vs-rest precision-recall curve per class on test; shaded: 95% bootstrap band; dotted: the "
+                 "class prevalence (a random classifier)."))
+    cal = v.calibration or {}
+    before = cal.get("before")
+    if before:
+        bins = pd.DataFrame(before.get("bins", []))
+        bins = bins.rename(columns={"bin_lo": "lower", "bin_hi": "upper"})
+        s.add(fw(F.calibration(bins, ece=before.get("ece")), f"{key}_calibration", "Calibration",
+                 "Observed accuracy against mean confidence (top-label) per bin on test; the diagonal is perfect "
+                 "calibration; bars below: images per bin."))
+        rows = [{"": "as predicted", "ECE": before.get("ece"), "Brier": before.get("brier"), "NLL": before.get("nll")}]
+        after = cal.get("after")
+        if after:
+            rows.append({"": f"temperature-scaled (T={fmt(cal.get('temperature'))}, fitted on validation)",
+                         "ECE": after.get("ece"), "Brier": after.get("brier"), "NLL": after.get("nll")})
+        s.add(Table(f"calibration-{key}", "Calibration on test", pd.DataFrame(rows)))
+    if v.operating_points is not None and len(v.operating_points):
+        s.add(Table(f"operating-points-{key}", f"Operating points ({vs_text(v)})",
+                    operating_table(v.operating_points),
+                    caption="Each threshold was chosen on the validation split by its rule, frozen, and applied "
+                            "to test; counts and rates are on test."))
+    if v.sweep is not None and len(v.sweep):
+        ops = {} if v.operating_points is None else {
+            str(r["policy"]): float(r["threshold"]) for _, r in v.operating_points.iterrows()
+            if np.isfinite(float(r["threshold"]))}
+        s.add(fw(F.threshold_tradeoff(v.sweep, operating_points=ops, positive=str(v.positive),
+                                      title=f"Threshold trade-off ({vs_text(v)})"),
+                 f"{key}_thresholds", "Threshold trade-off",
+                 f"False positives and false negatives on test across thresholds on P({v.positive}); vertical lines:"
+                 " thresholds frozen on validation."))
+    sub = subgroup_blocks(v, key, fw)
+    s.add(*sub)
+    s.add(subgroup_operating_table(v, key, policy))
+    if v.errors is not None and len(v.errors):
+        errors = v.errors.head(15)
+        if "patient_id" in errors and errors["patient_id"].astype(str).str.startswith("img:").all():
+            errors = errors.drop(columns="patient_id")  # no patient ids in the source: the id says it all
+        errors = errors.drop(columns=[c for c in errors.columns if c not in ERROR_NAMES and c not in ("rank", "id")
+                                      and errors[c].nunique() <= 1])
+        gallery = error_gallery_figure(v.errors, image_root, key, fw) if image_root is not None else None
+        s.add(Table(f"errors-{key}", "Most confident errors on test", errors.rename(columns=ERROR_NAMES),
+                    caption="Images the model got wrong with the highest probability on its predicted class; review "
+                            "them for label noise, artefacts or shortcuts."), gallery)
+    for n in v.notes:
+        s.add(Note(n, "info"))
+    return s
+
+
+def vs_text(v: MethodView) -> str:
+    """``malignant vs benign`` for binary problems, ``malignant vs rest`` otherwise."""
+    others = [c for c in v.classes if c != v.positive]
+    return f"{v.positive} vs {others[0] if len(others) == 1 else 'rest'}"
+
+
+def operating_table(op: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in op.iterrows():
+        rows.append({"rule": r["policy"], "threshold": r["threshold"],
+                     "sensitivity (95% CI)": fmt_ci(r.get("sensitivity"), r.get("sensitivity_ci_lo"),
+                                                    r.get("sensitivity_ci_hi")),
+                     "specificity (95% CI)": fmt_ci(r.get("specificity"), r.get("specificity_ci_lo"),
+                                                    r.get("specificity_ci_hi")),
+                     "PPV": r.get("ppv", math.nan), "NPV": r.get("npv", math.nan),
+                     "TP": int(r["tp"]), "FP": int(r["fp"]), "TN": int(r["tn"]), "FN": int(r["fn"])})
+    return pd.DataFrame(rows)
+
+
+SUBGROUP_METRICS = ("roc_auc", "balanced_accuracy", "sensitivity", "specificity", "accuracy")
+
+
+def chart_metric(sub: pd.DataFrame) -> str | None:
+    """The first headline metric defined in at least one estimated subgroup (AUC is undefined in one-class groups)."""
+    ok = sub[sub["status"] == "ok"] if "status" in sub else sub
+    for m in SUBGROUP_METRICS:
+        if np.isfinite(ok.loc[ok["metric"] == m, "estimate"].astype(float)).any():
+            return m
+    return None
+
+
+def subgroup_blocks(v: MethodView, key: str, fw: FigureWriter) -> list:
+    sub = v.subgroups
+    blocks: list = []
+    skipped = (Note("Not analysed: " + "; ".join(f"{c} ({r})" for c, r in v.subgroups_skipped.items()), "info")
+               if v.subgroups_skipped else None)
+    if sub is None or sub.empty:
+        return [Note("No metadata column qualified for a subgroup analysis.", "info")] + ([skipped] if skipped else [])
+    groups = sub.drop_duplicates(["column", "value"])[["column", "value", "n", "classes_present", "status"]]
+    table = pd.DataFrame({"attribute": groups["column"].to_numpy(), "group": groups["value"].to_numpy(),
+                          "images": groups["n"].to_numpy(), "classes": groups["classes_present"].to_numpy()})
+    for m in SUBGROUP_METRICS:
+        rows = sub[sub["metric"] == m].set_index(["column", "value"])
+        if rows.empty:
+            continue
+        rows = rows.reindex(list(zip(groups["column"], groups["value"], strict=True)))
+        table[HEADLINE_LABELS.get(m, m) + " (95% CI)"] = [fmt_ci(e, lo, hi) for e, lo, hi in
+                                                         zip(rows["estimate"], rows["ci_lo"], rows["ci_hi"],
+                                                             strict=True)]
+    small = (groups["status"] != "ok").to_numpy()
+    min_n = v.min_group_size
+    blocks.append(Table(f"subgroups-{key}", "Subgroups", table, flag_rows=[i for i, s in enumerate(small) if s],
+                        flag_note=f"groups under {min_n or 'the minimum'} images: not estimated.",
+                        caption="Each metadata value analysed separately on test, with 95% bootstrap CIs; '-': "
+                                "not estimated (too few images) or undefined (AUC needs both classes)."))
+    metric = chart_metric(sub)
+    if metric is not None:
+        m = sub[sub["metric"] == metric].reset_index(drop=True)
+        plot = pd.DataFrame({"attribute": m["column"].astype(str), "group": m["value"].astype(str), "n": m["n"],
+                             "value": m["estimate"].astype(float), "lo": m["ci_lo"].astype(float),
+                             "hi": m["ci_hi"].astype(float), "small": (m["status"] != "ok").to_numpy()})
+        label = HEADLINE_LABELS.get(metric, metric)
+        blocks.append(fw(F.subgroups(plot, metric="value", metric_label=label, min_size=min_n),
+                         f"{key}_subgroups", "Subgroup results",
+                         f"{label} per metadata group on test with 95% CI; hollow grey markers: groups too small to "
+                         "estimate."))
+    if skipped:
+        blocks.append(skipped)
+    return blocks
+
+
+def subgroup_operating_table(v: MethodView, key: str, policy: str | None) -> Table | None:
+    """Sensitivity and specificity per subgroup at one frozen threshold (the summary's rule)."""
+    ops = v.subgroup_ops
+    if ops is None or ops.empty:
+        return None
+    rule = policy if policy and (ops["policy"] == policy).any() else str(ops["policy"].iloc[0])
+    o = ops[ops["policy"] == rule].reset_index(drop=True)
+    table = pd.DataFrame({
+        "attribute": o["column"], "group": o["value"], "images": o["n"], f"{v.positive}": o.get("n_positive"),
+        "sensitivity (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(
+            o["sensitivity"], o.get("sensitivity_ci_lo", o["sensitivity"] * np.nan),
+            o.get("sensitivity_ci_hi", o["sensitivity"] * np.nan), strict=True)],
+        "specificity (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(
+            o["specificity"], o.get("specificity_ci_lo", o["specificity"] * np.nan),
+            o.get("specificity_ci_hi", o["specificity"] * np.nan), strict=True)],
+        "TP": o["tp"], "FP": o["fp"], "TN": o["tn"], "FN": o["fn"]})
+    small = [i for i, s in enumerate(o["status"]) if s != "ok"] if "status" in o else []
+    thr = fmt(float(o["threshold"].iloc[0])) if "threshold" in o and len(o) else "-"
+    return Table(f"subgroup-operating-{key}", f"Operating point by subgroup ({rule}, t={thr})", table,
+                 flag_rows=small, flag_note=f"groups under {v.min_group_size or 'the minimum'} images.",
+                 caption=f"The threshold frozen on validation ({rule}) applied in each subgroup of the test split; "
+                         f"'{v.positive}': positive images in the group.")
+
+
+def environment_section(environment: Mapping[str, str], run_info: Mapping | None,
+                        views: Sequence[MethodView] = ()) -> Section:
+    s = Section("Environment and reproducibility")
+    texts = list(dict.fromkeys(v.methods_text for v in views if v.methods_text))
+    if texts:
+        s.add(Heading("Statistical methods"), *texts)
+    s.add(Table("environment", "Software and settings",
+                pd.DataFrame([(k, str(v)) for k, v in environment.items()], columns=["item", "value"])))
+    config = (run_info or {}).get("config")
+    if config:
+        s.add(Table("config", "Run configuration",
+                    pd.DataFrame([(k, str(v)) for k, v in _flatten(config).items()], columns=["key", "value"])))
+    return s
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def limitations(data: DataView, views: Sequence[MethodView], extra: Sequence[str] = ()) -> list[str]:
+    """Limitations that follow from the data and results, plus the caller's."""
+    out = [RESEARCH_ONLY + " No result here has been validated prospectively or on an external site."]
+    n_test = int(data.counts.loc["test"].sum()) if "test" in data.counts.index else 0
+    if n_test and n_test < 200:
+        out.append(f"Small test set ({n_test} images): confidence intervals are wide; differences between "
+                   "methods within them are not established.")
+    if "test" in data.counts.index:
+        rare = [c for c in data.classes if data.counts.loc["test", c] < 30]
+        if rare:
+            out.append(f"Fewer than 30 test images for {', '.join(rare)}: per-class estimates are unstable.")
+    if not data.patient_ids_from_source:
+        out.append("No patient ids in the source: images of one patient may be split across train and test, "
+                   "which can inflate the estimates.")
+    shares = data.counts.sum(axis=0)
+    if len(shares) and shares.max() > 2 * max(shares.min(), 1):
+        out.append("Imbalanced classes: accuracy alone is misleading; read balanced accuracy and per-class recall.")
+    out.append("Single data set: performance on other devices, sites, populations or image pre-processing is "
+               "unknown.")
+    out.extend(extra)
+    return out
