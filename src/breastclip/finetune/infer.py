@@ -13,7 +13,7 @@ from torch import nn
 from breastclip.finetune.augment import normalize
 from breastclip.finetune.checkpoint import load_checkpoint, read_meta
 from breastclip.finetune.dataset import to_model_size
-from breastclip.finetune.models import build_model, target_layer
+from breastclip.finetune.models import build_model, get_arch, target_layer
 
 
 @dataclass
@@ -27,6 +27,13 @@ class FinetunedModel:
     mean: Sequence[float]
     std: Sequence[float]
     loss: str = "ce"
+
+    @classmethod
+    def wrap(cls, model: nn.Module, arch: str, classes: Sequence[str], image_size: int | None = None,
+             loss: str = "ce") -> FinetunedModel:
+        """A model built by :func:`build_model` with the architecture's own preprocessing."""
+        entry = get_arch(arch)
+        return cls(model.eval(), arch, list(classes), image_size or entry.image_size, entry.mean, entry.std, loss)
 
     @property
     def device(self) -> torch.device:
