@@ -40,8 +40,9 @@ class FinetunedModel:
         return next(self.model.parameters()).device
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, 3, S, S) -> normalised float."""
-        return normalize(x, self.mean, self.std)
+        """uint8 (N, 3, S, S) -> normalised float (channels-last on CUDA, where convolutions prefer it)."""
+        out = normalize(x, self.mean, self.std)
+        return out.contiguous(memory_format=torch.channels_last) if out.is_cuda else out
 
     def to_input(self, images: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
         """(H, W, 3) uint8 arrays of any size, or a uint8 (N, 3, S, S) tensor -> model input on its device."""
