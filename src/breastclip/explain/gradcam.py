@@ -228,9 +228,9 @@ class GradCAMExplainer:
             raise RuntimeError("use GradCAMExplainer as a context manager: `with GradCAMExplainer(m) as cam:`")
         cm = self.cam_model
         x = cm.normalize(images).float().contiguous().requires_grad_(True)  # frozen towers: grads flow via input
-        with torch.no_grad():
-            scores = cm.scores(cm.model(x)).float().cpu()
         idx = cm.target_index(target)
+        chosen = None if idx is None else [ClassifierOutputTarget(idx) for _ in range(len(images))]
+        cams = self._cam(input_tensor=x, targets=chosen)  # None: the library explains each row's top output
+        scores = cm.scores(self._cam.outputs.detach().float()).cpu()
         targets = scores.argmax(dim=1).numpy() if idx is None else np.full(len(images), idx)
-        cams = self._cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
         return CamOutput(np.asarray(cams, dtype=np.float32), targets.astype(int), scores.numpy())
