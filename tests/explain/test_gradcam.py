@@ -101,7 +101,7 @@ def test_clip_modified_resnet_tower_uses_layer4():
 
 def test_cnn_overlays_with_real_efficientnet_lite_weights(two_pngs, tmp_path):
     model = build_model("efficientnet-lite0", 2, pretrained=True)
-    fm = FinetunedModel.wrap(model, "efficientnet-lite0", ["benign", "malignant"], image_size=96)
+    fm = FinetunedModel.wrap(model, "efficientnet-lite0", ["benign", "malignant"], image_size=64)
     res = explain_images(two_pngs, cam_model_for_finetuned(fm), tmp_path / "out", target="malignant",
                          fractions=FAST_FRACTIONS)
     assert len(res.table) == 2 and (res.table["target"] == "malignant").all()
