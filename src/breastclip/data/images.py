@@ -225,9 +225,16 @@ def _check_file(path: Path) -> None:
         raise ImageDecodeError(path, "zero-byte file (empty; an interrupted copy or download?)")
 
 
-def _describe_non_image(path: Path) -> str:
+_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"GIF8": "GIF",
+          b"BM": "BMP", b"P5": "PGM", b"P6": "PPM", b"P2": "PGM", b"RIFF": "WebP"}
+
+
+def _describe_non_image(path: Path, error: Exception) -> str:
     with open(path, "rb") as fh:
         head = fh.read(512)
+    for magic, fmt in _MAGIC.items():
+        if head.startswith(magic):
+            return f"corrupt {fmt} header: the file starts like a {fmt} but cannot be parsed ({error})"
     if head.lstrip().startswith((b"<!DOCTYPE", b"<html", b"<HTML", b"<?xml")):
         kind = "an HTML/XML document (a failed download?)"
     elif head.startswith(b"version https://git-lfs"):
@@ -266,9 +273,10 @@ class _open_pil:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 self.im = Image.open(path)
         except Image.DecompressionBombError as e:
-            raise ImageDecodeError(path, f"decompression bomb guard: {e}") from e
+            raise ImageDecodeError(path, f"decompression bomb guard: {e} (Pillow's own limit, "
+                                         "PIL.Image.MAX_IMAGE_PIXELS; raise it if the image is genuine)") from e
         except UnidentifiedImageError as e:
-            raise ImageDecodeError(path, _describe_non_image(path)) from e
+            raise ImageDecodeError(path, _describe_non_image(path, e)) from e
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageDecodeError(path, f"corrupt image header ({e})") from e
         w, h = self.im.size
