@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import log_loss
 from torch.nn import functional as F
 
 from breastclip.heads._base import BaseHead, l2_normalize, softmax
@@ -114,7 +113,7 @@ class TipAdapter(BaseHead):
         return self
 
     def _search(self, Xv: np.ndarray, yv: np.ndarray) -> tuple[float, float]:
-        labels = np.arange(len(self.classes_))
+        rows = np.arange(len(yv))
         best = (np.inf, float(self.alpha), float(self.beta))
         zs = self._zero_shot_logits(Xv)
         for beta in np.linspace(0.5, 10.0, 20):
@@ -122,7 +121,7 @@ class TipAdapter(BaseHead):
             scale = np.abs(zs).max() if self.uses_text_ else 10.0
             for alpha in np.geomspace(0.01, 10.0, 19) * scale / max(np.abs(cache).max(), 1e-12):
                 p = softmax(zs + alpha * cache)
-                loss = log_loss(yv, np.clip(p, 1e-15, 1), labels=labels)
+                loss = -float(np.mean(np.log(np.clip(p[rows, yv], 1e-15, 1.0))))
                 if loss < best[0] - 1e-12:
                     best = (loss, float(alpha), float(beta))
         return best[1], best[2]
