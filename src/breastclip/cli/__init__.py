@@ -14,7 +14,7 @@ app = typer.Typer(
 )
 
 # Each module below defines `register(app)`, adding its commands or command group.
-COMMAND_MODULES: tuple[str, ...] = ("data", "finetune")
+COMMAND_MODULES: tuple[str, ...] = ("embed", "data", "zeroshot", "finetune")
 
 
 @app.command()
