@@ -237,7 +237,8 @@ class GradCAMExplainer:
         if self._cam is None:
             raise RuntimeError("use GradCAMExplainer as a context manager: `with GradCAMExplainer(m) as cam:`")
         cm = self.cam_model
-        x = cm.normalize(images).float().contiguous().requires_grad_(True)  # frozen towers: grads flow via input
+        # frozen towers: gradients reach the hooked layer through the input
+        x = cm.normalize(images.to(cm.device)).float().contiguous().requires_grad_(True)
         idx = cm.target_index(target)
         chosen = None if idx is None else [ClassifierOutputTarget(idx) for _ in range(len(images))]
         cams = self._cam(input_tensor=x, targets=chosen)  # None: the library explains each row's top output
