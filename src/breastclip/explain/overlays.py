@@ -62,7 +62,7 @@ def collect_images(source: str | Path) -> list[Path]:
 
 
 def _stem(path: Path, used: set[str]) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)[:80] or "image"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("_")[:80] or "image"
     name, i = stem, 1
     while name in used:
         i += 1
