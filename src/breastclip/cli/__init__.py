@@ -14,7 +14,7 @@ app = typer.Typer(
 )
 
 # Each module below defines `register(app)`, adding its commands or command group.
-COMMAND_MODULES: tuple[str, ...] = ("data", "images", "embed", "evaluate", "report")
+COMMAND_MODULES: tuple[str, ...] = ("data", "images", "embed", "zeroshot", "finetune", "evaluate", "report")
 
 
 @app.command()
