@@ -264,7 +264,7 @@ def _embed(manifest, backbone, ctx: DistContext, rank_device, cache_root: Path, 
         entry = as_entry(backbone, **overrides)
         dev = rank_device or resolve_device(device)
         prec = resolve_precision(precision, dev)
-        fp = weights_fingerprint(entry)
+        fp = weights_fingerprint(entry, cache_root)
         if fp is None:  # weights not on disk yet (hub) or built from code: build to learn the fingerprint
             model = create_backbone(entry, dev, precision=prec)
             fp = model.fingerprint
