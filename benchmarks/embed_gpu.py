@@ -108,15 +108,16 @@ def cache_throughput(model, x_host, batch_size: int, iters: int) -> tuple[float,
     return done / (time.perf_counter() - t), done
 
 
-def jpeg_copies(src: list[Path], folder: Path) -> list[Path]:
+def jpeg_copies(src: list[Path], n: int, folder: Path) -> list[Path]:
+    """n JPEG re-encodings cycling through ``src``; a distinct COM comment each, so no two share a content hash."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for i, p in enumerate(src):
+    for i in range(n):
         q = folder / f"{i:05d}.jpg"
         if not q.is_file():
-            Image.open(p).convert("RGB").save(q, quality=92)
+            Image.open(src[i % len(src)]).convert("RGB").save(q, quality=92, comment=f"copy {i}")
         out.append(q)
     return out
 
@@ -173,7 +174,7 @@ def main() -> None:
     # 2. end to end from files: half PNG (distinct-byte copies), half JPEG re-encodings
     n_png = args.n_files // 2
     pngs = distinct_copies(busi, n_png, args.workdir / "copies")
-    jpgs = jpeg_copies(distinct_copies(busi, args.n_files - n_png, args.workdir / "copies-j"), args.workdir / "jpeg")
+    jpgs = jpeg_copies(busi, args.n_files - n_png, args.workdir / "jpeg")
     m = manifest_of(pngs + jpgs, "e2e")
     with tempfile.TemporaryDirectory() as cache:
         t = time.perf_counter()
