@@ -113,6 +113,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500, help="BUSI images for the speed comparison (default 500)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "breastclip-bench")
+    ap.add_argument("--naive-passes", type=int, default=2, choices=(1, 2),
+                    help="2: time the naive loop before AND after breastclip and keep the faster pass (the machine "
+                         "is shared, so load drifts; the faster naive pass makes the speedup conservative)")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--num-workers", type=int, default=None)
     ap.add_argument("--precisions", default="int8,bf16", help="reduced-precision paths to try ('' for none)")
@@ -134,8 +137,7 @@ def main() -> None:
     m = manifest_of(paths)
 
     X_naive, t_naive = naive_loop(paths, ckpt)
-    figures["naive_seconds"] = round(t_naive, 2)
-    figures["naive_img_s"] = round(len(paths) / t_naive, 2)
+    naive_passes = [t_naive]
     print(f"naive loop: {len(paths)} images in {t_naive:.1f} s ({len(paths) / t_naive:.2f} img/s)", file=sys.stderr)
 
     kw = dict(batch_size=args.batch_size, num_workers=args.num_workers, progress=False)
@@ -147,6 +149,14 @@ def main() -> None:
         again = embed_manifest(m, backbone, cache_dir=cache, precision="fp32", **kw)
         t_rerun = time.perf_counter() - t
     assert again.n_computed == 0 and (again.X == res.X).all()
+    if args.naive_passes == 2:
+        _, t2 = naive_loop(paths, ckpt)
+        naive_passes.append(t2)
+        print(f"naive loop, pass 2: {t2:.1f} s ({len(paths) / t2:.2f} img/s)", file=sys.stderr)
+        t_naive = min(naive_passes)
+    figures["naive_seconds_per_pass"] = [round(t, 2) for t in naive_passes]
+    figures["naive_seconds"] = round(t_naive, 2)
+    figures["naive_img_s"] = round(len(paths) / t_naive, 2)
     figures.update({
         "breastclip_fp32_seconds": round(t_first, 2), "breastclip_fp32_img_s": round(len(paths) / t_first, 2),
         "speedup_fp32_vs_naive": round(t_naive / t_first, 2),
