@@ -123,8 +123,8 @@ def main() -> None:
         "mlp_smote": (HEADS["mlp"](smote=True, random_state=s), "z"),
         "fc": (HEADS["fc"](random_state=s), "z"),
         "similarity_guided": (HEADS["similarity_guided"](text, text_aligned=False, random_state=s), "z"),
-        "tip_adapter": (HEADS["tip_adapter"](shots=16, random_state=s), "z"),
-        "tip_adapter_f": (HEADS["tip_adapter_f"](shots=16, random_state=s), "z"),
+        "tip_adapter": (HEADS["tip_adapter"](shots=16, center=True, random_state=s), "x"),
+        "tip_adapter_f": (HEADS["tip_adapter_f"](shots=16, center=True, random_state=s), "x"),
     }
     results, val_auc, test_proba, fit_s = {}, {}, {}, {}
     for name, (head, kind) in configs.items():
