@@ -62,7 +62,7 @@ def features(npz: Path, image_size: int, cache_dir: Path) -> tuple[dict, np.ndar
     data = load_npz(npz)
     key = hashlib.sha256(npz.read_bytes()).hexdigest()[:16]
     cache = cache_dir / f"breastmnist_{key}_lite0_{image_size}.npz"
-    bb = create_backbone("efficientnet-lite0+minilm", device="cpu")
+    bb = create_backbone("efficientnet-lite0+minilm", device="cpu", image_size=image_size)
     text = class_text_embeddings(bb, load_bank("breastmnist"))
     t0 = time.perf_counter()
     if cache.is_file():
@@ -93,7 +93,8 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--npz", type=Path, default=DEFAULT_NPZ)
-    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--image-size", default="224",
+                    help="Backbone input size; several sizes (e.g. 128,224) concatenate their embeddings.")
     ap.add_argument("--no-tta", action="store_true", help="Use plain embeddings only (no mirror averaging/augmentation).")
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "breastclip_bench")
     ap.add_argument("--seed", type=int, default=0)
@@ -104,7 +105,11 @@ def main() -> None:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     from breastclip.heads import HEADS
 
-    emb, text, embed_s = features(args.npz, args.image_size, args.cache_dir)
+    sizes = [int(v) for v in str(args.image_size).split(",")]
+    parts = [features(args.npz, size, args.cache_dir) for size in sizes]
+    text, embed_s = parts[0][1], sum(p[2] for p in parts)
+    emb = {s: ((np.hstack([l2(p[0][s][0][0]) for p in parts]), np.hstack([l2(p[0][s][0][1]) for p in parts])),
+               parts[0][0][s][1]) for s in parts[0][0]}
     tta = not args.no_tta
     (tr, tr_f), y_tr = emb["train"]
     X = {s: (l2(emb[s][0][0] + emb[s][0][1]) if tta else emb[s][0][0]) for s in emb}
@@ -123,8 +128,8 @@ def main() -> None:
         "mlp_smote": (HEADS["mlp"](smote=True, random_state=s), "z"),
         "fc": (HEADS["fc"](random_state=s), "z"),
         "similarity_guided": (HEADS["similarity_guided"](text, text_aligned=False, random_state=s), "z"),
-        "tip_adapter": (HEADS["tip_adapter"](shots=16, random_state=s), "z"),
-        "tip_adapter_f": (HEADS["tip_adapter_f"](shots=16, random_state=s), "z"),
+        "tip_adapter": (HEADS["tip_adapter"](shots=16, center=True, random_state=s), "x"),
+        "tip_adapter_f": (HEADS["tip_adapter_f"](shots=16, center=True, random_state=s), "x"),
     }
     results, val_auc, test_proba, fit_s = {}, {}, {}, {}
     for name, (head, kind) in configs.items():
@@ -136,6 +141,13 @@ def main() -> None:
         test_proba[name] = head.predict_proba(Xt)
         results[name] = evaluate(y["test"], test_proba[name])
         results[name]["val_auc"] = val_auc[name]
+    # seed ensemble of the MLP head (5 seeds, probabilities averaged)
+    t0 = time.perf_counter()
+    seeds = [HEADS["mlp"](random_state=s + k).fit(Z_train, y_train, Z["val"], y["val"]) for k in range(5)]
+    fit_s["mlp_5seeds"] = time.perf_counter() - t0
+    val_auc["mlp_5seeds"] = evaluate(y["val"], np.mean([h.predict_proba(Z["val"]) for h in seeds], axis=0))["auc"]
+    test_proba["mlp_5seeds"] = np.mean([h.predict_proba(Z["test"]) for h in seeds], axis=0)
+    results["mlp_5seeds"] = {**evaluate(y["test"], test_proba["mlp_5seeds"]), "val_auc": val_auc["mlp_5seeds"]}
     # ensemble: mean probability of the 3 heads with the best validation AUC (chosen on validation only)
     members = sorted(val_auc, key=val_auc.get, reverse=True)[:3]
     results["ensemble_top3_val"] = evaluate(y["test"], np.mean([test_proba[m] for m in members], axis=0))
@@ -160,7 +172,7 @@ def main() -> None:
     met = any(v["acc"] >= TARGET["acc"] and v["auc"] >= TARGET["auc"] for v in scored.values())
     print(f"target AUC >= {TARGET['auc']} and ACC >= {TARGET['acc']} met by some method: {met}. {RESEARCH_ONLY}")
     print(json.dumps({
-        "benchmark": "heads_breastmnist", "backbone": "efficientnet-lite0", "image_size": args.image_size,
+        "benchmark": "heads_breastmnist", "backbone": "efficientnet-lite0", "image_size": sizes,
         "tta": tta, "seed": args.seed, "n_test": int(len(y["test"])), "results": results,
         "ensemble_members": members, "best_by_val_auc": best_val, "best_by_test_auc": best_test,
         "baselines": {k: {"acc": a, "auc": b} for k, (a, b) in BASELINES.items()}, "target": TARGET,

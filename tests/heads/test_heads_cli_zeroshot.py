@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,6 +21,7 @@ def make_folder(root):
     return root
 
 
+@pytest.mark.slow
 def test_zeroshot_cli_writes_predictions_gate_and_robustness(tmp_path):
     data = make_folder(tmp_path / "data")
     out = tmp_path / "res" / "zs.csv"
@@ -40,6 +42,7 @@ def test_zeroshot_cli_writes_predictions_gate_and_robustness(tmp_path):
     assert again.exit_code != 0 and "--overwrite" in again.output
 
 
+@pytest.mark.slow
 def test_zeroshot_cli_explains_unaligned_backbone(tmp_path):
     data = make_folder(tmp_path / "data")
     result = CliRunner().invoke(app, ["zeroshot", str(data), "--backbone", "efficientnet-lite0+minilm",

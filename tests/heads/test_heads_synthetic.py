@@ -197,3 +197,16 @@ def test_ood_flags_far_points(synthetic, method, tmp_path):
     loaded = load_head(ood.save(tmp_path / "ood"))
     np.testing.assert_array_equal(loaded.ood_score(far), ood.ood_score(far))
     assert loaded.predict(far[:3]).tolist() == ood.predict(far[:3]).tolist()
+
+
+def test_make_head_routes_text_arguments(synthetic):
+    from breastclip.heads import make_head
+
+    s = synthetic
+    assert make_head("mlp", text_embeddings=s["text"], epochs=1).get_params()["epochs"] == 1
+    sg = make_head("similarity_guided", text_embeddings=s["text"], text_aligned=False)
+    assert sg.text_aligned is False and sg.text_embeddings is s["text"]
+    zs = make_head("zeroshot", text_embeddings=s["text"], classes=["benign", "malignant", "normal"])
+    assert zs.fit(s["X"]).classes_.tolist() == ["benign", "malignant", "normal"]
+    with pytest.raises(KeyError, match="unknown head 'svm'"):
+        make_head("svm")

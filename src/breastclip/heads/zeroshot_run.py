@@ -13,6 +13,20 @@ from breastclip.heads.gate import MedicalGate
 from breastclip.heads.zeroshot import ZeroShotHead, _auc, prompt_robustness
 
 
+class CachedTextEncoder:
+    """Wraps ``encode_text`` so that each prompt is encoded once."""
+
+    def __init__(self, encode_text) -> None:
+        self._encode = encode_text
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if todo:
+            self._cache.update(zip(todo, np.asarray(self._encode(todo)), strict=True))
+        return np.stack([self._cache[t] for t in texts])
+
+
 @dataclass
 class ZeroShotRun:
     """Predictions table (method ``zeroshot:<bank>``), per-image gate scores, robustness table and summary."""
@@ -46,9 +60,9 @@ def run_zeroshot(
     adds accuracy / AUC of every prompt variant (needs labels that match the bank).
     """
     from breastclip.backbones import Backbone, create_backbone, embed_manifest
-    from breastclip.predictions import make_predictions
     from breastclip.heads.zeroshot import UnalignedTextError
-    from breastclip.prompts import load_bank, text_aligned
+    from breastclip.predictions import make_predictions
+    from breastclip.prompts import class_text_embeddings, load_bank, text_aligned
 
     if split is not None:
         manifest = manifest.split_part(split)
@@ -61,7 +75,8 @@ def run_zeroshot(
             "impossible; use a CLIP-family backbone, or train a head (similarity-guided learns a projection)"
         )
     pb = (load_bank(bank) if isinstance(bank, (str, Path)) else bank).aligned_to(manifest.classes)
-    head = ZeroShotHead.from_bank(bb, pb, logit_scale=logit_scale)
+    encode = CachedTextEncoder(bb.encode_text)  # prompts are shared by the head, gate and robustness report
+    head = ZeroShotHead(class_text_embeddings(encode, pb), classes=list(pb.classes), logit_scale=logit_scale)
     X, ids, failures = embed_manifest(manifest, bb, cache_dir=cache_dir, num_workers=num_workers, progress=progress)
     head.fit(X if len(X) else np.zeros((1, bb.embed_dim)))
     df = manifest.df.set_index("id").loc[ids]
@@ -76,11 +91,12 @@ def run_zeroshot(
         run.summary = {"n_images": len(ids), "accuracy": float(np.mean(proba.argmax(1) == y_idx)),
                        "auc": _auc(y_idx, proba)}
     if gate and len(X):
-        g = MedicalGate.from_backbone(bb, threshold=gate_threshold, logit_scale=logit_scale)
+        g = MedicalGate.from_backbone(encode, threshold=gate_threshold, logit_scale=logit_scale,
+                                      aligned=True)
         res = g.check(X)
         run.gate = pd.DataFrame({"id": ids, "medical_score": res.scores, "is_medical": res.is_medical})
         run.summary["gate_rejected"] = res.n_rejected
     if robustness and len(X):
-        run.robustness, rs = prompt_robustness(bb.encode_text, pb, X, y, logit_scale=logit_scale)
+        run.robustness, rs = prompt_robustness(encode, pb, X, y, logit_scale=logit_scale)
         run.summary.update({f"prompts_{k}": v for k, v in rs.items()})
     return run
