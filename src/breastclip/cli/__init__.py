@@ -14,7 +14,7 @@ app = typer.Typer(
 )
 
 # Each module below defines `register(app)`, adding its commands or command group.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("run",)
 
 
 @app.command()

@@ -1,0 +1,128 @@
+"""The leaderboard: methods x headline metrics with confidence intervals, and each method's paired comparison
+against the best one (DeLong for binary ROC AUC without patient clusters, paired bootstrap otherwise)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from breastclip import RESEARCH_ONLY
+
+#: Metrics shown, in order, when present in the evaluations.
+LEADERBOARD_METRICS = ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1_macro",
+                       "sensitivity", "specificity")
+METRIC_LABELS = {"roc_auc": "AUC", "average_precision": "AP", "accuracy": "Acc", "balanced_accuracy": "Bal. acc",
+                 "f1_macro": "F1 (macro)", "sensitivity": "Sens", "specificity": "Spec",
+                 "precision_macro": "Prec (macro)", "recall_macro": "Recall (macro)"}
+
+
+def build_leaderboard(
+    evaluations: Mapping[str, object],
+    comparisons: pd.DataFrame | None,
+    *,
+    info: Mapping[str, Mapping[str, object]] | None = None,
+    primary: str = "roc_auc",
+    metrics: Sequence[str] = LEADERBOARD_METRICS,
+) -> pd.DataFrame:
+    """One row per method, best ``primary`` first; numeric columns ``<metric>``, ``<metric>_ci_lo/_hi``."""
+    rows = []
+    for label, ev in evaluations.items():
+        headline = ev.headline if hasattr(ev, "headline") else ev["headline"]
+        row: dict = {"method": label, **(dict(info.get(label, {})) if info else {})}
+        for m in metrics:
+            h = headline.get(m)
+            if h is None:
+                continue
+            row[m] = _f(h.get("estimate"))
+            row[f"{m}_ci_lo"] = _f(h.get("ci_lo"))
+            row[f"{m}_ci_hi"] = _f(h.get("ci_hi"))
+        n = ev.n if hasattr(ev, "n") else ev.get("n", {})
+        row["n_test"] = (n.get("test") or {}).get("images")
+        rows.append(row)
+    board = pd.DataFrame(rows)
+    if board.empty:
+        return board
+    key = primary if primary in board.columns else next((m for m in metrics if m in board.columns), None)
+    if key is not None:
+        board = board.sort_values(key, ascending=False, na_position="last", kind="mergesort")
+    board = board.reset_index(drop=True)
+    board.insert(0, "rank", range(1, len(board) + 1))
+    best = board.loc[0, "method"]
+    for col in ("vs_best_diff", "vs_best_ci_lo", "vs_best_ci_hi", "vs_best_p", "vs_best_p_holm", "vs_best_test"):
+        board[col] = None
+    if comparisons is not None and not comparisons.empty and key is not None:
+        cmp = comparisons[(comparisons["metric"] == key) & (comparisons["baseline"] == best)]
+        for _, r in cmp.iterrows():
+            i = board.index[board["method"] == r["method"]]
+            if len(i):
+                board.loc[i, ["vs_best_diff", "vs_best_ci_lo", "vs_best_ci_hi", "vs_best_p", "vs_best_p_holm",
+                              "vs_best_test"]] = [_f(r["diff"]), _f(r["ci_lo"]), _f(r["ci_hi"]), _f(r["p_value"]),
+                                                  _f(r.get("p_holm")), r["test"]]
+    board.attrs["primary"] = key
+    board.attrs["best"] = best
+    return board
+
+
+def _f(v) -> float | None:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def fmt_ci(est, lo, hi, digits: int = 3) -> str:
+    if est is None or (isinstance(est, float) and math.isnan(est)):
+        return "n/a"
+    if lo is None or hi is None or any(isinstance(x, float) and math.isnan(x) for x in (lo, hi)):
+        return f"{est:.{digits}f}"
+    return f"{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRICS) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows (estimate [95% CI], and the primary metric's difference to the best)."""
+    shown = [m for m in metrics if m in board.columns]
+    primary = board.attrs.get("primary") or (shown[0] if shown else None)
+    extra = [c for c in ("backbone", "head") if c in board.columns]
+    header = ["#", "method", *extra, *[METRIC_LABELS.get(m, m) for m in shown],
+              f"Δ{METRIC_LABELS.get(primary, primary)} vs best (p)" if primary else "vs best"]
+    rows = []
+    for _, r in board.iterrows():
+        cells = [str(r["rank"]), str(r["method"]), *[str(r[c]) if r[c] is not None else "" for c in extra]]
+        cells += [fmt_ci(_f(r[m]), _f(r.get(f"{m}_ci_lo")), _f(r.get(f"{m}_ci_hi"))) for m in shown]
+        d = _f(r.get("vs_best_diff"))
+        if int(r["rank"]) == 1:
+            cells.append("best")
+        elif d is None:
+            cells.append("")
+        else:
+            p = _f(r.get("vs_best_p_holm")) if _f(r.get("vs_best_p_holm")) is not None else _f(r.get("vs_best_p"))
+            cells.append(f"{d:+.3f} [{_f(r['vs_best_ci_lo']) or 0:+.3f}, {_f(r['vs_best_ci_hi']) or 0:+.3f}]"
+                         + (f" (p={p:.3g})" if p is not None else ""))
+        rows.append(cells)
+    return header, rows
+
+
+def to_markdown(board: pd.DataFrame, *, title: str = "Leaderboard (test split)") -> str:
+    header, rows = display_rows(board)
+    lines = [f"# {title}", "", f"*{RESEARCH_ONLY}*", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    lines += ["", "Estimates with 95% bootstrap confidence intervals (patients resampled when patient ids exist). "
+              "The last column is the paired difference to the best method on the same test images, with the "
+              "Holm-adjusted p-value."]
+    return "\n".join(lines) + "\n"
+
+
+def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard (test split)"):
+    from rich.table import Table
+
+    header, rows = display_rows(board)
+    table = Table(title=title, caption=RESEARCH_ONLY, header_style="bold")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="right" if i == 0 or i >= 2 else "left", no_wrap=i == 1)
+    for row in rows:
+        table.add_row(*row)
+    return table
