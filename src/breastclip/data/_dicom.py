@@ -1,0 +1,172 @@
+"""DICOM decoding for :mod:`breastclip.data.images` (kept apart so pydicom is imported only when needed).
+
+Order of operations for greyscale (DICOM PS3.3 C.11): stored values -> Modality LUT (rescale slope/intercept or
+LUT) -> VOI LUT or the *first* window centre/width -> 8 bit over the VOI output range -> MONOCHROME1 / Presentation
+LUT Shape INVERSE inverted (one inversion: bright is dense in the result). Files without a VOI get a percentile
+window (0.5..99.5 %). Colour data (RGB, YBR converted by pydicom, PALETTE COLOR through its LUT) is returned as RGB.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .images import PERCENTILE_WINDOW, ImageDecodeError, Intensity, _gray_to_rgb, _window_to_uint8, to_uint8
+
+_UNCOMPRESSED = {
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+}
+
+
+def read_header(path: Path):
+    """The dataset without pixel data; a clear error for non-DICOM or corrupt files."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except InvalidDicomError:
+                # files written without the 128-byte preamble and 'DICM' prefix are still common
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except InvalidDicomError as e:
+        raise ImageDecodeError(path, f"not a DICOM file ({e})") from e
+    except Exception as e:  # pydicom raises many types for damaged headers
+        raise ImageDecodeError(path, f"corrupt or truncated DICOM header ({type(e).__name__}: {e})") from e
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except Exception as e:
+        if len(ds) <= 2 and "file_meta" not in ds.__dict__:
+            raise ImageDecodeError(path, "not a DICOM file (no DICOM preamble and no readable data elements)") from e
+        sop = ds.get("SOPClassUID")
+        name = getattr(sop, "name", sop) if sop is not None else "unknown SOP class"
+        raise ImageDecodeError(path, f"DICOM file has no image (no Rows/Columns; SOP class: {name}), "
+                                     "e.g. a structured report or presentation state") from e
+    if rows <= 0 or cols <= 0:
+        raise ImageDecodeError(path, f"DICOM image has invalid size {rows}x{cols}")
+    return ds
+
+
+def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Intensity) -> np.ndarray:
+    """Decode one frame of a DICOM file to (H, W, 3) uint8 RGB."""
+    import pydicom.pixels as pxl
+
+    ds = read_header(path)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if rows * cols > max_pixels:
+        raise ImageDecodeError(path, f"decompression bomb guard: {cols}x{rows} = {rows * cols:,} pixels exceeds "
+                                     f"max_pixels={max_pixels:,} (raise max_pixels if the image is genuine)")
+    n_frames = _n_frames(ds)
+    if frame is None:
+        frame = n_frames // 2
+    if not 0 <= frame < n_frames:
+        raise ImageDecodeError(path, f"frame {frame} out of range: the file has {n_frames} frame(s) (0..{n_frames - 1})")
+    tsyntax = _transfer_syntax(ds)
+    _check_decoder(path, tsyntax)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = pxl.pixel_array(path, index=frame if n_frames > 1 else None)
+    except AttributeError as e:
+        if "no pixel data" in str(e).lower() or "Pixel Data" in str(e):
+            raise ImageDecodeError(path, "DICOM file has no pixel data") from e
+        raise ImageDecodeError(path, f"cannot decode pixel data ({e})") from e
+    except Exception as e:
+        what = ("pixel data shorter than the header promises: the file is truncated or corrupt"
+                if str(tsyntax) in _UNCOMPRESSED else
+                f"corrupt compressed pixel data ({getattr(tsyntax, 'name', tsyntax)})")
+        raise ImageDecodeError(path, f"{what} ({type(e).__name__}: {e})") from e
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "PALETTE COLOR":
+        try:
+            arr = pxl.apply_color_lut(arr, ds)
+        except Exception as e:
+            raise ImageDecodeError(path, f"cannot apply the PALETTE COLOR lookup table ({e})") from e
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        rgb = arr[..., :3]
+        return rgb if rgb.dtype == np.uint8 else to_uint8(rgb, "minmax")
+    if arr.ndim != 2:
+        raise ImageDecodeError(path, f"unexpected decoded pixel array shape {arr.shape} ({photometric})")
+    out = _grey_to_uint8(arr, ds, intensity)
+    invert = photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"
+    if invert:
+        out = 255 - out
+    return _gray_to_rgb(out)
+
+
+def _n_frames(ds) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _transfer_syntax(ds):
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is None:
+        from pydicom.uid import ImplicitVRLittleEndian
+
+        return ImplicitVRLittleEndian
+    return ts
+
+
+def _check_decoder(path: Path, tsyntax) -> None:
+    """Fail early and clearly when no installed pixel-data plugin handles the transfer syntax."""
+    import pydicom.pixels as pxl
+
+    name = getattr(tsyntax, "name", str(tsyntax))
+    try:
+        decoder = pxl.get_decoder(tsyntax)
+    except NotImplementedError as e:
+        raise ImageDecodeError(path, f"transfer syntax '{name}' ({tsyntax}) is not supported by pydicom") from e
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "a pydicom pixel-data plugin"
+        raise ImageDecodeError(path, f"compressed transfer syntax '{name}' ({tsyntax}) cannot be decoded: no "
+                                     f"installed pixel-data plugin handles it; install one of: {missing}")
+
+
+def _grey_to_uint8(arr: np.ndarray, ds, intensity: Intensity) -> np.ndarray:
+    import pydicom.pixels as pxl
+
+    try:
+        values = pxl.apply_modality_lut(arr, ds)
+    except Exception:  # a malformed modality LUT: fall back to stored values rather than losing the image
+        values = arr
+    values = np.asarray(values, dtype=np.float64)
+    if intensity == "minmax":
+        return to_uint8(values, "minmax")
+    if intensity == "percentile":
+        return to_uint8(values, "percentile", PERCENTILE_WINDOW)
+    has_lut = bool(ds.get("VOILUTSequence"))
+    has_window = "WindowCenter" in ds and "WindowWidth" in ds
+    if has_lut or has_window:
+        try:
+            return _apply_voi(values, ds, has_lut)
+        except Exception:  # invalid window (width < 1, unknown function): percentile window instead
+            pass
+    return to_uint8(values, "percentile", PERCENTILE_WINDOW)
+
+
+def _apply_voi(values: np.ndarray, ds, has_lut: bool) -> np.ndarray:
+    import pydicom.pixels as pxl
+
+    if has_lut:
+        item = ds.VOILUTSequence[0]
+        out = np.asarray(pxl.apply_voi_lut(values.astype(np.int64), ds, index=0, prefer_lut=True), np.float64)
+        bits = int(item.LUTDescriptor[2])
+        lo, hi = 0.0, float(2**bits - 1)
+        if out.max() > hi:  # descriptor lies about the depth: use the table's own range
+            lo, hi = float(np.min(item.LUTData)), float(np.max(item.LUTData))
+        return _window_to_uint8(out, lo, hi)
+    out = np.asarray(pxl.apply_voi_lut(values, ds, index=0, prefer_lut=False), np.float64)
+    bounds = np.asarray(pxl.apply_voi_lut(np.array([-1e15, 1e15]), ds, index=0, prefer_lut=False), np.float64)
+    return _window_to_uint8(out, float(bounds.min()), float(bounds.max()))

@@ -1,0 +1,419 @@
+"""Image decoding: any supported file to an (H, W, 3) uint8 RGB array, or a specific error.
+
+Formats: PNG, JPEG, TIFF, BMP, PGM/PPM, WebP, GIF (anything Pillow reads) in 8 and 16 bit, and DICOM via pydicom.
+
+Intensity policy (``intensity=``):
+
+- ``"auto"`` (default): 8-bit data is kept as is. 16-bit, 32-bit and float rasters (PNG ``I;16``, TIFF, PGM with
+  maxval > 255) are scaled linearly from their *actual* min..max to 0..255, so 12-bit data stored in a 16-bit
+  container uses the full output range instead of being darkened by a blind ``>> 8``. DICOM greyscale applies the
+  Modality LUT (rescale slope/intercept), then the first VOI LUT or window centre/width stored in the file; a file
+  without either gets a 0.5..99.5 percentile window (what most viewers and the shared data PNGs do).
+- ``"minmax"``: linear min..max for every non-8-bit source (DICOM after the Modality LUT, windows ignored).
+- ``"percentile"``: a 0.5..99.5 percentile window for every non-8-bit source (robust to a few hot pixels).
+
+DICOM specifics: MONOCHROME1 (and Presentation LUT Shape INVERSE) are inverted so that bright means dense, YBR is
+converted to RGB by pydicom, PALETTE COLOR goes through its colour LUT, a multi-frame file gives one frame
+(``frame=``; default the middle frame, ``n_frames // 2``), and compressed transfer syntaxes decode through the
+pydicom pixel-data plugins installed (pylibjpeg, pylibjpeg-libjpeg, Pillow, gdcm); when none handles the file the
+error names the transfer syntax and the packages to install.
+
+Other guarantees: EXIF orientation applied, greyscale replicated to three channels, alpha dropped (not composited),
+a decompression-bomb guard (``max_pixels``, checked from the header before any pixel is decoded), and an
+:class:`ImageDecodeError` that names the file and the problem for a missing, zero-byte, non-image, truncated or
+corrupt file.
+
+Fast path for embedding: :func:`load_image_resized` downsizes while decoding where the format allows it (JPEG DCT
+scaling via ``Image.draft``, then ``Image.reduce`` by an integer factor, then one antialiased resize), which is
+several times faster than decoding a full mammogram and resizing afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DICOM_SUFFIXES",
+    "ImageDecodeError",
+    "ImageFailure",
+    "format_failures",
+    "is_dicom",
+    "load_image",
+    "load_image_resized",
+    "load_images",
+    "to_uint8",
+]
+
+#: Largest image accepted by default (pixels per frame): 150 megapixels, far above any mammogram (~40 MP) or
+#: DBT slice, below Pillow's own hard limit (2 x ``Image.MAX_IMAGE_PIXELS`` = 179 MP).
+DEFAULT_MAX_PIXELS = 150_000_000
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+PERCENTILE_WINDOW = (0.5, 99.5)
+
+Intensity = Literal["auto", "minmax", "percentile"]
+
+
+class ImageDecodeError(ValueError):
+    """An image that cannot be decoded; ``path`` and ``problem`` say which and why."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):  # picklable across DataLoader / process-pool workers
+        return (type(self), (self.path, self.problem))
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """One file a batch could not decode."""
+
+    path: str
+    problem: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+# ---- public API -----------------------------------------------------------------------------------------------
+def load_image(
+    path: str | os.PathLike,
+    *,
+    frame: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    intensity: Intensity = "auto",
+) -> np.ndarray:
+    """Decode ``path`` to an (H, W, 3) uint8 RGB array (see the module docstring for the intensity policy).
+
+    ``frame`` picks one frame of a multi-frame DICOM or a multi-page TIFF/GIF (default: the middle frame for DICOM,
+    the first page otherwise). Raises :class:`ImageDecodeError` naming the file and the problem.
+    """
+    path = Path(path)
+    _check_file(path)
+    if is_dicom(path):
+        return _load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity)
+    with _open_pil(path, max_pixels) as im:
+        _seek(im, path, frame)
+        im = _oriented(im, path)
+        return _pil_to_rgb_array(im, path, intensity)
+
+
+def load_image_resized(
+    path: str | os.PathLike,
+    size: int,
+    *,
+    frame: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    intensity: Intensity = "auto",
+    resample: Image.Resampling = Image.Resampling.BICUBIC,
+) -> np.ndarray:
+    """Decode ``path`` downscaled so that its *shorter* side is ``size`` (aspect kept, never upscaled).
+
+    Meant for embedding and hashing: the backbone's own transform still resizes and centre-crops afterwards, so the
+    result only has to keep at least ``size`` pixels on the short side. JPEGs are decoded at a reduced DCT scale
+    (``Image.draft``), other 8-bit rasters shrink by an integer ``Image.reduce`` (box filter, cheap) to at most 2x
+    the target before one antialiased resize. 16-bit and DICOM data are scaled to uint8 first, then resized.
+    """
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    path = Path(path)
+    _check_file(path)
+    if is_dicom(path):
+        arr = _load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity)
+        return _resize_array(arr, size, resample)
+    with _open_pil(path, max_pixels) as im:
+        _seek(im, path, frame)
+        w, h = im.size
+        if im.format == "JPEG" and min(w, h) > size:
+            # DCT-domain downscale by 1/2, 1/4 or 1/8 while keeping the short side >= size
+            scale = min(w, h) / size
+            im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (int(w / scale), int(h / scale)))
+        im = _oriented(im, path)
+        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            return _resize_array(_pil_to_rgb_array(im, path, intensity), size, resample)
+        rgb = _pil_to_rgb_image(im, path)
+        return np.asarray(_resize_pil(rgb, size, resample))
+
+
+def load_images(
+    paths: Iterable[str | os.PathLike],
+    *,
+    frame: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    intensity: Intensity = "auto",
+    size: int | None = None,
+    workers: int = 0,
+) -> tuple[list[np.ndarray | None], list[ImageFailure]]:
+    """Decode many files; a file that fails becomes ``None`` and an :class:`ImageFailure`, the rest go on.
+
+    ``size`` switches to :func:`load_image_resized`. ``workers > 0`` decodes in that many threads (Pillow and
+    pydicom release the GIL in their decoders). Results keep the input order.
+    """
+    paths = [Path(p) for p in paths]
+    if size is None:
+        def one(p: Path) -> np.ndarray:
+            return load_image(p, frame=frame, max_pixels=max_pixels, intensity=intensity)
+    else:
+        def one(p: Path) -> np.ndarray:
+            return load_image_resized(p, size, frame=frame, max_pixels=max_pixels, intensity=intensity)
+    return _map_collect(one, paths, workers)
+
+
+def format_failures(failures: Sequence[ImageFailure], limit: int = 20) -> str:
+    """A short human-readable report of decode failures (count, then one line per file)."""
+    if not failures:
+        return "all images decoded"
+    lines = [f"{len(failures)} image(s) could not be decoded:"]
+    lines += [f"  {f.path}: {f.problem}" for f in failures[:limit]]
+    if len(failures) > limit:
+        lines.append(f"  ... and {len(failures) - limit} more")
+    return "\n".join(lines)
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """True for a DICOM suffix or the ``DICM`` magic at byte 128 (files without a suffix are common in PACS dumps)."""
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def to_uint8(arr: np.ndarray, mode: Literal["minmax", "percentile"] = "minmax",
+             percentiles: tuple[float, float] = PERCENTILE_WINDOW) -> np.ndarray:
+    """Scale any numeric array linearly to uint8 by its min..max or a percentile window (constant -> zeros)."""
+    a = np.asarray(arr)
+    if a.dtype == np.uint8:
+        return a
+    a = a.astype(np.float64, copy=False)
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return np.zeros(a.shape, np.uint8)
+    if mode == "percentile":
+        lo, hi = (float(v) for v in np.percentile(finite, percentiles))
+    else:
+        lo, hi = float(finite.min()), float(finite.max())
+    return _window_to_uint8(a, lo, hi)
+
+
+# ---- helpers: files and Pillow ---------------------------------------------------------------------------------
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ImageDecodeError(path, "file not found")
+    if path.is_dir():
+        raise ImageDecodeError(path, "is a directory, not an image file")
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ImageDecodeError(path, f"cannot read file ({e.strerror or e})") from e
+    if size == 0:
+        raise ImageDecodeError(path, "zero-byte file (empty; an interrupted copy or download?)")
+
+
+_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"GIF8": "GIF",
+          b"BM": "BMP", b"P5": "PGM", b"P6": "PPM", b"P2": "PGM", b"RIFF": "WebP"}
+
+
+def _describe_non_image(path: Path, error: Exception) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    for magic, fmt in _MAGIC.items():
+        if head.startswith(magic):
+            return f"corrupt {fmt} header: the file starts like a {fmt} but cannot be parsed ({error})"
+    if head.lstrip().startswith((b"<!DOCTYPE", b"<html", b"<HTML", b"<?xml")):
+        kind = "an HTML/XML document (a failed download?)"
+    elif head.startswith(b"version https://git-lfs"):
+        kind = "a Git LFS pointer (run `git lfs pull`)"
+    elif head.startswith(b"PK\x03\x04"):
+        kind = "a ZIP archive"
+    elif head.startswith(b"%PDF"):
+        kind = "a PDF document"
+    elif _looks_like_text(head):
+        kind = "a text file"
+    else:
+        kind = f"an unrecognised binary format (first bytes {head[:8].hex(' ')})"
+    return f"not an image: the content is {kind}, whatever the '{path.suffix}' suffix says"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head or b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _open_pil:
+    """Context manager: open with Pillow, turning its failures and bomb checks into ImageDecodeError."""
+
+    def __init__(self, path: Path, max_pixels: int):
+        self.path, self.max_pixels, self.im = path, max_pixels, None
+
+    def __enter__(self) -> Image.Image:
+        path = self.path
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                self.im = Image.open(path)
+        except Image.DecompressionBombError as e:
+            raise ImageDecodeError(path, f"decompression bomb guard: {e} (Pillow's own limit, "
+                                         "PIL.Image.MAX_IMAGE_PIXELS; raise it if the image is genuine)") from e
+        except UnidentifiedImageError as e:
+            raise ImageDecodeError(path, _describe_non_image(path, e)) from e
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageDecodeError(path, f"corrupt image header ({e})") from e
+        w, h = self.im.size
+        if w * h > self.max_pixels:
+            self.im.close()
+            raise ImageDecodeError(path, f"decompression bomb guard: {w}x{h} = {w * h:,} pixels exceeds max_pixels="
+                                         f"{self.max_pixels:,} (raise max_pixels if the image is genuine)")
+        return self.im
+
+    def __exit__(self, *exc) -> None:
+        if self.im is not None:
+            self.im.close()
+
+
+def _seek(im: Image.Image, path: Path, frame: int | None) -> None:
+    n = getattr(im, "n_frames", 1)
+    if frame is None:
+        return
+    if not 0 <= frame < n:
+        raise ImageDecodeError(path, f"frame {frame} out of range: the file has {n} frame(s) (0..{n - 1})")
+    try:
+        im.seek(frame)
+    except (OSError, EOFError) as e:
+        raise ImageDecodeError(path, f"cannot read frame {frame}: {e}") from e
+
+
+def _oriented(im: Image.Image, path: Path) -> Image.Image:
+    """Load the pixels (surfacing truncation/corruption here) and apply the EXIF orientation."""
+    _load_pixels(im, path)
+    try:
+        out = ImageOps.exif_transpose(im)
+    except Exception:  # a malformed EXIF block must not lose a decodable image
+        return im
+    return out if out is not None else im
+
+
+def _load_pixels(im: Image.Image, path: Path) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+    except OSError as e:
+        msg = str(e)
+        if "truncated" in msg or "not enough data" in msg.lower() or "EOF" in msg:
+            raise ImageDecodeError(path, f"truncated image data ({msg}); the file is incomplete") from e
+        raise ImageDecodeError(path, f"corrupt image data ({msg})") from e
+    except (SyntaxError, ValueError, EOFError) as e:
+        raise ImageDecodeError(path, f"corrupt image data ({e})") from e
+
+
+_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _pil_to_rgb_array(im: Image.Image, path: Path, intensity: Intensity) -> np.ndarray:
+    if im.mode in _HIGH_DEPTH_MODES:
+        arr = np.asarray(im)
+        mode = "percentile" if intensity == "percentile" else "minmax"
+        return _gray_to_rgb(to_uint8(arr, mode))
+    return np.asarray(_pil_to_rgb_image(im, path))
+
+
+def _pil_to_rgb_image(im: Image.Image, path: Path) -> Image.Image:
+    try:
+        if im.mode == "RGB":
+            return im
+        if im.mode in ("L", "LA", "1", "La"):
+            return im.convert("L").convert("RGB")
+        if im.mode in _HIGH_DEPTH_MODES:  # only reached from the resize path for 16-bit rasters
+            return Image.fromarray(to_uint8(np.asarray(im))).convert("RGB")
+        # RGBA / P / PA / CMYK / YCbCr / LAB / HSV: Pillow's convert handles the colour maths; alpha is dropped
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise ImageDecodeError(path, f"cannot convert mode {im.mode} to RGB ({e})") from e
+
+
+def _gray_to_rgb(a: np.ndarray) -> np.ndarray:
+    return np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a
+
+
+def _window_to_uint8(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.zeros(a.shape, np.uint8)
+    out = (np.clip(a, lo, hi) - lo) * (255.0 / (hi - lo))
+    return np.nan_to_num(np.rint(out), nan=0.0).astype(np.uint8)
+
+
+def _resize_pil(im: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
+    w, h = im.size
+    short = min(w, h)
+    if short <= size:
+        return im
+    factor = short // (2 * size)
+    if factor >= 2:
+        im = im.reduce(factor)
+        w, h = im.size
+        short = min(w, h)
+    scale = size / short
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return im.resize(new, resample, reducing_gap=None)
+
+
+def _resize_array(arr: np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:
+    if min(arr.shape[:2]) <= size:
+        return arr
+    return np.asarray(_resize_pil(Image.fromarray(arr), size, resample))
+
+
+def _map_collect(fn: Callable[[Path], np.ndarray], paths: list[Path],
+                 workers: int) -> tuple[list[np.ndarray | None], list[ImageFailure]]:
+    def safe(p: Path) -> np.ndarray | ImageFailure:
+        try:
+            return fn(p)
+        except ImageDecodeError as e:
+            return ImageFailure(e.path, e.problem)
+        except MemoryError:
+            return ImageFailure(str(p), "out of memory while decoding")
+
+    if workers > 0 and len(paths) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(safe, paths))
+    else:
+        results = [safe(p) for p in paths]
+    arrays: list[np.ndarray | None] = []
+    failures: list[ImageFailure] = []
+    for r in results:
+        if isinstance(r, ImageFailure):
+            failures.append(r)
+            arrays.append(None)
+        else:
+            arrays.append(r)
+    return arrays, failures
+
+
+# ---- DICOM ---------------------------------------------------------------------------------------------------------
+def _load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Intensity) -> np.ndarray:
+    from ._dicom import load_dicom
+
+    return load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity)
