@@ -1,0 +1,74 @@
+"""Hugging Face ``CLIPModel`` family (PLIP, any ``hf:<id>``, local HF folders) through transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .base import Backbone
+from .hashing import files_fingerprint, tensors_fingerprint
+from .openclip import prepare_module
+from .registry import BackboneEntry, BackboneUnavailable
+
+_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
+
+
+class HFImageTower(torch.nn.Module):
+    """vision_model + visual_projection as one module: (N, 3, S, S) normalised -> (N, d) image embeddings."""
+
+    def __init__(self, vision_model: torch.nn.Module, projection: torch.nn.Module) -> None:
+        super().__init__()
+        self.vision_model = vision_model
+        self.visual_projection = projection
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.visual_projection(self.vision_model(pixel_values=pixel_values).pooler_output)
+
+
+def local_weight_files(entry: BackboneEntry) -> list[Path] | None:
+    folder = Path(entry.weights)
+    if folder.is_dir():
+        files = [folder / n for n in _WEIGHT_NAMES if (folder / n).is_file()]
+        return files[:1] or None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for name in _WEIGHT_NAMES:
+        hit = try_to_load_from_cache(entry.weights, name)
+        if isinstance(hit, str):
+            return [Path(hit)]
+    return None
+
+
+def build(entry: BackboneEntry, device: torch.device, precision: str) -> Backbone:
+    try:
+        from transformers import AutoTokenizer, CLIPModel
+
+        model = CLIPModel.from_pretrained(entry.weights)
+        tokenizer = AutoTokenizer.from_pretrained(entry.weights) if entry.has_text else None
+    except Exception as e:
+        from .openclip import _unavailable_message
+
+        raise BackboneUnavailable(_unavailable_message(
+            entry, f"transformers.CLIPModel.from_pretrained('{entry.weights}')", e).replace(
+            "create_backbone('local:/path/to/weights.safetensors', architecture='CLIPModel')",
+            "save_pretrained() the model into a folder and use create_backbone('local:/path/to/folder')")) from e
+    model = model.eval().requires_grad_(False)
+    files = local_weight_files(entry)
+    fingerprint = files_fingerprint(files) if files else tensors_fingerprint(model.state_dict())
+    tower = prepare_module(HFImageTower(model.vision_model, model.visual_projection), device, precision)
+    text_forward = None
+    if entry.has_text:
+        text_model = model.text_model.to(device)
+        text_projection = model.text_projection.to(device)
+        max_len = int(getattr(model.config.text_config, "max_position_embeddings", 77))
+
+        def text_forward(prompts: list[str]) -> torch.Tensor:
+            tok = tokenizer(prompts, padding=True, truncation=True, max_length=max_len, return_tensors="pt").to(device)
+            out = text_model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+            return text_projection(out.pooler_output)
+
+    return Backbone(entry, image_model=tower, image_forward=tower, device=device, fingerprint=fingerprint,
+                    precision=precision, text_forward=text_forward)

@@ -1,0 +1,115 @@
+"""open_clip family: OpenAI CLIP tags, hf-hub models (BiomedCLIP), local state dicts and local-dir folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .base import Backbone
+from .hashing import files_fingerprint, tensors_fingerprint
+from .registry import BackboneEntry, BackboneUnavailable
+
+_HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                    "open_clip_pytorch_model.bin")
+
+
+def prepare_module(module: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
+    """Eval mode, frozen, channels-last, on device; int8 dynamic quantisation of Linear layers on request (CPU)."""
+    module = module.eval().requires_grad_(False)
+    if precision == "int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        module = quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+    return module.to(device=device, memory_format=torch.channels_last)
+
+
+def wrap_open_clip(entry: BackboneEntry, model: torch.nn.Module, tokenizer, device: torch.device, precision: str,
+                   fingerprint: str) -> Backbone:
+    """Backbone around an open_clip CLIP model: image tower ``model.visual``, text via ``encode_text``."""
+    visual = prepare_module(model.visual, device, precision)
+    model.visual = visual
+    text_forward = None
+    if entry.has_text:
+        model = model.eval().requires_grad_(False).to(device)
+        model.visual = visual
+
+        def text_forward(prompts: list[str]) -> torch.Tensor:
+            return model.encode_text(tokenizer(prompts).to(device))
+
+    return Backbone(entry, image_model=visual, image_forward=visual, device=device, fingerprint=fingerprint,
+                    precision=precision, text_forward=text_forward)
+
+
+def _split_arch(entry: BackboneEntry) -> tuple[str, str | None]:
+    """(model_name for open_clip.create_model, pretrained argument)."""
+    if entry.architecture.startswith(("hf-hub:", "local-dir:")):
+        return entry.architecture, None
+    return entry.architecture, entry.weights or None
+
+
+def local_weight_files(entry: BackboneEntry) -> list[Path] | None:
+    """Weight files already on this machine (no download), or None when they would have to be fetched."""
+    arch, pretrained = _split_arch(entry)
+    if arch.startswith("local-dir:"):
+        folder = Path(arch[len("local-dir:"):])
+        files = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin", ".pth", ".pt"))
+        return files or None
+    if pretrained and Path(pretrained).is_file():
+        return [Path(pretrained)]
+    repo, names = None, _HF_WEIGHT_NAMES
+    if arch.startswith("hf-hub:"):
+        repo = arch[len("hf-hub:"):]
+    elif pretrained:
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(arch, pretrained)
+        hub = cfg.get("hf_hub", "")
+        if hub:
+            repo, fname = os.path.split(hub)  # open_clip's own convention: 'org/model/' or 'org/model/file'
+            names = (fname,) if fname else _HF_WEIGHT_NAMES
+        url = cfg.get("url", "")
+        if url:
+            cached = Path.home() / ".cache" / "clip" / Path(url).name
+            if cached.is_file():
+                return [cached]
+    if repo:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return None
+        for name in names:
+            for cand in (name, name.replace(".bin", ".safetensors")):
+                hit = try_to_load_from_cache(repo, cand)
+                if isinstance(hit, str):
+                    return [Path(hit)]
+    return None
+
+
+def build(entry: BackboneEntry, device: torch.device, precision: str) -> Backbone:
+    import open_clip
+
+    arch, pretrained = _split_arch(entry)
+    try:
+        model = open_clip.create_model(arch, pretrained=pretrained, require_pretrained=True, device="cpu",
+                                       weights_only=True)
+        tokenizer = open_clip.get_tokenizer(arch) if entry.has_text else None
+    except Exception as e:  # network, gated repo, renamed tag, corrupt file: one clear message
+        tried = f"open_clip.create_model('{arch}', pretrained={pretrained!r})"
+        raise BackboneUnavailable(_unavailable_message(entry, tried, e)) from e
+    files = local_weight_files(entry)
+    fingerprint = files_fingerprint(files) if files else tensors_fingerprint(model.state_dict())
+    return wrap_open_clip(entry, model, tokenizer, device, precision, fingerprint)
+
+
+def _unavailable_message(entry: BackboneEntry, tried: str, err: Exception) -> str:
+    arch = entry.architecture if not entry.architecture.startswith("hf-hub:") else "<architecture>"
+    first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+    return (f"backbone '{entry.name}' is unavailable: its weights could not be loaded.\n"
+            f"  tried: {tried}\n  error: {type(err).__name__}: {first}\n"
+            "  fix: connect once to the internet so the weights land in the Hugging Face / open_clip cache, or "
+            "download the checkpoint elsewhere and load it from a file: "
+            f"create_backbone('local:/path/to/weights.safetensors', architecture='{arch}') "
+            f"(CLI: --backbone local:/path/to/weights.safetensors --architecture {arch}). "
+            "Random weights are never substituted.")

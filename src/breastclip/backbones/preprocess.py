@@ -1,0 +1,43 @@
+"""Resize + crop to a backbone's input size on uint8 pixels, exactly as the backbone's reference transform does.
+
+The reference (open_clip / Hugging Face CLIP) transform is: PIL image -> torchvision ``Resize(size)`` (shortest side,
+bicubic, antialiased) -> ``CenterCrop(size)`` -> ToTensor -> Normalize. We run the same torchvision calls on the PIL
+image and stop before ToTensor, so the uint8 result is bit-identical; normalisation happens later on the device.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .registry import BackboneEntry
+
+_MODES = ("shortest", "squash")
+
+
+def spec_key(entry: BackboneEntry) -> str:
+    """Key of the geometric part of preprocessing (what the uint8 pixel cache depends on)."""
+    return json.dumps({"size": entry.image_size, "resize": entry.resize_mode, "interp": entry.interpolation},
+                      sort_keys=True)
+
+
+def resize_crop(image: np.ndarray, entry: BackboneEntry) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (3, S, S) uint8, S = entry.image_size, with the entry's resize mode and filter."""
+    import torchvision.transforms.functional as F
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    if entry.resize_mode not in _MODES:
+        raise ValueError(f"backbone '{entry.name}': resize mode '{entry.resize_mode}' is not supported ({_MODES})")
+    interp = InterpolationMode.BILINEAR if entry.interpolation == "bilinear" else InterpolationMode.BICUBIC
+    size = entry.image_size
+    pil = Image.fromarray(image)
+    if entry.resize_mode == "squash":
+        pil = F.resize(pil, [size, size], interpolation=interp)
+    else:
+        pil = F.resize(pil, size, interpolation=interp)
+        pil = F.center_crop(pil, [size, size])
+    return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8).transpose(2, 0, 1))
