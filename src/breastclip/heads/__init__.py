@@ -1,0 +1,45 @@
+"""Classifier heads on cached embeddings: scikit-learn estimators on ``X (n, d)``, saved without pickle.
+
+``HEADS`` maps a method name to its class (the methods a run trains and compares); ``load_head(path)`` rebuilds
+any saved head, gate or OOD detector.
+"""
+
+from __future__ import annotations
+
+from breastclip.heads.fc import FCHead
+from breastclip.heads.gate import GateResult, MedicalGate
+from breastclip.heads.io import HeadFormatError, load_head, save_head
+from breastclip.heads.linear_probe import LinearProbe
+from breastclip.heads.losses import FocalLoss, effective_number_weights
+from breastclip.heads.mlp import MLPHead
+from breastclip.heads.ood import EmbeddingOOD
+from breastclip.heads.similarity_guided import SimilarityGuidedHead
+from breastclip.heads.tip_adapter import TipAdapter, TipAdapterF
+from breastclip.heads.zeroshot import UnalignedTextError, ZeroShotHead, prompt_robustness
+
+HEADS: dict[str, type] = {
+    cls.head_name: cls
+    for cls in (ZeroShotHead, LinearProbe, SimilarityGuidedHead, MLPHead, FCHead, TipAdapter, TipAdapterF)
+}
+"""Classifier heads by method name."""
+
+TEXT_HEADS = frozenset({"zeroshot", "similarity_guided", "tip_adapter", "tip_adapter_f"})
+"""Heads that take ``text_embeddings`` (zero-shot requires them; the others fall back without)."""
+
+SAVEABLE: dict[str, type] = {**HEADS, MedicalGate.head_name: MedicalGate, EmbeddingOOD.head_name: EmbeddingOOD}
+
+
+def registry_name(cls: type) -> str:
+    """Name under which ``cls`` is saved (its ``head_name``)."""
+    name = getattr(cls, "head_name", "")
+    if SAVEABLE.get(name) is not cls:
+        raise ValueError(f"{cls.__name__} is not a registered head; known: {sorted(SAVEABLE)}")
+    return name
+
+
+__all__ = [
+    "HEADS", "SAVEABLE", "TEXT_HEADS", "EmbeddingOOD", "FCHead", "FocalLoss", "GateResult", "HeadFormatError",
+    "LinearProbe", "MLPHead", "MedicalGate", "SimilarityGuidedHead", "TipAdapter", "TipAdapterF",
+    "UnalignedTextError", "ZeroShotHead", "effective_number_weights", "load_head", "prompt_robustness",
+    "registry_name", "save_head",
+]
