@@ -1,0 +1,133 @@
+"""Bootstrap confidence intervals, resampling patients (cluster bootstrap) when patient ids exist.
+
+Method: percentile bootstrap (Efron & Tibshirani 1993, ch. 13) with a fixed seed. When ``groups`` (patient ids) are
+given, each replicate draws as many patients as the sample holds, with replacement, and takes *all* of each drawn
+patient's images (a patient drawn twice contributes its images twice). Images of one patient are correlated, so
+resampling images instead would make intervals too narrow. Without groups (or when every group holds one image)
+this is the ordinary image-level bootstrap.
+
+Degenerate replicates: a replicate that lacks a class present in the full sample is skipped (macro metrics and
+AUC would change meaning), and a metric that is undefined (NaN) in a replicate is skipped for that metric only.
+Every interval reports how many replicates it used (``n_boot_used``) and skipped (``n_boot_skipped``); an interval
+from fewer than 10 usable replicates is NaN.
+
+Returned structure of :func:`bootstrap_metrics` (JSON-ready)::
+
+    {metric: {"estimate": float, "ci_lo": float, "ci_hi": float, "n_boot_used": int, "n_boot_skipped": int}}
+
+``estimate`` is the metric on the full sample, not the bootstrap mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+MIN_REPLICATES = 10
+
+
+class ClusterResampler:
+    """Draws bootstrap index arrays; by patient when ``groups`` is given, else by image."""
+
+    def __init__(self, n: int, groups: Sequence | np.ndarray | None = None):
+        self.n = int(n)
+        if groups is None:
+            self.codes = None
+            self.n_groups = self.n
+            return
+        groups = np.asarray(groups)
+        if groups.shape[0] != self.n:
+            raise ValueError(f"groups has {groups.shape[0]} entries for {self.n} samples")
+        _, codes = np.unique(groups.astype(str), return_inverse=True)
+        self.codes = codes
+        self.n_groups = int(codes.max()) + 1 if codes.size else 0
+        self.order = np.argsort(codes, kind="mergesort")
+        self.sizes = np.bincount(codes, minlength=self.n_groups)
+        self.starts = np.r_[0, np.cumsum(self.sizes)[:-1]]
+
+    @property
+    def clustered(self) -> bool:
+        """True when some group holds more than one image (a real cluster bootstrap)."""
+        return self.codes is not None and self.n_groups < self.n
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """One replicate: row indices into the sample."""
+        if self.codes is None:
+            return rng.integers(0, self.n, size=self.n)
+        chosen = rng.integers(0, self.n_groups, size=self.n_groups)
+        lengths = self.sizes[chosen]
+        total = int(lengths.sum())
+        # position of every output slot inside its group's block of `order`
+        offsets = np.repeat(self.starts[chosen] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+        return self.order[offsets + np.arange(total)]
+
+    def replicates(self, n_boot: int, seed: int = 0) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        for _ in range(int(n_boot)):
+            yield self.draw(rng)
+
+
+def percentile_ci(values: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates, NaNs dropped; NaN when fewer than 10 remain."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size < MIN_REPLICATES:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(v, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_replicates(
+    statistic: Callable[[np.ndarray], dict[str, float]],
+    n: int,
+    *,
+    groups: Sequence | np.ndarray | None = None,
+    required_labels: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Replicate values of every metric ``statistic(idx)`` returns, and the number of skipped replicates.
+
+    ``required_labels``: per-sample labels; replicates missing any label present in the full sample are skipped
+    (their rows hold NaN).
+    """
+    sampler = ClusterResampler(n, groups)
+    needed = np.unique(required_labels) if required_labels is not None else None
+    rows: list[dict[str, float] | None] = []
+    for idx in sampler.replicates(n_boot, seed):
+        if needed is not None and np.unique(required_labels[idx]).size < needed.size:
+            rows.append(None)
+            continue
+        rows.append(statistic(idx))
+    names = next((list(r) for r in rows if r is not None), [])
+    values = {m: np.array([np.nan if r is None else r.get(m, np.nan) for r in rows], dtype=float) for m in names}
+    return values, sum(r is None for r in rows)
+
+
+def bootstrap_metrics(
+    statistic: Callable[[np.ndarray], dict[str, float]],
+    n: int,
+    *,
+    groups: Sequence | np.ndarray | None = None,
+    required_labels: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, dict[str, float | int]]:
+    """Point estimate and percentile CI of every metric that ``statistic(indices)`` returns.
+
+    ``statistic`` maps an index array into the sample to ``{metric: value}``; it is called once on
+    ``arange(n)`` for the estimate and once per replicate.
+    """
+    estimate = statistic(np.arange(n))
+    values, _ = bootstrap_replicates(statistic, n, groups=groups, required_labels=required_labels,
+                                     n_boot=n_boot, seed=seed)
+    out: dict[str, dict[str, float | int]] = {}
+    for name, est in estimate.items():
+        v = values.get(name, np.full(int(n_boot), np.nan))
+        lo, hi = percentile_ci(v, alpha)
+        used = int((~np.isnan(v)).sum())
+        out[name] = {"estimate": float(est), "ci_lo": lo, "ci_hi": hi, "n_boot_used": used,
+                     "n_boot_skipped": int(n_boot) - used}
+    return out

@@ -1,0 +1,224 @@
+"""One entry point that evaluates one method's predictions: :func:`evaluate_predictions` -> :class:`Evaluation`.
+
+Splits: headline metrics, per-class table, confusion matrices, curves, calibration, subgroups and errors are
+computed on the ``test`` rows. The ``val`` rows are used for exactly two things, both *fitted* there and then frozen:
+the operating-point thresholds and the calibration temperature. Without validation rows these two are skipped
+(with a note); test rows are never used in their place.
+
+``Evaluation.to_dict()`` (JSON-serialisable: DataFrames become lists of records, NaN / inf become None)::
+
+    method, classes, positive_class, positive_class_reason, disclaimer
+    n:               {"val": {"images", "patients"}, "test": {...}}
+    bootstrap:       {"unit": "patient" | "image", "n_boot", "seed", "alpha", "interval": "percentile"}
+    headline:        {metric: {"estimate", "ci_lo", "ci_hi", "n_boot_used", "n_boot_skipped"}}   (test)
+    per_class:       [{class, support, precision, recall, f1, specificity, roc_auc, average_precision}]
+    confusion:       {"classes", "counts", "normalised"}                      (rows = true class)
+    operating_points:[{policy, threshold, val_sensitivity, val_specificity, tp, fp, tn, fn, sensitivity,
+                       specificity, ppv, npv, <rate>_ci_lo, <rate>_ci_hi}]    (thresholds from val)
+    threshold_sweep: [{split, threshold, tp, fp, tn, fn, sensitivity, specificity, ppv, npv}]
+    roc:             [{class, fpr, tpr, tpr_lo, tpr_hi, auc}]                 (fixed FPR grid, bootstrap bands)
+    pr:              [{class, recall, precision, precision_lo, precision_hi, average_precision, prevalence}]
+    calibration:     see breastclip.evaluation.calibration.calibration_summary
+    subgroups:       [{column, value, n, n_patients, classes_present, status, metric, estimate, ci_lo, ci_hi,
+                       n_boot_used}]
+    subgroups_skipped: {column: reason}
+    confident_errors:[{rank, id, patient_id, y_true, y_pred, confidence, p_true, error_type, <metadata>}]
+    notes:           [str]
+
+Operating points and sweeps need a positive class (binary problems, or one-vs-rest for a named positive class of a
+multi-class problem); they are empty otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from breastclip import RESEARCH_ONLY
+from breastclip.evaluation.bootstrap import ClusterResampler, bootstrap_metrics
+from breastclip.evaluation.calibration import calibration_summary
+from breastclip.evaluation.compare import compare_methods
+from breastclip.evaluation.curves import curve_bands
+from breastclip.evaluation.errors import confident_errors
+from breastclip.evaluation.metrics import (
+    confusion_matrices,
+    headline_metrics,
+    per_class_table,
+    resolve_positive_class,
+)
+from breastclip.evaluation.subgroups import subgroup_table
+from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, threshold_sweep
+from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
+
+__all__ = ["Evaluation", "compare_methods", "evaluate_predictions", "jsonable"]
+
+
+@dataclass
+class Evaluation:
+    """Everything measured for one method; plain data only (see the module docstring for the layout)."""
+
+    method: str
+    classes: list[str]
+    positive_class: str | None
+    positive_class_reason: str
+    n: dict[str, dict[str, int]]
+    bootstrap: dict[str, Any]
+    headline: dict[str, dict[str, float]]
+    per_class: pd.DataFrame
+    confusion: dict[str, Any]
+    operating_points: pd.DataFrame
+    threshold_sweep: pd.DataFrame
+    roc: pd.DataFrame
+    pr: pd.DataFrame
+    calibration: dict[str, Any]
+    subgroups: pd.DataFrame
+    subgroups_skipped: dict[str, str]
+    confident_errors: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    disclaimer: str = RESEARCH_ONLY
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable copy (DataFrames as lists of records, NaN / inf as None)."""
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON types: DataFrames -> records, numpy scalars -> Python, NaN / inf -> None."""
+    if isinstance(obj, pd.DataFrame):
+        return [jsonable(r) for r in obj.to_dict(orient="records")]
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    return str(obj)
+
+
+def _join_metadata(part: pd.DataFrame, manifest_df: pd.DataFrame | None, notes: list[str]) -> pd.DataFrame:
+    if manifest_df is None:
+        return part.reset_index(drop=True)
+    mdf = getattr(manifest_df, "df", manifest_df)  # accept a Manifest as well as its table
+    if "id" not in mdf.columns:
+        raise ValueError("manifest_df has no 'id' column to join on")
+    extra = [c for c in mdf.columns if c not in part.columns or c == "id"]
+    meta = mdf[extra].drop_duplicates("id").assign(id=lambda d: d["id"].astype(str))
+    joined = part.assign(id=part["id"].astype(str)).merge(meta, on="id", how="left", validate="many_to_one")
+    unmatched = int(joined["id"].isin(meta["id"]).__invert__().sum())
+    if unmatched:
+        notes.append(f"{unmatched} prediction rows have no manifest row: their metadata is missing")
+    return joined.reset_index(drop=True)
+
+
+def evaluate_predictions(
+    pred: pd.DataFrame,
+    manifest_df: pd.DataFrame | None = None,
+    *,
+    method: str | None = None,
+    positive_class: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    min_group_size: int = 20,
+    threshold_policies: Sequence[str] = DEFAULT_POLICIES,
+    n_bins: int = 15,
+    subgroup_columns: Sequence[str] | None = None,
+    subgroup_bins: Mapping[str, int | Sequence[float]] | None = None,
+    max_levels: int = 12,
+    top_k_errors: int = 20,
+    test_split: str = "test",
+    val_split: str = "val",
+) -> Evaluation:
+    """Evaluate one method's predictions table (val + test rows), optionally joined with manifest metadata."""
+    validate_predictions(pred)
+    methods = list(dict.fromkeys(pred["method"].astype(str)))
+    if method is None:
+        if len(methods) != 1:
+            raise ValueError(f"the predictions table holds methods {methods}: pass method= to pick one")
+        method = methods[0]
+    elif method not in methods:
+        raise ValueError(f"method {method!r} is not in the predictions table; methods: {methods}")
+    pred = pred[pred["method"].astype(str) == method]
+    classes = classes_of(pred)
+    k = len(classes)
+    pos_name, pos_reason = resolve_positive_class(classes, positive_class)
+    pos = classes.index(pos_name) if pos_name is not None else None
+    notes: list[str] = []
+
+    test = _join_metadata(pred[pred["split"] == test_split], manifest_df, notes)
+    val = pred[pred["split"] == val_split].reset_index(drop=True)
+    if test.empty:
+        raise ValueError(f"method {method!r} has no rows with split == {test_split!r} "
+                         f"(splits present: {sorted(pred['split'].astype(str).unique())})")
+    if test["id"].duplicated().any():
+        raise ValueError(f"method {method!r} has duplicate ids on split {test_split!r}")
+    y, proba = y_true_index(test), proba_of(test)
+    groups = test["patient_id"].astype(str).to_numpy()
+    sampler = ClusterResampler(len(test), groups)
+    unit = "patient" if sampler.clustered else "image"
+    boot_groups = groups if sampler.clustered else None
+    if not sampler.clustered:
+        notes.append("every test patient has one image: the bootstrap resamples images")
+    missing = [c for j, c in enumerate(classes) if not (y == j).any()]
+    if missing:
+        notes.append(f"classes absent from the test split: {missing}")
+
+    hl_pos = pos if k == 2 else None
+    headline = bootstrap_metrics(lambda idx: headline_metrics(y[idx], proba[idx], hl_pos), len(y),
+                                 groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed, alpha=alpha)
+    roc, pr = curve_bands(y, proba, classes, positive_index=hl_pos, groups=boot_groups, n_boot=n_boot, seed=seed,
+                          alpha=alpha)
+
+    ops = pd.DataFrame()
+    sweep = pd.DataFrame()
+    y_val = y_true_index(val) if not val.empty else None
+    p_val = proba_of(val) if not val.empty else None
+    if pos is not None:
+        yb_test, s_test = (y == pos).astype(int), proba[:, pos]
+        sweeps = [threshold_sweep(yb_test, s_test).assign(split=test_split)]
+        if val.empty:
+            notes.append(f"no {val_split!r} rows: operating points (thresholds are chosen on validation only) "
+                         "were not computed")
+        else:
+            yb_val, s_val = (y_val == pos).astype(int), p_val[:, pos]
+            sweeps.insert(0, threshold_sweep(yb_val, s_val).assign(split=val_split))
+            if 0 < yb_val.sum() < yb_val.size:
+                ops = operating_points(yb_val, s_val, yb_test, s_test, threshold_policies, groups_test=boot_groups,
+                                       n_boot=n_boot, seed=seed, alpha=alpha)
+            else:
+                notes.append(f"the {val_split!r} split holds one class only: operating points were not computed")
+        sweep = pd.concat(sweeps, ignore_index=True)
+        sweep = sweep[["split", *[c for c in sweep.columns if c != "split"]]]
+    else:
+        notes.append("multi-class problem without a positive class: no operating points (pass positive_class=)")
+
+    if val.empty:
+        notes.append(f"no {val_split!r} rows: temperature scaling was not fitted")
+    calibration = calibration_summary(y, proba, y_val, p_val, n_bins=n_bins, positive_index=hl_pos)
+
+    subgroups, skipped = subgroup_table(
+        y, proba, classes, test, groups=groups, positive_index=hl_pos, columns=subgroup_columns, bins=subgroup_bins,
+        min_group_size=min_group_size, max_levels=max_levels, n_boot=n_boot, seed=seed, alpha=alpha)
+    errors = confident_errors(test, k=top_k_errors, positive_class=pos_name)
+
+    def counts(df: pd.DataFrame) -> dict[str, int]:
+        return {"images": len(df), "patients": int(df["patient_id"].astype(str).nunique()) if len(df) else 0}
+
+    return Evaluation(
+        method=method, classes=classes, positive_class=pos_name, positive_class_reason=pos_reason,
+        n={val_split: counts(val), test_split: counts(test)},
+        bootstrap={"unit": unit, "n_boot": int(n_boot), "seed": int(seed), "alpha": float(alpha),
+                   "interval": "percentile"},
+        headline=headline, per_class=per_class_table(y, proba, classes),
+        confusion=confusion_matrices(y, proba, classes), operating_points=ops, threshold_sweep=sweep,
+        roc=roc, pr=pr, calibration=calibration, subgroups=subgroups, subgroups_skipped=skipped,
+        confident_errors=errors, notes=notes)

@@ -1,0 +1,81 @@
+"""The bootstrap resamples patients (whole clusters), counts skipped replicates and is reproducible."""
+
+import numpy as np
+import pytest
+
+from breastclip.evaluation.bootstrap import ClusterResampler, bootstrap_metrics
+from breastclip.evaluation.metrics import headline_metrics
+
+
+def test_replicates_take_whole_patients():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 6, size=40)
+    groups = np.repeat([f"p{i}" for i in range(40)], sizes)
+    rng.shuffle(groups)
+    sampler = ClusterResampler(groups.size, groups)
+    assert sampler.clustered and sampler.n_groups == 40
+    distinct_patients = []
+    for idx in sampler.replicates(50, seed=1):
+        drawn = groups[idx]
+        patients, counts = np.unique(drawn, return_counts=True)
+        distinct_patients.append(patients.size)
+        for p, c in zip(patients, counts, strict=True):
+            size = int((groups == p).sum())
+            assert c % size == 0, "a patient contributed part of its images"
+            # every image of a drawn patient is there
+            assert set(np.nonzero(groups == p)[0]) == set(idx[drawn == p])
+    # about 1 - 1/e of the patients appear in each replicate, not all of them
+    assert 0.5 < np.mean(distinct_patients) / 40 < 0.75
+
+
+def test_cluster_interval_is_wider_when_images_of_a_patient_are_correlated():
+    # 30 patients x 8 identical images: the effective sample is 30, not 240
+    rng = np.random.default_rng(3)
+    y_pat = rng.integers(0, 2, 30)
+    correct_pat = rng.random(30) < 0.7
+    y = np.repeat(y_pat, 8)
+    correct = np.repeat(correct_pat, 8)
+    proba = np.where((y == 1) == correct, 0.8, 0.2)
+    proba = np.c_[1 - proba, proba]
+    groups = np.repeat(np.arange(30), 8)
+
+    def stat(idx):
+        return headline_metrics(y[idx], proba[idx], positive_index=1)
+
+    by_image = bootstrap_metrics(stat, y.size, n_boot=200, seed=0, required_labels=y)["accuracy"]
+    by_patient = bootstrap_metrics(stat, y.size, groups=groups, n_boot=200, seed=0, required_labels=y)["accuracy"]
+    assert by_image["estimate"] == by_patient["estimate"] == pytest.approx(correct.mean())
+    width_img = by_image["ci_hi"] - by_image["ci_lo"]
+    width_pat = by_patient["ci_hi"] - by_patient["ci_lo"]
+    assert width_pat > 2 * width_img  # ~sqrt(8) times wider in expectation
+
+
+def test_degenerate_replicates_are_skipped_and_counted_and_seed_is_fixed():
+    y = np.array([0] * 18 + [1, 1])
+    proba = np.c_[np.linspace(0.9, 0.1, 20), np.linspace(0.1, 0.9, 20)]
+
+    def stat(idx):
+        return headline_metrics(y[idx], proba[idx], positive_index=1)
+
+    res = bootstrap_metrics(stat, 20, n_boot=200, seed=5, required_labels=y)
+    auc = res["roc_auc"]
+    # P(no positive in a replicate) = 0.9^20 ~ 12%
+    assert 5 < auc["n_boot_skipped"] < 60
+    assert auc["n_boot_used"] + auc["n_boot_skipped"] == 200
+    assert auc["ci_lo"] <= auc["estimate"] <= auc["ci_hi"]
+    assert bootstrap_metrics(stat, 20, n_boot=200, seed=5, required_labels=y) == res
+    assert bootstrap_metrics(stat, 20, n_boot=200, seed=6, required_labels=y) != res
+
+
+def test_too_few_usable_replicates_give_nan_interval():
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+    proba = np.c_[1 - np.linspace(0, 1, 10), np.linspace(0, 1, 10)]
+    res = bootstrap_metrics(lambda idx: headline_metrics(y[idx], proba[idx], positive_index=1), 10,
+                            n_boot=8, seed=0, required_labels=y)
+    assert res["roc_auc"]["n_boot_used"] < 10
+    assert np.isnan(res["roc_auc"]["ci_lo"]) and res["roc_auc"]["estimate"] == 1.0
+
+
+def test_groups_length_mismatch_is_refused():
+    with pytest.raises(ValueError, match="groups has 3 entries for 4 samples"):
+        ClusterResampler(4, ["a", "b", "c"])
