@@ -1,0 +1,358 @@
+"""What the report says: the summary, data, leaderboard, per-method and closing sections, built from plain views.
+
+Figures are drawn here (through :mod:`.figures`) and saved once into ``figures/`` at 300 dpi as PNG and JPG; the
+HTML embeds the PNG, the Word file inserts it, the model card links to it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from breastclip import RESEARCH_ONLY
+from breastclip.report import figures as F
+from breastclip.report.content import Bullets, FigureRef, Note, Section, Table, fmt, fmt_ci, slug
+from breastclip.report.views import HEADLINE_LABELS, DataView, MethodView
+
+CAPTION_TAIL = "Research use only; not for diagnosis."
+
+
+class FigureWriter:
+    """Saves figures under one folder with self-describing names and returns their :class:`FigureRef`."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.saved: list[FigureRef] = []
+
+    def __call__(self, fig, key: str, title: str, caption: str) -> FigureRef:
+        try:
+            png, jpg = F.save_figure(fig, self.folder / key)
+        finally:
+            plt.close(fig)
+        ref = FigureRef(key=key, title=title, caption=f"{caption} {CAPTION_TAIL}".strip(), png=png, jpg=jpg)
+        self.saved.append(ref)
+        return ref
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+def _pct(num: float, den: float) -> str:
+    return f"{num / den:.1%}" if den else "-"
+
+
+def op_text(op: Mapping | None, positive: str | None) -> str:
+    """``sensitivity 0.857 (36/42), specificity 0.780 (92/118) at threshold 0.41 (youden, frozen on validation)``."""
+    if not op:
+        return "not available"
+    tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
+    sens = fmt_ci(op.get("sensitivity"), op.get("sensitivity_ci_lo"), op.get("sensitivity_ci_hi"))
+    spec = fmt_ci(op.get("specificity"), op.get("specificity_ci_lo"), op.get("specificity_ci_hi"))
+    return (f"'{positive}' vs rest at threshold {fmt(op.get('threshold'))} ({op.get('policy')}, frozen on "
+            f"validation): sensitivity {sens} = {tp}/{tp + fn}, specificity {spec} = {tn}/{tn + fp}")
+
+
+def split_table(data: DataView) -> pd.DataFrame:
+    t = data.counts.copy()
+    t.insert(0, "split", t.index.astype(str))
+    t["images"] = data.counts.sum(axis=1).to_numpy()
+    t["patients"] = data.patients.reindex(data.counts.index).to_numpy()
+    total = {"split": "all", **{c: int(data.counts[c].sum()) for c in data.counts.columns},
+             "images": int(data.counts.to_numpy().sum()), "patients": data.n_patients}
+    return pd.concat([t.reset_index(drop=True), pd.DataFrame([total])], ignore_index=True)
+
+
+def leaderboard_table(views: Sequence[MethodView], policy: str | None) -> pd.DataFrame:
+    rows = []
+    for v in views:
+        op = v.operating_point(policy) or {}
+        ece = ((v.calibration or {}).get("before") or {}).get("ece")
+        rows.append({
+            "method": v.method,
+            "test images": v.n_test,
+            "ROC AUC (95% CI)": fmt_ci(*v.metric("roc_auc")),
+            "AP (95% CI)": fmt_ci(*v.metric("average_precision")),
+            "balanced accuracy (95% CI)": fmt_ci(*v.metric("balanced_accuracy")),
+            "macro F1 (95% CI)": fmt_ci(*v.metric("f1_macro")),
+            "sensitivity @ op": op.get("sensitivity", math.nan),
+            "specificity @ op": op.get("specificity", math.nan),
+            "ECE": math.nan if ece is None else ece,
+        })
+    return pd.DataFrame(rows)
+
+
+def rank(views: Sequence[MethodView]) -> list[MethodView]:
+    """Methods by test ROC AUC, best first (NaN last)."""
+    return sorted(views, key=lambda v: (-(v.auc if np.isfinite(v.auc) else -np.inf), v.method))
+
+
+# ---- sections ------------------------------------------------------------------------------------------------
+def summary_section(data: DataView, views: Sequence[MethodView], leak: str, policy: str | None) -> tuple[
+        Section, list[tuple[str, str]]]:
+    ranked = rank(views)
+    best = ranked[0]
+    op = best.operating_point(policy)
+    test = data.counts.loc["test"] if "test" in data.counts.index else None
+    facts = [
+        ("Data set", f"{data.name}: {data.n_images} images, "
+                     + (f"{data.n_patients} patients" if data.patient_ids_from_source
+                        else "no patient ids (each image its own group)")),
+        ("Classes", ", ".join(f"{c} {int(data.counts[c].sum())}" for c in data.classes)),
+        ("Splits (images / patients)", "; ".join(
+            f"{s} {int(data.counts.loc[s].sum())}/{int(data.patients.get(s, 0))}" for s in data.counts.index)),
+        ("Test set by class", ", ".join(f"{c} {int(test[c])}" for c in data.classes) if test is not None else "-"),
+        ("Best method (test ROC AUC, 95% CI)", f"{best.method}: {fmt_ci(*best.metric('roc_auc'))}"),
+        ("Operating point on test", op_text(op, best.positive)),
+        ("Leak audit", leak),
+        ("Methods compared", str(len(views))),
+    ]
+    s = Section("Summary")
+    s.add(Note(RESEARCH_ONLY, "warn"))
+    auc, lo, hi = best.metric("roc_auc")
+    text = (f"On the held-out test split ({best.n_test} images"
+            + (f", {best.n_test_patients} patients" if data.patient_ids_from_source and best.n_test_patients else "")
+            + f"), the best of {len(views)} method(s) was {best.method} with ROC AUC {fmt_ci(auc, lo, hi)}"
+            + (" (one-vs-rest macro average)" if len(best.classes) > 2 else "") + ".")
+    s.add(text)
+    if op:
+        s.add(f"Operating point: {op_text(op, best.positive)}. The threshold was chosen on the validation split and "
+              f"applied unchanged to test.")
+    if len(ranked) > 1:
+        s.add("Ranking by test ROC AUC: " + ", ".join(f"{v.method} {fmt(v.auc)}" for v in ranked)
+              + ". Overlapping confidence intervals mean the ranking is not established.")
+    return s, facts
+
+
+def data_section(data: DataView, leak: str, leak_ok: bool | None, fw: FigureWriter) -> Section:
+    s = Section("Data and splits")
+    s.add(f"Data set {data.name}: {data.n_images} images in {len(data.classes)} classes ({', '.join(data.classes)}).")
+    if not data.patient_ids_from_source:
+        s.add(Note("The source publishes no patient ids: every image is its own group, so images of one patient "
+                   "may sit in different splits and the estimates below may be optimistic.", "warn"))
+    s.add(Table("splits", "Images per split and class", split_table(data),
+                caption="Patients: distinct patient ids (one per image when the source has none)."))
+    s.add(fw(F.class_distribution(data.counts), "class_distribution", "Class distribution by split",
+             "Number of images of each class in the training, validation and test splits."))
+    s.add(Note(f"Leak audit: {leak}", "ok" if leak_ok else ("warn" if leak_ok is False else "info")))
+    if data.notes:
+        s.add(Bullets(list(data.notes)))
+    return s
+
+
+def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: FigureWriter,
+                        comparisons: pd.DataFrame | None = None) -> Section:
+    ranked = rank(views)
+    s = Section("Leaderboard")
+    table = leaderboard_table(ranked, policy)
+    s.add(Table("leaderboard", "Methods on the test split", table, flag_rows=[0], flag_note="the best method.",
+                caption="Point estimates with 95% bootstrap confidence intervals (patients resampled when patient "
+                        "ids exist). '@ op': at the operating point frozen on validation. ECE: expected calibration "
+                        "error before temperature scaling."))
+    lb = pd.DataFrame({"method": [v.method for v in ranked], "auc": [v.metric("roc_auc")[0] for v in ranked],
+                       "auc_lo": [v.metric("roc_auc")[1] for v in ranked],
+                       "auc_hi": [v.metric("roc_auc")[2] for v in ranked]})
+    s.add(fw(F.leaderboard(lb), "leaderboard", "Methods ranked by test ROC AUC",
+             "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval."))
+    if comparisons is not None and len(comparisons):
+        s.add(Table("comparisons", "Paired comparisons on the same test images", comparisons,
+                    caption="DeLong test for AUC differences, paired bootstrap otherwise."))
+    return s
+
+
+def training_section(histories: Mapping[str, Sequence[Mapping]], fw: FigureWriter) -> Section | None:
+    histories = {k: v for k, v in (histories or {}).items() if v}
+    if not histories:
+        return None
+    s = Section("Training")
+    s.add(fw(F.loss_curves(histories), "loss_curves", "Training and validation loss",
+             "Loss per epoch of each trained head or network; dashed: validation."))
+    rows = []
+    for m, h in histories.items():
+        df = pd.DataFrame(list(h))
+        best = df["val_loss"].idxmin() if "val_loss" in df and df["val_loss"].notna().any() else None
+        rows.append({"method": m, "epochs": len(df),
+                     "final train loss": float(df["train_loss"].iloc[-1]) if "train_loss" in df else math.nan,
+                     "best validation loss": float(df.loc[best, "val_loss"]) if best is not None else math.nan,
+                     "best epoch": int(df.loc[best, "epoch"]) if best is not None and "epoch" in df else (
+                         int(best) + 1 if best is not None else math.nan)})
+    s.add(Table("training", "Training summary", pd.DataFrame(rows)))
+    return s
+
+
+def _curves(df: pd.DataFrame, x: str, y: str, score: str, headline: Mapping | None, classes_ci: Mapping) -> list:
+    out = []
+    for cls, g in df.groupby("class", sort=False):
+        ci = classes_ci.get(str(cls))
+        out.append(F.Curve(label=str(cls), x=g[x].to_numpy(float), y=g[y].to_numpy(float),
+                           lo=g[f"{y}_lo"].to_numpy(float) if f"{y}_lo" in g else None,
+                           hi=g[f"{y}_hi"].to_numpy(float) if f"{y}_hi" in g else None,
+                           score=float(g[score].iloc[0]), ci=ci,
+                           baseline=float(g["prevalence"].iloc[0]) if "prevalence" in g else None))
+    return out
+
+
+def headline_table(v: MethodView) -> pd.DataFrame:
+    rows = []
+    for key, label in HEADLINE_LABELS.items():
+        if key in v.headline:
+            est, lo, hi = v.metric(key)
+            ci = f"{lo:.3f}-{hi:.3f}" if np.isfinite(lo) and np.isfinite(hi) else "-"
+            rows.append({"metric": label, "estimate": est, "95% CI": ci})
+    return pd.DataFrame(rows)
+
+
+def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Section:
+    key = slug(v.method)
+    s = Section(f"Method: {v.method}", anchor=f"method-{key}")
+    s.add(Table(f"headline-{key}", "Headline metrics on test", headline_table(v),
+                caption=f"{v.n_test} test images. "
+                        + ("Multi-class: AUC and AP are one-vs-rest macro averages." if len(v.classes) > 2
+                           else f"Positive class: {v.positive}.")))
+    s.add(Table(f"per-class-{key}", "Per-class metrics on test", v.per_class,
+                caption="Recall is the sensitivity for that class; specificity, AUC and AP are one-vs-rest."))
+    s.add(fw(F.confusion_matrix(v.confusion, v.classes), f"{key}_confusion_matrix", "Confusion matrix",
+             "Rows: true class, normalised to one; each cell gives the share and the image count."))
+    if v.roc is not None and len(v.roc):
+        ci = {}
+        if "roc_auc_ci_lo" in v.per_class:
+            ci = {str(r["class"]): (r["roc_auc_ci_lo"], r["roc_auc_ci_hi"]) for _, r in v.per_class.iterrows()}
+        elif len(v.classes) == 2:
+            ci = {str(v.positive): v.metric("roc_auc")[1:]}
+        s.add(fw(F.roc_curves(_curves(v.roc, "fpr", "tpr", "auc", v.headline, ci)), f"{key}_roc", "ROC curves",
+                 "One-vs-rest ROC curve per class on test; shaded: pointwise 95% bootstrap band."))
+    if v.pr is not None and len(v.pr):
+        ci = {str(v.positive): v.metric("average_precision")[1:]} if len(v.classes) == 2 else {}
+        s.add(fw(F.pr_curves(_curves(v.pr, "recall", "precision", "average_precision", v.headline, ci)),
+                 f"{key}_pr", "Precision-recall curves",
+                 "One-vs-rest precision-recall curve per class on test; shaded: 95% bootstrap band; dotted: the "
+                 "class prevalence (a random classifier)."))
+    cal = v.calibration or {}
+    before = cal.get("before")
+    if before:
+        bins = pd.DataFrame(before.get("bins", []))
+        bins = bins.rename(columns={"bin_lo": "lower", "bin_hi": "upper"})
+        s.add(fw(F.calibration(bins, ece=before.get("ece")), f"{key}_calibration", "Calibration",
+                 "Observed accuracy against mean confidence (top-label) per bin on test; the diagonal is perfect "
+                 "calibration; bars below: images per bin."))
+        rows = [{"": "as predicted", "ECE": before.get("ece"), "Brier": before.get("brier"), "NLL": before.get("nll")}]
+        after = cal.get("after")
+        if after:
+            rows.append({"": f"temperature-scaled (T={fmt(cal.get('temperature'))}, fitted on validation)",
+                         "ECE": after.get("ece"), "Brier": after.get("brier"), "NLL": after.get("nll")})
+        s.add(Table(f"calibration-{key}", "Calibration on test", pd.DataFrame(rows)))
+    if v.operating_points is not None and len(v.operating_points):
+        s.add(Table(f"operating-points-{key}", f"Operating points ('{v.positive}' vs rest)",
+                    operating_table(v.operating_points),
+                    caption="Each threshold was chosen on the validation split by its rule, frozen, and applied "
+                            "to test; counts and rates are on test."))
+    if v.sweep is not None and len(v.sweep):
+        ops = {} if v.operating_points is None else {
+            str(r["policy"]): float(r["threshold"]) for _, r in v.operating_points.iterrows()
+            if np.isfinite(float(r["threshold"]))}
+        s.add(fw(F.threshold_tradeoff(v.sweep, operating_points=ops, positive=str(v.positive)),
+                 f"{key}_thresholds", "Threshold trade-off",
+                 f"False positives and false negatives on test across thresholds on P({v.positive}); vertical lines:"
+                 " thresholds frozen on validation."))
+    sub = subgroup_blocks(v, key, fw)
+    s.add(*sub)
+    if v.errors is not None and len(v.errors):
+        s.add(Table(f"errors-{key}", "Most confident errors on test", v.errors.head(15),
+                    caption="Images the model got wrong with the highest probability on its predicted class; review "
+                            "them for label noise, artefacts or shortcuts."))
+    for n in v.notes:
+        s.add(Note(n, "info"))
+    return s
+
+
+def operating_table(op: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in op.iterrows():
+        rows.append({"rule": r["policy"], "threshold": r["threshold"],
+                     "sensitivity (95% CI)": fmt_ci(r.get("sensitivity"), r.get("sensitivity_ci_lo"),
+                                                    r.get("sensitivity_ci_hi")),
+                     "specificity (95% CI)": fmt_ci(r.get("specificity"), r.get("specificity_ci_lo"),
+                                                    r.get("specificity_ci_hi")),
+                     "PPV": r.get("ppv", math.nan), "NPV": r.get("npv", math.nan),
+                     "TP": int(r["tp"]), "FP": int(r["fp"]), "TN": int(r["tn"]), "FN": int(r["fn"])})
+    return pd.DataFrame(rows)
+
+
+def subgroup_blocks(v: MethodView, key: str, fw: FigureWriter) -> list:
+    sub = v.subgroups
+    blocks: list = []
+    if sub is None or sub.empty:
+        if v.subgroups_skipped:
+            blocks.append(Note("Subgroups: " + "; ".join(f"{c}: {r}" for c, r in v.subgroups_skipped.items()),
+                               "info"))
+        return blocks
+    metric = "roc_auc" if (sub["metric"] == "roc_auc").any() else str(sub["metric"].iloc[0])
+    m = sub[sub["metric"] == metric].reset_index(drop=True)
+    small = (m["status"] != "ok").to_numpy() if "status" in m else np.zeros(len(m), bool)
+    table = pd.DataFrame({"attribute": m["column"], "group": m["value"], "images": m["n"],
+                          "classes": m.get("classes_present", ""),
+                          HEADLINE_LABELS.get(metric, metric) + " (95% CI)": [
+                              fmt_ci(e, lo, hi) for e, lo, hi in zip(m["estimate"], m["ci_lo"], m["ci_hi"],
+                                                                     strict=True)]})
+    flag = [i for i, s in enumerate(small) if s]
+    min_n = v.min_group_size
+    blocks.append(Table(f"subgroups-{key}", "Subgroups", table, flag_rows=flag,
+                        flag_note=f"groups under {min_n or 'the minimum'} images: not estimated.",
+                        caption="Each metadata value analysed separately on test, with 95% bootstrap CIs."))
+    plot = pd.DataFrame({"attribute": m["column"].astype(str), "group": m["value"].astype(str), "n": m["n"],
+                         "value": m["estimate"], "lo": m["ci_lo"], "hi": m["ci_hi"], "small": small})
+    plot = plot[np.isfinite(plot["value"].astype(float)) | plot["small"]]
+    blocks.append(fw(F.subgroups(plot, metric="value", metric_label=HEADLINE_LABELS.get(metric, metric),
+                                 min_size=min_n), f"{key}_subgroups", "Subgroup results",
+                     "Metric per metadata group on test with 95% CI; hollow grey markers: groups too small to "
+                     "estimate."))
+    if v.subgroups_skipped:
+        blocks.append(Note("Not analysed: " + "; ".join(f"{c} ({r})" for c, r in v.subgroups_skipped.items()),
+                           "info"))
+    return blocks
+
+
+def environment_section(environment: Mapping[str, str], run_info: Mapping | None) -> Section:
+    s = Section("Environment and reproducibility")
+    s.add(Table("environment", "Software and settings",
+                pd.DataFrame([(k, str(v)) for k, v in environment.items()], columns=["item", "value"])))
+    config = (run_info or {}).get("config")
+    if config:
+        s.add(Table("config", "Run configuration",
+                    pd.DataFrame([(k, str(v)) for k, v in _flatten(config).items()], columns=["key", "value"])))
+    return s
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def limitations(data: DataView, views: Sequence[MethodView], extra: Sequence[str] = ()) -> list[str]:
+    """Limitations that follow from the data and results, plus the caller's."""
+    out = [RESEARCH_ONLY + " No result here has been validated prospectively or on an external site."]
+    n_test = int(data.counts.loc["test"].sum()) if "test" in data.counts.index else 0
+    if n_test and n_test < 200:
+        out.append(f"Small test set ({n_test} images): confidence intervals are wide; differences between "
+                   "methods within them are not established.")
+    if "test" in data.counts.index:
+        rare = [c for c in data.classes if data.counts.loc["test", c] < 30]
+        if rare:
+            out.append(f"Fewer than 30 test images for {', '.join(rare)}: per-class estimates are unstable.")
+    if not data.patient_ids_from_source:
+        out.append("No patient ids in the source: images of one patient may be split across train and test, "
+                   "which can inflate the estimates.")
+    shares = data.counts.sum(axis=0)
+    if len(shares) and shares.max() > 2 * max(shares.min(), 1):
+        out.append("Imbalanced classes: accuracy alone is misleading; read balanced accuracy and per-class recall.")
+    out.append("Single data set: performance on other devices, sites, populations or image pre-processing is "
+               "unknown.")
+    out.extend(extra)
+    return out
