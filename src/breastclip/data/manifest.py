@@ -28,7 +28,16 @@ SPLITS = ("train", "val", "test")
 
 
 class ManifestError(ValueError):
-    """A manifest that cannot be used, with every problem found listed."""
+    """A manifest that cannot be used, with every problem found listed.
+
+    ``problems`` holds one line per problem; ``missing_files`` every image path that is not on disk.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] | None = None,
+                 missing_files: Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
+        self.missing_files = list(missing_files or [])
 
 
 @dataclass
@@ -58,11 +67,19 @@ class Manifest:
                 raise ManifestError(_missing_column_message(col, df.columns, name))
         df["image"] = df["image"].astype(str)
         df["label"] = df["label"].astype(str)
-        has_pids = "patient_id" in df.columns and df["patient_id"].notna().all() and (df["patient_id"].astype(str) != "").all()
         notes: list[str] = []
+        if "patient_id" in df.columns:
+            pid = df["patient_id"]
+            absent = pid.isna() | (pid.astype(str).str.strip() == "")
+        else:
+            absent = pd.Series(True, index=df.index)
+        has_pids = not bool(absent.all())
         if not has_pids:
             df["patient_id"] = "img:" + df["image"]
             notes.append("no patient ids in the source: every image is its own group")
+        elif absent.any():
+            df.loc[absent, "patient_id"] = "img:" + df.loc[absent, "image"]
+            notes.append(f"{int(absent.sum())} of {len(df)} rows have no patient id: each of those images is its own group")
         df["patient_id"] = df["patient_id"].astype(str)
         if "split" not in df.columns:
             df["split"] = ""
@@ -108,17 +125,31 @@ class Manifest:
 
     # ---- validation ---------------------------------------------------------------------------------------
     def validate(self, *, check_files: bool = True) -> Manifest:
-        """Raise :class:`ManifestError` listing every problem found; return self when clean."""
+        """Raise :class:`ManifestError` listing every problem found; return self when clean.
+
+        Checks: required columns (with a did-you-mean hint for misspellings), empty manifest, empty image paths or
+        labels, labels outside ``classes``, duplicate ids, duplicate rows, unknown split values, paths escaping
+        ``root`` and (``check_files``) image files missing on disk, all listed in one error with a count.
+        """
         problems: list[str] = []
         for col in REQUIRED_COLUMNS:
             if col not in self.df.columns:
                 problems.append(_missing_column_message(col, self.df.columns, self.name))
         if problems:
-            raise ManifestError("; ".join(problems))
+            raise ManifestError(f"manifest '{self.name}' is invalid:\n- " + "\n- ".join(problems), problems)
         df = self.df
-        unknown = sorted(set(df["label"]) - set(self.classes))
+        if len(df) == 0:
+            problems.append("the manifest has no rows")
+        if len(set(self.classes)) != len(self.classes):
+            problems.append(f"classes repeat a name: {self.classes}")
+        for col in ("image", "label", "id"):
+            blank = df[col].isna() | (df[col].astype(str).str.strip().isin(["", "nan", "None"]))
+            if blank.any():
+                problems.append(f"{int(blank.sum())} rows have an empty '{col}' (rows {blank[blank].index[:10].tolist()})")
+        unknown = sorted(set(df["label"].astype(str)) - set(self.classes))
         if unknown:
-            problems.append(f"unknown labels {unknown} (known classes: {self.classes})")
+            counts = df["label"][df["label"].isin(unknown)].value_counts().to_dict()
+            problems.append(f"unknown labels {counts} (known classes: {self.classes})")
         dup_ids = df["id"][df["id"].duplicated()].unique().tolist()
         if dup_ids:
             problems.append(f"{len(dup_ids)} duplicate ids, e.g. {dup_ids[:5]}")
@@ -126,22 +157,65 @@ class Manifest:
         if dup_rows.any():
             problems.append(f"{int(dup_rows.sum())} duplicate rows (same image and label), e.g. "
                             f"{df.loc[dup_rows, 'image'].head(3).tolist()}")
-        bad_split = sorted(set(df["split"]) - set(SPLITS) - {""})
+        conflict = df.drop_duplicates(subset=["image", "label"]).duplicated(subset=["image"], keep=False)
+        if conflict.any():
+            shown = df.drop_duplicates(subset=["image", "label"]).loc[conflict, "image"].unique()[:3].tolist()
+            problems.append(f"{int(conflict.sum())} rows give one image two different labels, e.g. {shown}")
+        bad_split = sorted(set(df["split"].astype(str)) - set(SPLITS) - {""})
         if bad_split:
             problems.append(f"unknown split values {bad_split} (allowed: {list(SPLITS)} or empty)")
         root = self.root.resolve()
-        escaping = [p for p in df["image"] if not Path(p).is_absolute() and not _inside(root, root / p)]
+        escaping = [p for p in df["image"].astype(str) if not Path(p).is_absolute() and not _inside(root, root / p)]
         if escaping:
             problems.append(f"{len(escaping)} paths escape the data root {root}: {escaping[:5]}")
+        missing: list[str] = []
         if check_files:
-            missing = [p for p in df["image"] if not self.resolve(p).is_file()]
+            missing = [p for p in df["image"].astype(str) if not self.resolve(p).is_file()]
             if missing:
-                shown = "\n  ".join(missing[:20])
-                more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
-                problems.append(f"{len(missing)} of {len(df)} image files missing under {self.root}:\n  {shown}{more}")
+                shown = "\n  ".join(missing)
+                problems.append(f"{len(missing)} of {len(df)} image files missing under {self.root}:\n  {shown}")
         if problems:
-            raise ManifestError(f"manifest '{self.name}' is invalid:\n- " + "\n- ".join(problems))
+            raise ManifestError(f"manifest '{self.name}' is invalid:\n- " + "\n- ".join(problems), problems, missing)
         return self
+
+    def class_counts(self) -> dict[str, int]:
+        """Images per class, in ``classes`` order (zero for a class without images)."""
+        counts = self.df["label"].value_counts()
+        return {c: int(counts.get(c, 0)) for c in self.classes}
+
+    def summary(self) -> dict:
+        """Plain-data overview for ``data inspect`` and reports: counts per class, split, patients, metadata."""
+        df = self.df
+        split_counts = {s or "(none)": int(n) for s, n in df["split"].value_counts().items()}
+        per_split = {
+            (s or "(none)"): {c: int(n) for c, n in part["label"].value_counts().items()}
+            for s, part in df.groupby("split", sort=True)
+        }
+        meta: dict[str, dict] = {}
+        for col in self.metadata_columns:
+            values = df[col]
+            blank = values.isna() | (values.astype(str).str.strip() == "")
+            present = values[~blank]
+            numeric = pd.to_numeric(present, errors="coerce")
+            info: dict = {"missing": int(blank.sum()), "unique": int(present.astype(str).nunique())}
+            if len(present) and numeric.notna().all() and info["unique"] > 10:
+                info.update(min=float(numeric.min()), max=float(numeric.max()), mean=float(numeric.mean()))
+            else:
+                info["top"] = {str(k): int(v) for k, v in present.astype(str).value_counts().head(8).items()}
+            meta[col] = info
+        return {
+            "name": self.name,
+            "root": str(self.root),
+            "images": len(df),
+            "classes": self.class_counts(),
+            "splits": split_counts,
+            "classes_per_split": per_split,
+            "patients": int(df["patient_id"].nunique()),
+            "patient_ids_from_source": self.patient_ids_from_source,
+            "sources": sorted(df["source"].astype(str).unique().tolist()),
+            "metadata": meta,
+            "notes": list(self.notes),
+        }
 
     # ---- persistence --------------------------------------------------------------------------------------
     def to_csv(self, path: str | Path) -> Path:

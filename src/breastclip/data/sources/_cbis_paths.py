@@ -1,0 +1,194 @@
+"""Path repair for CBIS-DDSM: map the case-description CSV paths onto the files actually on disk.
+
+The CSVs name ``<case>/<study uid>/<series uid>/00000N.dcm`` with stray whitespace and newlines. On disk:
+
+- **TCIA DICOM tree** (NBIA download): ``[CBIS-DDSM/]<case>/<study>/<series>/<file>.dcm`` where the study/series folder
+  names are the UIDs ("classic" names) or descriptive (``07-20-2016-DDSM-74994/1.000000-full mammogram images-24515``)
+  and file names vary (``000000.dcm`` or ``1-1.dcm``). Repaired by the case folder (patient/side/view prefix), then the
+  series UID, then the series description, then (crop vs mask in one series) the image size: the ROI mask has the
+  full mammogram's size, the crop is smaller.
+- **Kaggle JPEG copy** (``csv/dicom_info.csv`` + ``jpeg/<series uid>/1-N.jpg``): ``dicom_info.csv`` maps a series UID and
+  its SeriesDescription (full mammogram images / cropped images / ROI mask images) to ``image_path``.
+
+Rows that cannot be repaired are reported, never guessed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+CASE_RE = re.compile(r"^(Mass|Calc)-(Training|Test)_P_\d+_(LEFT|RIGHT)_(CC|MLO)(_\d+)?$", re.IGNORECASE)
+KINDS = {"full": "full mammogram images", "crop": "cropped images", "mask": "roi mask images"}
+
+
+def clean_csv_path(value: object) -> str:
+    """Strip the whitespace, newlines and quotes the official CSVs carry; forward slashes."""
+    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    return text.strip().strip('"').strip().replace("\\", "/")
+
+
+def kind_of_description(text: str) -> str | None:
+    t = text.lower()
+    if "full mammogram" in t:
+        return "full"
+    if "crop" in t:
+        return "crop"
+    if "mask" in t:
+        return "mask"
+    return None
+
+
+def _image_area(path: Path) -> int | None:
+    try:
+        if path.suffix.lower() == ".dcm":
+            import pydicom
+
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            return int(ds.Rows) * int(ds.Columns)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size[0] * im.size[1]
+    except Exception:
+        return None
+
+
+def pick_crop_or_mask(paths: list[Path], kind: str) -> Path | None:
+    """Between a crop and a mask of one abnormality, the mask is the larger image (full mammogram size)."""
+    if len(paths) != 2 or kind not in ("crop", "mask"):
+        return None
+    areas = [_image_area(p) for p in paths]
+    if None in areas or areas[0] == areas[1]:
+        return None
+    small, large = (paths[0], paths[1]) if areas[0] < areas[1] else (paths[1], paths[0])
+    return small if kind == "crop" else large
+
+
+class DicomTree:
+    """Index of the ``.dcm`` files under a TCIA CBIS-DDSM download, keyed by case folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.by_case: dict[str, list[Path]] = defaultdict(list)
+        self.n_files = 0
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for f in filenames:
+                if not f.lower().endswith(".dcm") or f.startswith("."):
+                    continue
+                p = Path(dirpath) / f
+                for part in p.relative_to(root).parts[:-1]:
+                    if CASE_RE.match(part.strip()):
+                        self.by_case[part.strip().upper()].append(p)
+                        break
+                self.n_files += 1
+        self._desc_cache: dict[Path, str | None] = {}
+
+    def _kind_from_header(self, path: Path) -> str | None:
+        if path not in self._desc_cache:
+            import pydicom
+
+            try:
+                desc = str(pydicom.dcmread(path, stop_before_pixels=True, force=True).get("SeriesDescription", ""))
+            except Exception:
+                desc = ""
+            self._desc_cache[path] = kind_of_description(desc) if desc else None
+        return self._desc_cache[path]
+
+    def _parts(self, path: Path) -> tuple[str, ...]:
+        return path.relative_to(self.root).parts
+
+    def resolve(self, csv_path: str, kind: str) -> tuple[Path | None, str]:
+        """The file for one CSV path, or None and why."""
+        rel = clean_csv_path(csv_path)
+        for base in (self.root, self.root / "CBIS-DDSM"):
+            if (base / rel).is_file():
+                return base / rel, "exact"
+        parts = [p.strip() for p in rel.split("/") if p.strip()]
+        if not parts:
+            return None, "empty path"
+        candidates = self.by_case.get(parts[0].upper(), [])
+        if not candidates:
+            return None, f"no folder for case {parts[0]}"
+        series_uid = parts[2] if len(parts) > 2 else None
+        by_uid = [p for p in candidates if series_uid and series_uid in {q.strip() for q in self._parts(p)}]
+        pool = by_uid or candidates
+        described = [(p, next((k for k in map(kind_of_description, self._parts(p)[1:-1]) if k), None)) for p in pool]
+        if any(k for _, k in described):
+            pool = [p for p, k in described if k == kind]
+        elif len(pool) > 1:
+            from_header = [p for p in pool if self._kind_from_header(p) == kind]
+            if from_header:
+                pool = from_header
+        if len(pool) == 1:
+            return pool[0], "repaired"
+        if len(pool) > 1:
+            picked = pick_crop_or_mask(pool, kind)
+            if picked is not None:
+                return picked, "repaired (size)"
+            same_name = [p for p in pool if p.name == parts[-1]]
+            if len(same_name) == 1 and kind == "full":
+                return same_name[0], "repaired"
+            return None, f"{len(pool)} candidate files for case {parts[0]}"
+        return None, f"no {KINDS[kind]} file for case {parts[0]}"
+
+
+class KaggleIndex:
+    """The Kaggle copy's ``dicom_info.csv``: series UID (+ description) -> JPEG path."""
+
+    def __init__(self, dicom_info: Path, root: Path) -> None:
+        self.root = root
+        info = pd.read_csv(dicom_info, dtype=str, keep_default_na=False)
+        needed = {"image_path", "SeriesInstanceUID"}
+        if not needed <= set(info.columns):
+            from breastclip.data.sources import SourceError
+
+            raise SourceError(f"{dicom_info} lacks columns {sorted(needed - set(info.columns))}; "
+                              f"columns are {list(info.columns)[:20]}")
+        desc = info["SeriesDescription"] if "SeriesDescription" in info.columns else pd.Series("", index=info.index)
+        self.by_key: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+        self.by_uid: dict[str, list[str]] = defaultdict(list)
+        for uid, d, img in zip(info["SeriesInstanceUID"], desc, info["image_path"], strict=True):
+            uid = uid.strip()
+            self.by_key[(uid, kind_of_description(d))].append(img.strip())
+            self.by_uid[uid].append(img.strip())
+
+    def _local(self, image_path: str) -> Path | None:
+        parts = Path(clean_csv_path(image_path)).parts
+        tails = [Path(*parts[i:]) for i in range(len(parts)) if parts[i] == "jpeg"] + [Path(*parts), Path(*parts[1:])]
+        for tail in tails:
+            if str(tail) not in ("", ".") and (self.root / tail).is_file():
+                return self.root / tail
+        return None
+
+    def resolve(self, csv_path: str, kind: str) -> tuple[Path | None, str]:
+        parts = [p.strip() for p in clean_csv_path(csv_path).split("/") if p.strip()]
+        if len(parts) < 3:
+            return None, "CSV path has no series UID"
+        uid = parts[2]
+        listed = self.by_key.get((uid, kind)) or []
+        if not listed and not any(k[0] == uid and k[1] for k in self.by_key):
+            listed = self.by_uid.get(uid, [])  # no descriptions for this series: any of its files
+        local = [p for p in (self._local(x) for x in listed) if p is not None]
+        if not listed:
+            folder = self.root / "jpeg" / uid
+            files = sorted(folder.glob("*.jp*g")) if folder.is_dir() else []
+            if len(files) == 1:
+                return files[0], "repaired (folder)"
+            picked = pick_crop_or_mask(files, kind)
+            if picked is not None:
+                return picked, "repaired (size)"
+            return None, f"series {uid} not in dicom_info.csv"
+        if len(local) == 1:
+            return local[0], "repaired"
+        if len(local) > 1:
+            picked = pick_crop_or_mask(local, kind)
+            if picked is not None:
+                return picked, "repaired (size)"
+            return None, f"{len(local)} candidate files for series {uid}"
+        return None, f"series {uid} listed in dicom_info.csv but {listed[0]} is not on disk"

@@ -1,0 +1,144 @@
+"""Generic CSV: one row per image, with column mapping (image, label, patient, split, metadata).
+
+Paths are relative to the CSV's folder (or ``root``). Column names are guessed from common spellings when not
+given (``path``/``image``/``filename``..., ``label``/``class``/``target``...); a named column that does not exist is
+an error with a did-you-mean hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from breastclip.data.manifest import Manifest
+
+IMAGE_CANDIDATES = ("image", "path", "image_path", "filepath", "file_path", "filename", "file", "img", "image_file")
+LABEL_CANDIDATES = ("label", "class", "target", "diagnosis", "pathology", "category", "y")
+PATIENT_CANDIDATES = ("patient_id", "patient", "patientid", "subject_id", "subject", "case_id")
+SPLIT_CANDIDATES = ("split", "subset", "fold_split", "partition", "set")
+TABLE_NAMES = ("labels.csv", "manifest.csv", "metadata.csv", "dataset.csv")
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "dev": "val", "test": "test", "testing": "test", "": ""}
+
+
+def _source_error(msg: str) -> Exception:
+    from breastclip.data.sources import SourceError
+
+    return SourceError(msg)
+
+
+def _table_in(path: Path) -> Path | None:
+    if path.is_file():
+        return path if path.suffix.lower() in {".csv", ".tsv"} else None
+    for n in TABLE_NAMES:
+        if (path / n).is_file():
+            return path / n
+    return None
+
+
+def detect(path: Path) -> bool:
+    """A CSV file, or a folder with a ``labels.csv``/``manifest.csv``, whose columns include an image and a label."""
+    table = _table_in(path)
+    if table is None:
+        return False
+    try:
+        cols = [c.strip().lower() for c in pd.read_csv(table, nrows=0, sep=None, engine="python").columns]
+    except Exception:
+        return False
+    return any(c in cols for c in IMAGE_CANDIDATES) and any(c in cols for c in LABEL_CANDIDATES)
+
+
+def _pick(columns: list[str], given: str | None, candidates: Iterable[str], what: str, table: Path,
+          required: bool) -> str | None:
+    if given is not None:
+        if given in columns:
+            return given
+        close = difflib.get_close_matches(given, columns, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise _source_error(f"{table}: no {what} column '{given}'{hint}; columns are {columns}")
+    lowered = {c.strip().lower(): c for c in columns}
+    for cand in candidates:
+        if cand in lowered:
+            return lowered[cand]
+    if required:
+        raise _source_error(f"{table}: cannot find the {what} column (tried {list(candidates)}); columns are "
+                            f"{columns}; name it with the {what}_col option")
+    return None
+
+
+def read_csv_table(
+    path: str | Path,
+    *,
+    image_col: str | None = None,
+    label_col: str | None = None,
+    patient_col: str | None = None,
+    split_col: str | None = None,
+    metadata_cols: Iterable[str] | None = None,
+    root: str | Path | None = None,
+    label_map: Mapping[str, str] | None = None,
+    classes: Iterable[str] | None = None,
+    sep: str | None = None,
+    name: str | None = None,
+    source: str = "csv",
+) -> Manifest:
+    """Read a CSV of images; ``metadata_cols`` None keeps every other column as metadata.
+
+    ``label_map`` renames (or merges) labels; ``classes`` fixes the class order and drops rows of other labels.
+    """
+    given = Path(path).expanduser()
+    table = _table_in(given)
+    if table is None:
+        raise _source_error(f"{given}: no CSV file found (looked for {list(TABLE_NAMES)})")
+    try:
+        df = pd.read_csv(table, sep=sep, engine="python" if sep is None else "c", dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise _source_error(f"{table}: cannot be read as CSV ({e})") from e
+    df.columns = [str(c).strip() for c in df.columns]
+    cols = list(df.columns)
+    icol = _pick(cols, image_col, IMAGE_CANDIDATES, "image", table, True)
+    lcol = _pick(cols, label_col, LABEL_CANDIDATES, "label", table, True)
+    pcol = _pick(cols, patient_col, PATIENT_CANDIDATES, "patient", table, False)
+    scol = _pick(cols, split_col, SPLIT_CANDIDATES, "split", table, False)
+    used = {c for c in (icol, lcol, pcol, scol) if c}
+    if metadata_cols is None:
+        meta = [c for c in cols if c not in used and c != "id"]
+    else:
+        meta = list(metadata_cols)
+        for m in meta:
+            _pick(cols, m, (), "metadata", table, True)
+    base = Path(root).expanduser() if root is not None else table.parent
+
+    out = pd.DataFrame({"image": df[icol].str.strip(), "label": df[lcol].str.strip()})
+    if label_map:
+        out["label"] = out["label"].map(lambda v: label_map.get(v, v))
+    out["patient_id"] = df[pcol].str.strip() if pcol else None
+    notes: list[str] = []
+    if scol:
+        raw = df[scol].str.strip().str.lower()
+        bad = sorted(set(raw) - set(SPLIT_ALIASES))
+        if bad:
+            raise _source_error(f"{table}: split column '{scol}' has values {bad}; expected train/val/test (or blank)")
+        out["split"] = raw.map(SPLIT_ALIASES)
+        notes.append(f"split taken from column '{scol}'")
+    for m in meta:
+        name_m = f"meta_{m}" if m in {"image", "label", "patient_id", "split", "source"} else m
+        out[name_m] = df[m]
+    if "id" in cols and df["id"].is_unique:
+        out["id"] = df["id"]
+    blank_label = out["label"] == ""
+    if blank_label.any():
+        raise _source_error(f"{table}: {int(blank_label.sum())} rows have an empty label in column '{lcol}' "
+                            f"(rows {out.index[blank_label][:10].tolist()})")
+    order = list(classes) if classes is not None else None
+    if order is not None:
+        dropped = int((~out["label"].isin(order)).sum())
+        out = out[out["label"].isin(order)]
+        if dropped:
+            notes.append(f"{dropped} rows with labels outside {order} dropped")
+    manifest = Manifest.from_records(out, base, name=name or table.parent.name, source=source, classes=order)
+    manifest.notes[:0] = [f"read from {table.name} (image={icol}, label={lcol}, patient={pcol or '-'})"] + notes
+    return manifest
+

@@ -1,0 +1,234 @@
+"""MedMNIST ``.npz`` files (BreastMNIST and its 2D siblings, any size 28/64/128/224), official splits kept.
+
+The pixel arrays live inside the npz. On first read they are exported once to PNG files (``<split>/<index>.png``) in
+a cache folder beside the npz (``<stem>_png/``) or, when that folder is not writable, in the user cache
+(``~/.cache/breastclip/medmnist``). The manifest therefore stays a table of ordinary image files that every decoder,
+hash-based leak check and embedding cache handles without special cases. A marker file records the npz's md5, so a
+changed npz re-exports and an interrupted export resumes.
+
+A missing npz is downloaded with the ``medmnist`` package's own URL and md5 (``medmnist.INFO``); offline, the error
+names the file to place and where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from breastclip.data.manifest import Manifest
+from breastclip.data.sources._files import walk_files
+
+SPLIT_NAMES = ("train", "val", "test")
+NAME_RE = re.compile(r"^(?P<flag>[a-z0-9]+mnist(?:3d)?)(?:_(?P<size>\d+))?$")
+MARKER = "breastclip_export.json"
+
+
+def _source_error(msg: str) -> Exception:
+    from breastclip.data.sources import SourceError
+
+    return SourceError(msg)
+
+
+def _info() -> dict:
+    from medmnist import INFO
+
+    return INFO
+
+
+def _parse_stem(stem: str) -> tuple[str, int] | None:
+    m = NAME_RE.match(stem.lower())
+    if m is None:
+        return None
+    return m["flag"], int(m["size"] or 28)
+
+
+def _npz_in(path: Path) -> list[Path]:
+    return [f for f in walk_files(path, max_depth=2) if f.suffix == ".npz" and _parse_stem(f.stem)]
+
+
+def detect(path: Path) -> bool:
+    """A MedMNIST-named ``.npz`` file, or a folder holding one (two levels deep at most)."""
+    if path.is_file():
+        return path.suffix == ".npz" and _parse_stem(path.stem) is not None
+    return path.is_dir() and bool(_npz_in(path))
+
+
+def npz_filename(flag: str, size: int = 28) -> str:
+    """MedMNIST's own file name: ``breastmnist.npz`` (28 px) or ``breastmnist_224.npz``."""
+    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+
+
+def download_npz(flag: str, size: int = 28, root: str | Path = ".") -> Path:
+    """Download ``flag`` at ``size`` into ``root`` from MedMNIST's Zenodo URL, verifying the package's md5."""
+    info = _info()
+    if flag not in info:
+        raise _source_error(f"unknown MedMNIST data set '{flag}'; known: {sorted(info)}")
+    suffix = "" if size == 28 else f"_{size}"
+    url, md5 = info[flag].get(f"url{suffix}"), info[flag].get(f"MD5{suffix}")
+    if not url:
+        raise _source_error(f"MedMNIST '{flag}' has no size {size} release")
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / npz_filename(flag, size)
+    from torchvision.datasets.utils import download_url
+
+    try:
+        download_url(url=url, root=str(root), filename=target.name, md5=md5)
+    except Exception as e:  # network down, proxy, md5 mismatch: say what to place where
+        raise _source_error(
+            f"could not download {target.name} ({type(e).__name__}: {e}). Download it from {url} "
+            f"(md5 {md5}) and place it at {target}") from e
+    if not target.is_file():
+        raise _source_error(f"download of {url} did not produce {target}; place the file there by hand (md5 {md5})")
+    return target
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _slug(label: str) -> str:
+    """MedMNIST label name to a class name: ``'normal, benign'`` -> ``normal_or_benign``."""
+    text = label.strip().lower().replace(", ", " or ")
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
+def _locate(path: Path, flag: str | None, size: int | None, download: bool) -> Path:
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = _npz_in(path)
+        if flag is not None:
+            found = [f for f in found if _parse_stem(f.stem)[0] == flag and (size is None or _parse_stem(f.stem)[1] == size)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise _source_error(f"{path} holds several MedMNIST files {[f.name for f in found]}; pass flag= and size=")
+        root = path
+    else:  # a file path that does not exist yet, or a bare flag name
+        parsed = _parse_stem(path.stem)
+        if flag is None and parsed:
+            flag, size = parsed[0], size or parsed[1]
+        root = path.parent if path.suffix == ".npz" else Path(os.environ.get("BREASTCLIP_MEDMNIST_DIR", "~/.medmnist"))
+    if flag is None:
+        raise _source_error(f"no MedMNIST .npz found at {path}; pass flag= (e.g. 'breastmnist') to download one")
+    target = root.expanduser() / npz_filename(flag, size or 28)
+    if target.is_file():
+        return target
+    if not download:
+        raise _source_error(f"{target} is missing; download it from {_info().get(flag, {}).get('url', 'zenodo')} or "
+                            "allow download=True")
+    return download_npz(flag, size or 28, root)
+
+
+def _export_dir(npz: Path, md5: str, cache_dir: Path | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser() / f"{npz.stem}-{md5[:10]}"
+    beside = npz.parent / f"{npz.stem}_png"
+    if os.access(npz.parent, os.W_OK) and (not beside.exists() or os.access(beside, os.W_OK)):
+        return beside
+    base = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "breastclip" / "medmnist"
+    return base / f"{npz.stem}-{md5[:10]}"
+
+
+def _export(data, out: Path, md5: str) -> dict[str, int]:
+    """Write every split's images as PNG (resuming: existing files from the same npz are kept)."""
+    from PIL import Image
+
+    marker = out / MARKER
+    same = marker.is_file() and json.loads(marker.read_text()).get("md5") == md5
+    counts = {}
+    for split in SPLIT_NAMES:
+        key = f"{split}_images"
+        if key not in data:
+            continue
+        images = data[key]
+        counts[split] = len(images)
+        (out / split).mkdir(parents=True, exist_ok=True)
+        for i, arr in enumerate(images):
+            target = out / split / f"{i:05d}.png"
+            if same and target.is_file():
+                continue
+            tmp = target.with_suffix(".tmp.png")
+            Image.fromarray(np.ascontiguousarray(arr)).save(tmp)
+            os.replace(tmp, target)
+    marker.write_text(json.dumps({"md5": md5, "counts": counts}, indent=2))
+    return counts
+
+
+def read_medmnist(
+    path: str | Path,
+    *,
+    flag: str | None = None,
+    size: int | None = None,
+    cache_dir: str | Path | None = None,
+    download: bool = True,
+    name: str | None = None,
+    source: str = "medmnist",
+) -> Manifest:
+    """Read a MedMNIST npz (downloading it when absent and allowed) into a manifest of exported PNG files.
+
+    ``split`` is the official split; labels are ``medmnist.INFO`` names made identifier-safe (``normal_or_benign``),
+    with the official integer kept in ``label_id``.
+    """
+    npz = _locate(Path(path).expanduser(), flag, size, download)
+    parsed = _parse_stem(npz.stem)
+    flag = flag or (parsed[0] if parsed else None)
+    info = _info().get(flag) if flag else None
+    if info is not None and ("multi-label" in info["task"] or flag.endswith("3d")):
+        raise _source_error(f"{npz}: MedMNIST '{flag}' is {info['task']}{' 3D' if flag.endswith('3d') else ''}; "
+                            "only single-label 2D sets are supported")
+    try:
+        data = np.load(npz, allow_pickle=False)
+        keys = set(data.files)
+    except Exception as e:
+        raise _source_error(f"{npz} is not a readable .npz file ({e})") from e
+    missing = [f"{s}_{k}" for s in SPLIT_NAMES for k in ("images", "labels")
+               if f"{s}_images" in keys and f"{s}_{k}" not in keys]
+    if not any(f"{s}_images" in keys for s in SPLIT_NAMES) or missing:
+        raise _source_error(f"{npz} lacks MedMNIST arrays {missing or ['train_images', 'train_labels']}; keys: {sorted(keys)}")
+
+    names = {int(k): _slug(v) for k, v in info["label"].items()} if info else None
+    md5 = _md5(npz)
+    out = _export_dir(npz, md5, Path(cache_dir) if cache_dir is not None else None)
+    counts = _export(data, out, md5)
+
+    rows = []
+    for split in counts:
+        labels = np.asarray(data[f"{split}_labels"])
+        if labels.ndim > 1 and labels.shape[1] != 1:
+            raise _source_error(f"{npz}: {split}_labels has shape {labels.shape}; multi-label files are not supported")
+        labels = labels.reshape(-1)
+        if len(labels) != counts[split]:
+            raise _source_error(f"{npz}: {split} has {counts[split]} images but {len(labels)} labels")
+        for i, y in enumerate(labels.tolist()):
+            if names is not None and int(y) not in names:
+                raise _source_error(f"{npz}: label {y} in {split} is not in MedMNIST's {flag} labels {names}")
+            rows.append({"id": f"{flag or npz.stem}:{split}/{i}", "image": f"{split}/{i:05d}.png",
+                         "label": names[int(y)] if names else str(y), "split": split,
+                         "label_id": int(y), "index_in_split": i})
+    classes = [names[k] for k in sorted(names)] if names else sorted({r["label"] for r in rows}, key=int)
+    manifest = Manifest.from_records(rows, out, name=name or npz.stem, source=source, classes=classes)
+    manifest.notes.append(f"official MedMNIST splits kept; PNG export of {npz} in {out}")
+    if info is not None and md5 not in {info.get(k) for k in info if k.startswith("MD5")}:
+        manifest.notes.append(f"{npz.name} md5 {md5} differs from the medmnist {_medmnist_version()} release "
+                              "(an older MedMNIST version?)")
+    return manifest
+
+
+def _medmnist_version() -> str:
+    try:
+        import medmnist
+
+        return medmnist.__version__
+    except Exception:
+        return "?"
