@@ -116,8 +116,22 @@ def fmt_ci(estimate: float | None, lo: float | None, hi: float | None, digits: i
         return "-"
     text = f"{estimate:.{digits}f}"
     if lo is not None and hi is not None and not (math.isnan(lo) or math.isnan(hi)):
-        text += f" ({lo:.{digits}f}-{hi:.{digits}f})"
+        text += f" ({ci_text(lo, hi, digits)})"
     return text
+
+
+def ci_text(lo: float, hi: float, digits: int = 3) -> str:
+    """``0.871-0.948``, or ``-0.147 to -0.054`` when a bound is negative (a dash would read as a minus sign)."""
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return "-"
+    sep = " to " if min(lo, hi) < 0 else "-"
+    return f"{lo:.{digits}f}{sep}{hi:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or math.isnan(p):
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def cell_text(df: pd.DataFrame) -> list[list[str]]:

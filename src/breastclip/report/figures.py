@@ -191,8 +191,8 @@ def _curves(curves: Sequence[Curve], *, kind: str, title: str) -> Figure:
     for i, c in enumerate(curves):
         col = color(i)
         if c.lo is not None and c.hi is not None:
-            ax.fill_between(c.x, c.lo, c.hi, color=col, alpha=0.18, lw=0, step=None if roc else "post")
-        ax.plot(c.x, c.y, color=col, lw=1.5, drawstyle="default" if roc else "steps-post",
+            ax.fill_between(c.x, c.lo, c.hi, color=col, alpha=0.18, lw=0, step="post")
+        ax.plot(c.x, c.y, color=col, lw=1.5, drawstyle="steps-post",
                 label=_label_value(c.label, c.score, c.ci, "AUC" if roc else "AP"))
         if not roc and c.baseline is not None:
             ax.axhline(c.baseline, color=col, lw=0.8, ls=":")
@@ -249,7 +249,7 @@ def calibration(bins: pd.DataFrame, *, ece: float | None = None, title: str = "C
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_title(title + (f"  -  ECE {ece:.3f}" if ece is not None and np.isfinite(ece) else ""))
-    ax.legend(frameon=False, loc="upper left")
+    ax.legend(frameon=True, framealpha=0.85, edgecolor="none", loc="best")
     counts = b["count"].to_numpy(dtype=float) if "count" in b else np.zeros(len(b))
     axh.bar(centers, counts, widths * 0.92, color="0.55")
     axh.set_xlabel("Confidence (predicted probability of the predicted class)")
@@ -279,14 +279,14 @@ def threshold_tradeoff(sweep: pd.DataFrame, *, operating_points: Mapping[str, fl
         ax2.set_ylim(-0.02, 1.02)
     ax2.set_ylabel("Rate")
     ax2.set_xlabel(f"Threshold on P({positive})")
-    styles = ("-", "--", "-.", ":")
+    styles = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))
     for i, (name, thr) in enumerate((operating_points or {}).items()):
         if thr is None or not np.isfinite(thr):
             continue
         for a in (ax, ax2):
             a.axvline(thr, color="0.2", lw=0.9, ls=styles[i % len(styles)], alpha=0.8,
                       label=f"{name} (t={thr:.3f})" if a is ax2 else None)
-    ax.legend(frameon=False, loc="upper center")
+    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=6.5)
     ax2.legend(frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=6.5)
     ax2.set_xlim(0, 1)
     return fig
@@ -318,10 +318,15 @@ def subgroups(table: pd.DataFrame, *, metric: str = "value", metric_label: str =
             c = "0.6" if small[r] else col
             if "lo" in t and "hi" in t and np.isfinite(t.loc[r, "lo"]) and np.isfinite(t.loc[r, "hi"]):
                 ax.plot([t.loc[r, "lo"], t.loc[r, "hi"]], [y[r], y[r]], color=c, lw=1.3)
-            ax.plot(v, y[r], "o", ms=5, color=c, mfc="white" if small[r] else c)
+            if np.isfinite(v):
+                ax.plot(v, y[r], "o", ms=5, color=c, mfc="white" if small[r] else c)
+            else:
+                ax.text(0.01, y[r], "not estimated (too few images)", transform=ax.get_yaxis_transform(),
+                        va="center", fontsize=6.5, color="0.45", style="italic")
     labels = [f"{a} = {g}  (n={int(m)}){' *' if s else ''}"
               for a, g, m, s in zip(t["attribute"], t["group"], t["n"], small, strict=True)]
     ax.set_yticks(y, labels)
+    ax.set_ylim(-0.6, n - 0.4)
     ax.set_xlabel(metric_label + " (95% CI)")
     ax.set_title(title or f"{metric_label} by subgroup")
     if small.any():

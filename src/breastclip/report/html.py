@@ -46,7 +46,7 @@ tbody tr:nth-child(even) td { background: var(--zebra); }
 tbody tr.flag td { background: var(--flag); }
 .caption { color: var(--muted); font-size: 13px; margin: 2px 0 12px; }
 figure { margin: 14px 0 20px; break-inside: avoid; page-break-inside: avoid; }
-figure img { display:block; max-width: min(100%, 780px); height:auto; border:1px solid var(--line); }
+figure img { display:block; max-width: 100%; height:auto; border:1px solid var(--line); }
 figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; max-width: 780px; }
 footer { color: var(--muted); font-size: 12.5px; border-top:1px solid var(--line); padding-top:8px;
          padding-bottom: 24px; margin-top: 32px; }
@@ -91,8 +91,17 @@ def render_table(t: Table) -> str:
             + (f'<p class="caption">{_e(caption)}</p>\n' if caption else ""))
 
 
+def _display_width(png: Path, dpi: int = 300, css_per_inch: int = 112) -> int:
+    """On-screen width: the figure's printed size at a comfortable reading scale (a 6-inch figure ~ 670 px)."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        return min(int(im.size[0] / dpi * css_per_inch), 900)
+
+
 def render_figure(f: FigureRef, number: int) -> str:
-    return (f'<figure id="{_e(f.key)}"><img src="{data_uri(f.png)}" alt="{_e(f.title)}">'
+    return (f'<figure id="{_e(f.key)}"><img src="{data_uri(f.png)}" alt="{_e(f.title)}" '
+            f'width="{_display_width(f.png)}">'
             f"<figcaption><b>Figure {number}.</b> {_e(f.title)}. {_e(f.caption)}</figcaption></figure>\n")
 
 
@@ -134,7 +143,7 @@ def render_html(doc: Document) -> str:
 <style>{CSS}</style>
 </head>
 <body>
-<div class="banner" role="note">RESEARCH USE ONLY. {_e(doc.research_only)}</div>
+<div class="banner" role="note">{_e(doc.research_only)}</div>
 <header><h1>{_e(doc.title)}</h1><p class="sub">{_e(doc.subtitle)}</p></header>
 <div class="summary"><div class="facts">{facts}</div></div>
 <nav aria-label="Contents"><ol>{toc}</ol></nav>

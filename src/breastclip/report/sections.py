@@ -16,7 +16,7 @@ import pandas as pd
 
 from breastclip import RESEARCH_ONLY
 from breastclip.report import figures as F
-from breastclip.report.content import Bullets, FigureRef, Note, Section, Table, fmt, fmt_ci, slug
+from breastclip.report.content import Bullets, FigureRef, Note, Section, Table, ci_text, fmt, fmt_ci, slug
 from breastclip.report.views import HEADLINE_LABELS, DataView, MethodView
 
 CAPTION_TAIL = "Research use only; not for diagnosis."
@@ -53,6 +53,23 @@ def op_text(op: Mapping | None, positive: str | None) -> str:
     spec = fmt_ci(op.get("specificity"), op.get("specificity_ci_lo"), op.get("specificity_ci_hi"))
     return (f"'{positive}' vs rest at threshold {fmt(op.get('threshold'))} ({op.get('policy')}, frozen on "
             f"validation): sensitivity {sens} = {tp}/{tp + fn}, specificity {spec} = {tn}/{tn + fp}")
+
+
+def op_short(op: Mapping | None, positive: str | None) -> str:
+    """``malignant vs rest: sensitivity 0.83 (24/29), specificity 1.00 (61/61) at t=0.568 (youden on val)``."""
+    if not op:
+        return "not available (needs a positive class and a validation split)"
+    tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
+    return (f"{positive} vs rest: sensitivity {fmt(op.get('sensitivity'), 2)} ({tp}/{tp + fn}), specificity "
+            f"{fmt(op.get('specificity'), 2)} ({tn}/{tn + fp}) at t={fmt(op.get('threshold'))} "
+            f"({op.get('policy')}, chosen on validation)")
+
+
+PER_CLASS_NAMES = {"class": "class", "support": "test images", "precision": "precision (PPV)",
+                   "recall": "recall (sensitivity)", "f1": "F1", "specificity": "specificity", "roc_auc": "ROC AUC",
+                   "average_precision": "AP"}
+ERROR_NAMES = {"y_true": "true", "y_pred": "predicted", "confidence": "P(predicted)", "p_true": "P(true)",
+               "error_type": "error", "patient_id": "patient"}
 
 
 def split_table(data: DataView) -> pd.DataFrame:
@@ -105,7 +122,7 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
             f"{s} {int(data.counts.loc[s].sum())}/{int(data.patients.get(s, 0))}" for s in data.counts.index)),
         ("Test set by class", ", ".join(f"{c} {int(test[c])}" for c in data.classes) if test is not None else "-"),
         ("Best method (test ROC AUC, 95% CI)", f"{best.method}: {fmt_ci(*best.metric('roc_auc'))}"),
-        ("Operating point on test", op_text(op, best.positive)),
+        ("Operating point on test", op_short(op, best.positive)),
         ("Leak audit", leak),
         ("Methods compared", str(len(views))),
     ]
@@ -199,8 +216,7 @@ def headline_table(v: MethodView) -> pd.DataFrame:
     for key, label in HEADLINE_LABELS.items():
         if key in v.headline:
             est, lo, hi = v.metric(key)
-            ci = f"{lo:.3f}-{hi:.3f}" if np.isfinite(lo) and np.isfinite(hi) else "-"
-            rows.append({"metric": label, "estimate": est, "95% CI": ci})
+            rows.append({"metric": label, "estimate": est, "95% CI": ci_text(lo, hi)})
     return pd.DataFrame(rows)
 
 
@@ -211,7 +227,7 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Secti
                 caption=f"{v.n_test} test images. "
                         + ("Multi-class: AUC and AP are one-vs-rest macro averages." if len(v.classes) > 2
                            else f"Positive class: {v.positive}.")))
-    s.add(Table(f"per-class-{key}", "Per-class metrics on test", v.per_class,
+    s.add(Table(f"per-class-{key}", "Per-class metrics on test", v.per_class.rename(columns=PER_CLASS_NAMES),
                 caption="Recall is the sensitivity for that class; specificity, AUC and AP are one-vs-rest."))
     s.add(fw(F.confusion_matrix(v.confusion, v.classes), f"{key}_confusion_matrix", "Confusion matrix",
              "Rows: true class, normalised to one; each cell gives the share and the image count."))
@@ -221,11 +237,16 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Secti
             ci = {str(r["class"]): (r["roc_auc_ci_lo"], r["roc_auc_ci_hi"]) for _, r in v.per_class.iterrows()}
         elif len(v.classes) == 2:
             ci = {str(v.positive): v.metric("roc_auc")[1:]}
-        s.add(fw(F.roc_curves(_curves(v.roc, "fpr", "tpr", "auc", v.headline, ci)), f"{key}_roc", "ROC curves",
+        title = "ROC curve (95% CI band)" if len(v.classes) == 2 else (
+            f"ROC curves, one-vs-rest\nmacro AUC {fmt_ci(*v.metric('roc_auc'))}")
+        s.add(fw(F.roc_curves(_curves(v.roc, "fpr", "tpr", "auc", v.headline, ci), title=title), f"{key}_roc",
+                 "ROC curves",
                  "One-vs-rest ROC curve per class on test; shaded: pointwise 95% bootstrap band."))
     if v.pr is not None and len(v.pr):
         ci = {str(v.positive): v.metric("average_precision")[1:]} if len(v.classes) == 2 else {}
-        s.add(fw(F.pr_curves(_curves(v.pr, "recall", "precision", "average_precision", v.headline, ci)),
+        title = "Precision-recall curve (95% CI band)" if len(v.classes) == 2 else (
+            f"Precision-recall curves, one-vs-rest\nmacro AP {fmt_ci(*v.metric('average_precision'))}")
+        s.add(fw(F.pr_curves(_curves(v.pr, "recall", "precision", "average_precision", v.headline, ci), title=title),
                  f"{key}_pr", "Precision-recall curves",
                  "One-vs-rest precision-recall curve per class on test; shaded: 95% bootstrap band; dotted: the "
                  "class prevalence (a random classifier)."))
@@ -259,7 +280,7 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Secti
     sub = subgroup_blocks(v, key, fw)
     s.add(*sub)
     if v.errors is not None and len(v.errors):
-        s.add(Table(f"errors-{key}", "Most confident errors on test", v.errors.head(15),
+        s.add(Table(f"errors-{key}", "Most confident errors on test", v.errors.head(15).rename(columns=ERROR_NAMES),
                     caption="Images the model got wrong with the highest probability on its predicted class; review "
                             "them for label noise, artefacts or shortcuts."))
     for n in v.notes:

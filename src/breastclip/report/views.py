@@ -7,7 +7,6 @@ on these plain tables, so a change in the evaluation structures touches one func
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +49,7 @@ class MethodView:
     min_group_size: int | None = None
     errors: pd.DataFrame | None = None  # rank, id, y_true, y_pred, confidence, p_true, error_type, metadata...
     notes: list[str] = field(default_factory=list)
+    bootstrap: dict = field(default_factory=dict)  # unit (patient | image), n_boot, seed, alpha
     raw: dict = field(default_factory=dict)  # the evaluation's to_dict(), written to metrics.json
 
     def metric(self, name: str) -> tuple[float, float, float]:
@@ -114,46 +114,41 @@ def data_view(predictions: pd.DataFrame, manifest_df: pd.DataFrame | None, *, na
                     notes=list(notes or []))
 
 
-def _get(obj, name: str, default=None):
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
 def _frame(value) -> pd.DataFrame | None:
     if value is None:
         return None
-    if isinstance(value, pd.DataFrame):
-        return value
-    return pd.DataFrame(value)
+    return value if isinstance(value, pd.DataFrame) else pd.DataFrame(value)
 
 
-def method_view(evaluation, *, method: str | None = None) -> MethodView:
-    """Read one ``breastclip.evaluation.Evaluation`` (or its ``to_dict()``) into a :class:`MethodView`."""
-    raw = evaluation.to_dict() if hasattr(evaluation, "to_dict") else dict(evaluation)
+def method_view(evaluation, *, min_group_size: int | None = None, test_split: str = "test") -> MethodView:
+    """Read one :class:`breastclip.evaluation.Evaluation` into a :class:`MethodView` (test split)."""
     ev = evaluation
-    classes = list(_get(ev, "classes"))
-    confusion = _get(ev, "confusion")
-    if isinstance(confusion, Mapping):
-        confusion = confusion.get("counts")
+    n_test = (ev.n or {}).get(test_split, {})
+    sweep = _frame(ev.threshold_sweep)
+    if sweep is not None and "split" in sweep:
+        sweep = sweep[sweep["split"] == test_split].drop(columns="split").reset_index(drop=True)
+    notes = list(ev.notes or [])
+    if ev.positive_class is not None and ev.positive_class_reason not in ("argument",):
+        notes.append(f"positive class '{ev.positive_class}' chosen by {ev.positive_class_reason}")
     return MethodView(
-        method=str(method or _get(ev, "method")),
-        classes=classes,
-        positive=_get(ev, "positive_class"),
-        n_test=int(_get(ev, "n_test", 0) or 0),
-        n_test_patients=int(_get(ev, "n_test_patients", 0) or 0),
-        headline=dict(_get(ev, "headline") or {}),
-        per_class=_frame(_get(ev, "per_class")),
-        confusion=np.asarray(confusion, dtype=float),
-        roc=_frame(_get(ev, "roc")),
-        pr=_frame(_get(ev, "pr")),
-        calibration=_get(ev, "calibration"),
-        operating_points=_frame(_get(ev, "operating_points")),
-        sweep=_frame(_get(ev, "sweep")),
-        subgroups=_frame(_get(ev, "subgroups")),
-        subgroups_skipped=dict(_get(ev, "subgroups_skipped") or {}),
-        min_group_size=_get(ev, "min_group_size"),
-        errors=_frame(_get(ev, "errors")),
-        notes=list(_get(ev, "notes") or []),
-        raw=raw,
+        method=str(ev.method),
+        classes=[str(c) for c in ev.classes],
+        positive=ev.positive_class,
+        n_test=int(n_test.get("images", 0)),
+        n_test_patients=int(n_test.get("patients", 0)),
+        headline=dict(ev.headline or {}),
+        per_class=_frame(ev.per_class),
+        confusion=np.asarray(ev.confusion["counts"], dtype=float),
+        roc=_frame(ev.roc),
+        pr=_frame(ev.pr),
+        calibration=ev.calibration,
+        operating_points=_frame(ev.operating_points),
+        sweep=sweep,
+        subgroups=_frame(ev.subgroups),
+        subgroups_skipped=dict(ev.subgroups_skipped or {}),
+        min_group_size=min_group_size,
+        errors=_frame(ev.confident_errors),
+        notes=notes,
+        bootstrap=dict(ev.bootstrap or {}),
+        raw=ev.to_dict(),
     )

@@ -1,0 +1,252 @@
+"""The report bundle: one call turns a predictions table into a results folder a clinician-researcher can read.
+
+``write_report(out_dir, predictions=...)`` writes::
+
+    predictions.csv   the predictions table as given (one row per image per method)
+    metrics.json      every Evaluation.to_dict(), the leaderboard, paired comparisons, data counts, environment
+    figures/          300-dpi PNG + JPG of every figure
+    report.docx       Word report: summary, tables, figures
+    report.html       ONE self-contained HTML file (figures embedded, no script, no external URL)
+    MODEL_CARD.md     data, splits, intended use, evaluation, limitations
+
+Metrics come from :mod:`breastclip.evaluation` (computed here only for methods the caller did not evaluate).
+Existing report files are never overwritten unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from breastclip import RESEARCH_ONLY, __version__
+from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
+from breastclip.evaluation.summary import jsonable
+from breastclip.predictions import classes_of, validate_predictions
+from breastclip.report import sections as S
+from breastclip.report.content import Bullets, Document, Section, ci_text, fmt, fmt_ci, fmt_p
+from breastclip.report.docx import write_docx
+from breastclip.report.html import write_html
+from breastclip.report.model_card import ModelCard, model_card_section, render_markdown
+from breastclip.report.views import DataView, MethodView, data_view, method_view
+
+REPORT_FILES = ("predictions.csv", "metrics.json", "report.docx", "report.html", "MODEL_CARD.md")
+PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "python-docx", "torch", "torchvision",
+            "open_clip_torch", "transformers")
+
+
+@dataclass
+class ReportPaths:
+    """Where :func:`write_report` put each file."""
+
+    out_dir: Path
+    predictions_csv: Path
+    metrics_json: Path
+    figures_dir: Path
+    docx: Path
+    html: Path
+    model_card: Path
+    figures: list[Path] = field(default_factory=list)
+
+
+def environment(run_info: Mapping | None = None) -> dict[str, str]:
+    """Versions (read from package metadata, nothing imported), platform, and the run's seeds and settings."""
+    env = {"breastclip": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in PACKAGES:
+        try:
+            env[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    for key, value in dict((run_info or {}).get("environment") or {}).items():
+        env[str(key)] = str(value)
+    for key in ("seed", "seeds", "backbone", "device"):
+        if run_info and key in run_info:
+            env[key] = str(run_info[key])
+    env["report generated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return env
+
+
+def leak_summary(leak_audit, manifest_df: pd.DataFrame | None, classes: Sequence[str]) -> tuple[str, bool | None]:
+    """``(text, ok)`` from a LeakAudit-like object, a dict, a bool or a string; runs the data layer's audit on the
+    manifest when none is given and it is available."""
+    if leak_audit is None and manifest_df is not None and (manifest_df["split"].astype(str) != "").any():
+        try:
+            from breastclip.data.manifest import Manifest
+            from breastclip.data.splits import audit_leaks
+        except ImportError:
+            return "not run (no leak audit given and breastclip.data.splits is unavailable)", None
+        leak_audit = audit_leaks(Manifest(df=manifest_df, root=Path("."), classes=list(classes)))
+    if leak_audit is None:
+        return "not run", None
+    if isinstance(leak_audit, str):
+        return leak_audit, None
+    if isinstance(leak_audit, bool):
+        return ("passed" if leak_audit else "FAILED"), leak_audit
+    ok = leak_audit.get("ok") if isinstance(leak_audit, Mapping) else getattr(leak_audit, "ok", None)
+    problems = (leak_audit.get("problems") if isinstance(leak_audit, Mapping)
+                else getattr(leak_audit, "problems", None)) or []
+    if ok:
+        return "passed: no patient, image or near-duplicate shared between splits", True
+    text = ("FAILED: " + "; ".join(map(str, problems))) if problems else "FAILED"
+    return text, (False if ok is not None else None)
+
+
+def _check_free(out_dir: Path, overwrite: bool) -> None:
+    existing = [n for n in REPORT_FILES if (out_dir / n).exists()]
+    if (out_dir / "figures").is_dir() and any((out_dir / "figures").iterdir()):
+        existing.append("figures/")
+    if existing and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds a report ({', '.join(existing)}); pass overwrite=True to "
+                              "replace it or choose another folder")
+
+
+def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[str], env: Mapping[str, str],
+                run_info: Mapping, policy: str | None) -> ModelCard:
+    best = S.rank(views)[0]
+    op = best.operating_point(policy)
+    ece = ((best.calibration or {}).get("before") or {}).get("ece")
+    model = [("Methods compared", ", ".join(v.method for v in views)), ("Best method (test ROC AUC)", best.method)]
+    for key, label in (("backbone", "Backbone (frozen)"), ("head", "Head"), ("weights", "Weights"),
+                       ("model_description", "Description")):
+        if run_info.get(key):
+            model.append((label, str(run_info[key])))
+    model += [("Classes", ", ".join(data.classes)), ("Positive class", str(best.positive)),
+              ("Output", "class probabilities (one per class, summing to one)"),
+              ("breastclip version", __version__)]
+    data_rows = [("Data set", data.name), ("Images", str(data.n_images)),
+                 ("Patients", str(data.n_patients) if data.patient_ids_from_source else "no patient ids in source"),
+                 ("Class counts", ", ".join(f"{c} {int(data.counts[c].sum())}" for c in data.classes))]
+    for key, label in (("data_source", "Source"), ("data_citation", "Citation"), ("data_licence", "Licence")):
+        if run_info.get(key):
+            data_rows.append((label, str(run_info[key])))
+    evaluation = [("Test images", str(best.n_test)),
+                  ("ROC AUC (95% CI)", fmt_ci(*best.metric("roc_auc"))),
+                  ("Balanced accuracy (95% CI)", fmt_ci(*best.metric("balanced_accuracy"))),
+                  ("Macro F1 (95% CI)", fmt_ci(*best.metric("f1_macro"))),
+                  ("Operating point", S.op_text(op, best.positive)),
+                  ("Expected calibration error", fmt(ece)),
+                  ("Bootstrap", f"{best.bootstrap.get('n_boot', '?')} replicates, resampling "
+                                f"{best.bootstrap.get('unit', '?')}s, percentile 95% intervals")]
+    env_rows = [(k, v) for k, v in env.items() if k in ("breastclip", "python", "torch", "scikit-learn", "seed",
+                                                         "seeds", "backbone", "report generated")]
+    return ModelCard(model=model, data=data_rows, splits=S.split_table(data), leak_audit=leak,
+                     evaluation=evaluation, limitations=lims, environment=env_rows)
+
+
+def write_report(
+    out_dir: str | Path,
+    *,
+    predictions: pd.DataFrame,
+    manifest_df: pd.DataFrame | None = None,
+    evaluations: Mapping[str, Evaluation] | None = None,
+    histories: Mapping[str, list[dict]] | None = None,
+    run_info: Mapping | None = None,
+    comparisons: pd.DataFrame | None = None,
+    leak_audit=None,
+    dataset_name: str | None = None,
+    title: str | None = None,
+    positive_class: str | None = None,
+    operating_policy: str | None = "youden",
+    n_boot: int = 1000,
+    seed: int = 0,
+    min_group_size: int = 20,
+    limitations: Sequence[str] = (),
+    overwrite: bool = False,
+) -> ReportPaths:
+    """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
+
+    ``evaluations`` (method -> Evaluation) are reused as given; methods without one are evaluated here with
+    ``n_boot``, ``seed``, ``min_group_size`` and ``positive_class``. ``histories`` holds per-epoch losses of trained
+    methods; ``run_info`` may carry ``dataset``, ``backbone``, ``head``, ``seed``, ``config`` (dict),
+    ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
+    """
+    validate_predictions(predictions)
+    run_info = dict(run_info or {})
+    out = Path(out_dir)
+    _check_free(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    figures_dir = out / "figures"
+    mdf = getattr(manifest_df, "df", manifest_df)  # a Manifest or its table
+    classes = classes_of(predictions)
+
+    methods = list(dict.fromkeys(predictions["method"].astype(str)))
+    evaluations = dict(evaluations or {})
+    unknown = sorted(set(evaluations) - set(methods))
+    if unknown:
+        raise ValueError(f"evaluations given for methods {unknown} that are not in the predictions table {methods}")
+    for m in methods:
+        if m not in evaluations:
+            evaluations[m] = evaluate_predictions(predictions, mdf, method=m, positive_class=positive_class,
+                                                  n_boot=n_boot, seed=seed, min_group_size=min_group_size)
+    views = [method_view(evaluations[m], min_group_size=min_group_size) for m in methods]
+    if comparisons is None and len(methods) > 1:
+        comparisons = compare_methods(predictions, positive_class=positive_class, metrics=["roc_auc"],
+                                      n_boot=n_boot, seed=seed)
+
+    name = dataset_name or run_info.get("dataset") or "data set"
+    data = data_view(predictions, mdf, name=str(name), classes=classes, notes=list(run_info.get("notes") or []))
+    leak, leak_ok = leak_summary(leak_audit if leak_audit is not None else run_info.get("leak_audit"), mdf, classes)
+    env = environment(run_info)
+    env.update({"bootstrap": f"{n_boot} replicates, seed {seed}", "operating-point rule": str(operating_policy)})
+    lims = S.limitations(data, views, limitations)
+
+    fw = S.FigureWriter(figures_dir)
+    summary, facts = S.summary_section(data, views, leak, operating_policy)
+    sections: list[Section | None] = [
+        summary,
+        S.data_section(data, leak, leak_ok, fw),
+        S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons)),
+        S.training_section(histories or {}, fw),
+        *[S.method_section(v, fw, operating_policy) for v in S.rank(views)],
+    ]
+    card = _model_card(data, views, leak, lims, env, run_info, operating_policy)
+    card_section = model_card_section(card)
+    sections += [card_section, S.environment_section(env, run_info),
+                 Section("Limitations").add(Bullets(lims))]
+    doc_title = title or f"breastclip report: {name}"
+    doc = Document(title=doc_title, subtitle=f"{len(methods)} method(s) evaluated on the held-out test split of "
+                                             f"{name}.",
+                   key_facts=facts, sections=[s for s in sections if s is not None])
+
+    paths = ReportPaths(out_dir=out, predictions_csv=out / "predictions.csv", metrics_json=out / "metrics.json",
+                        figures_dir=figures_dir, docx=out / "report.docx", html=out / "report.html",
+                        model_card=out / "MODEL_CARD.md")
+    predictions.to_csv(paths.predictions_csv, index=False)
+    metrics = {
+        "disclaimer": RESEARCH_ONLY,
+        "breastclip": __version__,
+        "dataset": {"name": data.name, "images": data.n_images, "patients": data.n_patients,
+                    "patient_ids_from_source": data.patient_ids_from_source,
+                    "counts": {s: {c: int(v) for c, v in row.items()} for s, row in data.counts.iterrows()}},
+        "leak_audit": {"ok": leak_ok, "summary": leak},
+        "leaderboard": jsonable(S.leaderboard_table(S.rank(views), operating_policy)),
+        "best_method": S.rank(views)[0].method,
+        "comparisons": jsonable(comparisons) if comparisons is not None else [],
+        "methods": {v.method: v.raw for v in views},
+        "environment": env,
+        "run_info": jsonable(run_info),
+    }
+    paths.metrics_json.write_text(json.dumps(metrics, indent=2, allow_nan=False))
+    write_docx(doc, paths.docx)
+    write_html(doc, paths.html)
+    paths.model_card.write_text(render_markdown(f"Model card: {S.rank(views)[0].method} on {name}",
+                                                [card_section], figures_prefix="figures/"))
+    paths.figures = [p for f in fw.saved for p in (f.png, f.jpg)]
+    return paths
+
+
+def _comparison_table(comparisons: pd.DataFrame | None) -> pd.DataFrame | None:
+    if comparisons is None or comparisons.empty:
+        return None
+    c = comparisons
+    return pd.DataFrame({
+        "method": c["method"], "vs": c["baseline"], "metric": c["metric"], "difference": c["diff"],
+        "95% CI": [ci_text(lo, hi) for lo, hi in zip(c["ci_lo"], c["ci_hi"], strict=True)],
+        "p": [fmt_p(p) for p in c["p_value"]], "p (Holm)": [fmt_p(p) for p in c["p_holm"]], "test": c["test"]})
