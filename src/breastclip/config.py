@@ -35,11 +35,15 @@ DEFAULT_BACKBONE = "clip-vit-b32"
 OFFLINE_BACKBONE = "efficientnet-lite0"
 #: ... or paired with the MiniLM text encoder when a method needs text (not aligned: no zero-shot).
 OFFLINE_TEXT_BACKBONE = "efficientnet-lite0+minilm"
-#: Heads that need a text tower (any) and those that need one aligned with the image space.
+#: Heads that use class text embeddings from a prompt bank; of those, the ones that cannot run without a text
+#: tower, and the ones that need it aligned with the image space (Tip-Adapter falls back to its cache model).
 TEXT_HEADS = frozenset({"similarity_guided", "zeroshot", "tip_adapter", "tip_adapter_f"})
-ALIGNED_TEXT_HEADS = frozenset({"zeroshot", "tip_adapter", "tip_adapter_f"})
+REQUIRES_TEXT_HEADS = frozenset({"similarity_guided", "zeroshot"})
+ALIGNED_TEXT_HEADS = frozenset({"zeroshot"})
 #: Method kinds (``head``) that are not a head from ``breastclip.heads.HEADS``.
 CNN_KIND = "cnn"
+#: The CNN architecture ``--offline`` fine-tunes (ImageNet weights from the package index).
+OFFLINE_CNN = "efficientnet-lite0"
 
 
 class ConfigError(ValueError):
@@ -240,10 +244,15 @@ def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
     Methods that need a text tower *aligned* with the image space (zero-shot, Tip-Adapter) cannot run on it; the
     pipeline skips them and says why in the log and the report.
     """
-    needs_text = any(m.head in TEXT_HEADS for m in cfg.active_methods())
+    needs_text = any(m.head in REQUIRES_TEXT_HEADS - ALIGNED_TEXT_HEADS for m in cfg.active_methods())
     backbone = OFFLINE_TEXT_BACKBONE if needs_text else OFFLINE_BACKBONE
-    methods = tuple(dataclasses.replace(m, backbones=()) for m in cfg.methods)
-    return dataclasses.replace(cfg, backbones=(backbone,), methods=methods)
+    methods = []
+    for m in cfg.methods:
+        m = dataclasses.replace(m, backbones=())
+        if m.head == CNN_KIND and m.params.get("arch", "resnet18") != OFFLINE_CNN:
+            m = dataclasses.replace(m, params={**m.params, "arch": OFFLINE_CNN})  # torchvision weights need a download
+        methods.append(m)
+    return dataclasses.replace(cfg, backbones=(backbone,), methods=tuple(methods))
 
 
 def select_methods(cfg: ExperimentConfig, names: list[str] | tuple[str, ...]) -> ExperimentConfig:

@@ -6,7 +6,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY, __version__
@@ -120,7 +119,8 @@ def _write_embeddings_info(out: Path, cfg: ExperimentConfig, sets: dict, n_manif
             "n": len(s.ids), "dim": int(s.X.shape[1]) if s.X.ndim == 2 else None,
             "architecture": getattr(e, "architecture", None), "weights": getattr(e, "weights", None),
             "image_size": getattr(e, "image_size", None), "has_text": s.has_text, "text_aligned": s.text_aligned,
-            "licence": getattr(e, "licence", None)}
+            "licence": getattr(e, "licence", None), "n_computed": s.n_computed, "n_cached": s.n_cached,
+            "seconds": round(s.seconds, 3)}
     write_json(out / "embeddings.json", info)
 
 
@@ -183,23 +183,25 @@ def _is_config_error(e: Exception) -> bool:
     return isinstance(e, ConfigError)
 
 
-def _text_embeddings(plan, emb, manifest: Manifest, cache: dict) -> np.ndarray | None:
-    """Class text embeddings from the method's prompt bank (averaged over its prompts), for text-using heads."""
+def _text_embeddings(plan, emb, manifest: Manifest, cache: dict) -> dict | None:
+    """Class text embeddings from the method's prompt bank, rows in sorted label order (the heads' ``classes_``)."""
     from breastclip.config import TEXT_HEADS
 
-    if plan.method.head not in TEXT_HEADS:
+    if plan.method.head not in TEXT_HEADS or not emb.has_text:
         return None
-    from breastclip.prompts import class_text_embeddings, load_bank
+    if not plan.method.prompts:
+        from breastclip.config import ConfigError
 
+        raise ConfigError(f"method '{plan.method.name}' ({plan.method.head}) needs a prompt bank: set prompts = "
+                          f"\"<bank name or file>\" in its [[methods]] table")
     key = (plan.backbone, plan.method.prompts)
     if key not in cache:
-        if not plan.method.prompts:
-            from breastclip.config import ConfigError
+        from breastclip.prompts import class_text_embeddings, load_bank
 
-            raise ConfigError(f"method '{plan.method.name}' ({plan.method.head}) needs a prompt bank: set prompts = "
-                              f"\"<bank name or file>\" in its [[methods]] table")
-        bank = load_bank(plan.method.prompts)
-        cache[key] = class_text_embeddings(bank, emb.backbone, manifest.classes)
+        labels = sorted(manifest.classes)
+        bank = load_bank(plan.method.prompts).aligned_to(labels)
+        cache[key] = {"text_embeddings": class_text_embeddings(emb.backbone, bank),
+                      "text_aligned": emb.text_aligned, "classes": labels}
     return cache[key]
 
 

@@ -27,7 +27,6 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
         from breastclip.data.synthetic import make_synthetic
 
         options = check_options(make_synthetic, options, "data.options (synthetic)", fixed=("root",))
-        options.setdefault("seed", cfg.experiment.seed) if "seed" in _kw(make_synthetic) else None
         return make_synthetic(source, **options)
     from breastclip.data.sources import read_source
 
@@ -35,12 +34,6 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
         raise ConfigError(f"data.source {source} does not exist (download it with `breastclip data download`, "
                           f"or point data.source at your copy)")
     return read_source(source, format=cfg.data.format or None, **options)
-
-
-def _kw(fn) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(fn).parameters)
 
 
 def subset_manifest(manifest: Manifest, n: int, seed: int) -> Manifest:

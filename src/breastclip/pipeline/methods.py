@@ -16,7 +16,7 @@ import pandas as pd
 from breastclip.config import (
     ALIGNED_TEXT_HEADS,
     CNN_KIND,
-    TEXT_HEADS,
+    REQUIRES_TEXT_HEADS,
     ConfigError,
     ExperimentConfig,
     MethodSection,
@@ -89,7 +89,7 @@ def skip_reason(plan: Plan, emb: EmbeddingSet | None) -> str | None:
     if plan.method.head in ALIGNED_TEXT_HEADS and not emb.text_aligned:
         return (f"{plan.method.head} needs a text tower aligned with the image space; {plan.backbone} has "
                 f"{'an unaligned text encoder' if emb.has_text else 'no text tower'}")
-    if plan.method.head in TEXT_HEADS and not emb.has_text:
+    if plan.method.head in REQUIRES_TEXT_HEADS and not emb.has_text:
         return f"{plan.method.head} needs a text tower; {plan.backbone} has none"
     return None
 
@@ -103,21 +103,29 @@ def head_class(head: str):
     return HEADS[head]
 
 
-def build_head(plan: Plan, cfg: ExperimentConfig, text_embeddings: np.ndarray | None):
-    """The estimator with the method's hyperparameters; unknown hyperparameters are errors naming the valid ones."""
+#: Constructor arguments the pipeline supplies itself (from the backbone and the prompt bank).
+SUPPLIED = ("text_embeddings", "text_aligned", "classes")
+
+
+def build_head(plan: Plan, cfg: ExperimentConfig, text: dict | None = None):
+    """The estimator with the method's hyperparameters; unknown hyperparameters are errors naming the valid ones.
+
+    ``text``: ``{"text_embeddings", "text_aligned", "classes"}`` for heads that use class text embeddings.
+    """
     cls = head_class(plan.method.head)
     valid = set(_init_args(cls))
     params = dict(plan.method.params)
-    unknown = sorted(set(params) - valid)
+    unknown = sorted(set(params) - (valid - set(SUPPLIED)))
     if unknown:
         raise ConfigError(f"method '{plan.method.name}': unknown hyperparameter(s) {unknown} for head "
-                          f"'{plan.method.head}'; valid: {', '.join(sorted(valid - {'text_embeddings'}))}")
+                          f"'{plan.method.head}'; valid: {', '.join(sorted(valid - set(SUPPLIED)))}")
     if "random_state" in valid and params.get("random_state") is None:
         params["random_state"] = cfg.experiment.seed
     if "device" in valid and cfg.embed.device and "device" not in params:
         params["device"] = cfg.embed.device
-    if text_embeddings is not None and "text_embeddings" in valid:
-        params["text_embeddings"] = text_embeddings
+    for k, v in (text or {}).items():
+        if k in valid and v is not None:
+            params[k] = v
     for k, v in list(params.items()):  # TOML arrays arrive as lists; heads store tuples
         if isinstance(v, list):
             params[k] = tuple(v)
@@ -131,7 +139,7 @@ def _init_args(cls) -> list[str]:
 
 
 def fit_predict(plan: Plan, cfg: ExperimentConfig, manifest: Manifest, ids: list[str], emb: EmbeddingSet,
-                text_embeddings: np.ndarray | None, folder: Path) -> MethodOutcome:
+                text: dict | None, folder: Path) -> MethodOutcome:
     """Fit on train (validation rows for model selection), predict every split, save everything."""
     t0 = time.perf_counter()
     df = manifest.df.set_index("id").loc[ids]
@@ -139,7 +147,7 @@ def fit_predict(plan: Plan, cfg: ExperimentConfig, manifest: Manifest, ids: list
     split = df["split"].to_numpy()
     y = df["label"].to_numpy()
     tr, va = split == "train", split == "val"
-    head = build_head(plan, cfg, text_embeddings)
+    head = build_head(plan, cfg, text)
     fit_kw = {}
     if "X_val" in _fit_args(head) and va.any():
         fit_kw = {"X_val": X[va], "y_val": y[va]}

@@ -13,7 +13,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from breastclip.data.manifest import Manifest
-from breastclip.data.sources._files import IMAGE_EXTENSIONS, dicom_header, is_image_file, relative_to_root, walk_files
+from breastclip.data.sources._files import (
+    IMAGE_EXTENSIONS,
+    dicom_header,
+    is_image_file,
+    relative_to_root,
+    walk_files,
+)
 
 MASK_RE = re.compile(r"^(?P<stem>.+?)_mask(?:_\d+)?$", re.IGNORECASE)
 SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
