@@ -70,7 +70,7 @@ def device_info() -> dict:
 def set_seeds(seed: int) -> None:
     """Seed Python, NumPy and torch, and ask torch for deterministic kernels where it has them."""
     random.seed(seed)
-    np.random.seed(seed % (2**32))
+    np.random.seed(seed % (2**32))  # noqa: NPY002 - the legacy global RNG some libraries still draw from
     try:
         import torch
 

@@ -116,13 +116,43 @@ def to_markdown(board: pd.DataFrame, *, title: str = "Leaderboard (test split)")
     return "\n".join(lines) + "\n"
 
 
+#: Columns of the terminal table (the full set with CIs is in leaderboard.md / .csv and the report).
+TERMINAL_METRICS = ("roc_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
+
+
 def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard (test split)"):
+    """A compact terminal table: AUC with its 95% CI, a few estimates, and the paired difference to the best."""
     from rich.table import Table
 
-    header, rows = display_rows(board)
+    primary = board.attrs.get("primary") or "roc_auc"
+    shown = [m for m in TERMINAL_METRICS if m in board.columns]
     table = Table(title=title, caption=RESEARCH_ONLY, header_style="bold")
-    for i, h in enumerate(header):
-        table.add_column(h, justify="right" if i == 0 or i >= 2 else "left", no_wrap=i == 1)
-    for row in rows:
-        table.add_row(*row)
+    table.add_column("#", justify="right")
+    table.add_column("method", no_wrap=True)
+    if "backbone" in board.columns:
+        table.add_column("backbone", overflow="fold")
+    for m in shown:
+        label = METRIC_LABELS.get(m, m) + (" [95% CI]" if m == primary else "")
+        table.add_column(label, justify="right", no_wrap=m == primary)
+    table.add_column(f"Δ{METRIC_LABELS.get(primary, primary)} vs best", justify="right")
+    for _, r in board.iterrows():
+        cells = [str(r["rank"]), str(r["method"])]
+        if "backbone" in board.columns:
+            cells.append(str(r["backbone"] or ""))
+        for m in shown:
+            v = _f(r[m])
+            if m == primary:
+                cells.append(fmt_ci(v, _f(r.get(f"{m}_ci_lo")), _f(r.get(f"{m}_ci_hi"))))
+            else:
+                cells.append("n/a" if v is None else f"{v:.3f}")
+        d = _f(r.get("vs_best_diff"))
+        if int(r["rank"]) == 1:
+            cells.append("best")
+        elif d is None:
+            cells.append("")
+        else:
+            p = _f(r.get("vs_best_p_holm"))
+            p = p if p is not None else _f(r.get("vs_best_p"))
+            cells.append(f"{d:+.3f}" + (f" (p={p:.2g})" if p is not None else ""))
+        table.add_row(*cells)
     return table
