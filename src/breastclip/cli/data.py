@@ -57,11 +57,20 @@ def _coerce(value: str):
 
 
 def _read(source: Path, format: str | None, option: list[str] | None):
-    from breastclip.data.sources import SourceError, detect_format, read_source
+    import inspect as _inspect
 
+    from breastclip.data.sources import FORMATS, SourceError, detect_format, read_source
+
+    options = parse_options(option)
     try:
         fmt = format or detect_format(source)
-        return fmt, read_source(source, format=fmt, **parse_options(option))
+        if fmt in FORMATS:
+            params = _inspect.signature(FORMATS[fmt].read).parameters
+            unknown = sorted(set(options) - set(params))
+            if unknown:
+                known = [p for p, v in params.items() if v.kind == v.KEYWORD_ONLY]
+                raise SourceError(f"reader '{fmt}' has no option {unknown}; its options: {known}")
+        return fmt, read_source(source, format=fmt, **options)
     except (SourceError, ValueError, TypeError) as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from e
@@ -135,6 +144,7 @@ def inspect(
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     option: list[str] = typer.Option(None, "--option", "-O", help=OPTION_HELP),
     check_files: bool = typer.Option(True, help="Check that every image file exists."),
+    audit: bool = typer.Option(True, "--audit/--no-audit", help="Leak-audit the source's own splits (hashes images)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
 ) -> None:
     """Class counts, patients, metadata and problems of a data source (exit 1 when problems are found)."""
@@ -145,10 +155,13 @@ def inspect(
 
     fmt, manifest = _read(source, format, option)
     problems = _problems(manifest, check_files)
-    audit = _audit(manifest) if (manifest.df["split"] != "").any() and not problems else None
+    has_split = bool((manifest.df["split"] != "").any())
+    result = _audit(manifest) if has_split and audit and not problems else None
+    if has_split and audit and not problems and result is None:
+        problems.append("leak audit unavailable: breastclip.data.splits cannot be imported")
     if as_json:
         out = {"format": fmt, **manifest.summary(), "problems": problems,
-               "leak_audit": _audit_dict(audit) if audit is not None else None, "notice": RESEARCH_ONLY}
+               "leak_audit": _audit_dict(result) if result is not None else None, "notice": RESEARCH_ONLY}
         typer.echo(json.dumps(out, indent=2))
     else:
         console = Console()
@@ -159,13 +172,17 @@ def inspect(
                 console.print(f"[red]-[/red] {escape(p)}", highlight=False)
         else:
             console.print("[green]no problems found[/green]")
-        if audit is not None:
-            verdict = "[green]passed[/green]" if audit.ok else "[red]FAILED[/red]"
+        if result is not None:
+            verdict = "[green]passed[/green]" if result.ok else "[red]FAILED[/red]"
             console.print(f"leak audit of the source's splits: {verdict}")
-            for p in audit.problems:
+            for p in result.problems:
                 console.print(f"  - {escape(str(p))}", highlight=False)
+            for w in getattr(result, "warnings", []):
+                console.print(f"  warning: {escape(str(w))}", highlight=False)
+        elif has_split and not audit:
+            console.print("leak audit of the source's splits skipped (--no-audit)")
         console.print(RESEARCH_ONLY)
-    if problems or (audit is not None and not audit.ok):
+    if problems or (result is not None and not result.ok):
         raise typer.Exit(1)
 
 
@@ -178,6 +195,9 @@ def split(
     fractions: str = typer.Option("0.64,0.16,0.20", help="train,val,test fractions."),
     seed: int = typer.Option(0, help="Random seed of the split."),
     keep_official: bool = typer.Option(True, help="Keep the source's official split where it has one."),
+    group_duplicates: bool = typer.Option(False, help="Keep identical / near-duplicate images in one part (BUSI)."),
+    near_duplicates: bool = typer.Option(True, help="Audit near-duplicate images (perceptual hash) across parts."),
+    workers: int = typer.Option(0, help="Processes for image hashing (0: in this process)."),
     allow_leaks: bool = typer.Option(False, help="Write the manifest even when the leak audit fails."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
@@ -191,7 +211,8 @@ def split(
     if len(fr) != 3:
         raise typer.BadParameter(f"{fractions!r} needs three fractions (train,val,test)", param_hint="--fractions")
     audit_path = output.with_name(output.stem + ".audit.json")
-    targets = [output, output.with_suffix(".json"), audit_path]
+    # an audit file without its manifest is left by a refused (leaking) attempt and may be replaced
+    targets = [output, output.with_suffix(".json")] + ([audit_path] if output.exists() else [])
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
         typer.secho(f"error: {', '.join(existing)} already exist; pass --force to overwrite", fg=typer.colors.RED, err=True)
@@ -209,21 +230,25 @@ def split(
                     + "\n- ".join(problems), fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     try:
-        result = assign_splits(manifest, fractions=fr, seed=seed, keep_official=keep_official)
+        result = assign_splits(manifest, fractions=fr, seed=seed, keep_official=keep_official,
+                               group_duplicates=group_duplicates, workers=workers)
     except ValueError as e:
         typer.secho(f"error: cannot split: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from e
-    audit = audit_leaks(result)
+    audit = audit_leaks(result, near_duplicates=near_duplicates, workers=workers)
     report = {"source": str(source), "format": fmt, "fractions": fr, "seed": seed, "keep_official": keep_official,
-              "splits": result.summary()["classes_per_split"], **_audit_dict(audit), "notice": RESEARCH_ONLY}
+              "group_duplicates": group_duplicates, "splits": result.summary()["classes_per_split"],
+              **_audit_dict(audit), "notice": RESEARCH_ONLY}
     output.parent.mkdir(parents=True, exist_ok=True)
     audit_path.write_text(json.dumps(report, indent=2, default=str))
     counts = ", ".join(f"{k} {v}" for k, v in result.summary()["splits"].items())
     if not audit.ok and not allow_leaks:
         typer.secho(f"leak audit FAILED ({audit_path}); manifest not written:\n- " + "\n- ".join(map(str, audit.problems))
-                    + "\n(try --no-keep-official, or --allow-leaks to write it anyway)", fg=typer.colors.RED, err=True)
+                    + "\n(try --group-duplicates and/or --no-keep-official; --allow-leaks writes it anyway)", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     result.to_csv(output)
     verdict = "passed" if audit.ok else "FAILED (written because of --allow-leaks)"
     typer.echo(f"wrote {output} ({len(result)} images: {counts}); leak audit {verdict}: {audit_path}")
+    for w in getattr(audit, "warnings", []):
+        typer.echo(f"warning: {w}")
     typer.echo(RESEARCH_ONLY)

@@ -23,28 +23,31 @@ _UNCOMPRESSED = {
 }
 
 
-def read_header(path: Path):
-    """The dataset without pixel data; a clear error for non-DICOM or corrupt files."""
+def read_header(path: Path, *, pixels: bool = False):
+    """The dataset (without pixel data unless ``pixels``); a clear error for non-DICOM or corrupt files."""
     import pydicom
+    from pydicom.datadict import dictionary_has_tag
     from pydicom.errors import InvalidDicomError
 
+    forced = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
             except InvalidDicomError:
                 # files written without the 128-byte preamble and 'DICM' prefix are still common
-                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+                forced = True
+                ds = pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
     except InvalidDicomError as e:
         raise ImageDecodeError(path, f"not a DICOM file ({e})") from e
     except Exception as e:  # pydicom raises many types for damaged headers
         raise ImageDecodeError(path, f"corrupt or truncated DICOM header ({type(e).__name__}: {e})") from e
+    if forced and not any(dictionary_has_tag(tag) for tag in ds.keys()):
+        raise ImageDecodeError(path, "not a DICOM file (no DICOM preamble and no standard data elements)")
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except Exception as e:
-        if len(ds) <= 2 and "file_meta" not in ds.__dict__:
-            raise ImageDecodeError(path, "not a DICOM file (no DICOM preamble and no readable data elements)") from e
         sop = ds.get("SOPClassUID")
         name = getattr(sop, "name", sop) if sop is not None else "unknown SOP class"
         raise ImageDecodeError(path, f"DICOM file has no image (no Rows/Columns; SOP class: {name}), "
@@ -73,7 +76,12 @@ def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Int
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            arr = pxl.pixel_array(path, index=frame if n_frames > 1 else None)
+            if _has_file_meta(ds):  # decode straight from the file: only the chosen frame is read
+                arr = pxl.pixel_array(path, index=frame if n_frames > 1 else None)
+            else:  # no file meta: read it all, with the transfer syntax pydicom inferred while parsing
+                full = read_header(path, pixels=True)
+                full.file_meta = _meta_for(full, tsyntax)
+                arr = pxl.pixel_array(full, index=frame if n_frames > 1 else None)
     except AttributeError as e:
         if "no pixel data" in str(e).lower() or "Pixel Data" in str(e):
             raise ImageDecodeError(path, "DICOM file has no pixel data") from e
@@ -109,14 +117,29 @@ def _n_frames(ds) -> int:
         return 1
 
 
-def _transfer_syntax(ds):
+def _has_file_meta(ds) -> bool:
     meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    if ts is None:
-        from pydicom.uid import ImplicitVRLittleEndian
+    return meta is not None and meta.get("TransferSyntaxUID") is not None
 
+
+def _transfer_syntax(ds):
+    """The file's transfer syntax, or the uncompressed one pydicom inferred when the file meta is missing."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if _has_file_meta(ds):
+        return ds.file_meta.TransferSyntaxUID
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit:
         return ImplicitVRLittleEndian
-    return ts
+    return ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
+
+
+def _meta_for(ds, tsyntax):
+    from pydicom.dataset import FileMetaDataset
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = tsyntax
+    return meta
 
 
 def _check_decoder(path: Path, tsyntax) -> None:

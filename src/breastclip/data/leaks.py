@@ -26,12 +26,14 @@ import numpy as np
 from .images import ImageDecodeError, ImageFailure, load_image_resized
 from .manifest import SPLITS, Manifest
 
-__all__ = ["DEFAULT_MAX_DISTANCE", "Fingerprint", "LeakAudit", "LeakError", "audit_leaks", "fingerprint_files"]
+__all__ = ["DEFAULT_MAX_DISTANCE", "Fingerprint", "LeakAudit", "LeakError", "audit_leaks", "duplicate_groups",
+           "fingerprint_files"]
 
 #: Hamming distance (of 64 bits for hash_size=8) at or below which two images count as near-duplicates.
-#: Chosen on BUSI (780 real ultrasound images of one modality): distinct images sit at 18+ bits, re-encoded or
-#: resized copies at 0-4. Scaled with hash_size**2 for other sizes.
-DEFAULT_MAX_DISTANCE = 6
+#: Calibrated on BUSI (780 real ultrasound images, one modality, so harder than photos): pairs at 0-6 bits are
+#: the same scan re-saved or slightly shifted, 8-10 consecutive frames of one scan session, and the first pairs
+#: of unrelated images (different classes) appear at 12. Scaled with hash_size**2 for other hash sizes.
+DEFAULT_MAX_DISTANCE = 8
 _THUMB = 64  # decode size (short side) for perceptual hashing
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
 
@@ -149,12 +151,21 @@ def audit_leaks(
 
     near: list[dict] = []
     if near_duplicates:
-        near = _near_pairs(fps, ids, part, max_distance, hash_size)
         identical_keys = {(d["a"], d["b"]) for d in identical}
-        near = [p for p in near if (p["a"], p["b"]) not in identical_keys]
+        all_near = [p for p in _near_pairs(fps, ids, part, max_distance, hash_size)
+                    if (p["a"], p["b"]) not in identical_keys]
+        near = [p for p in all_near if p["parts"][0] != p["parts"][1] and all(p["parts"])]
         if near:
             problems.append(f"{len(near)} near-duplicate image pair(s) across parts (perceptual hash distance <= "
                             f"{max_distance}): " + _pairs_listing(near, max_listed, show_distance=True))
+        label_of = dict(zip(ids, labels, strict=True))
+        near_conflicts = [p for p in all_near if label_of[p["a"]] != label_of[p["b"]]]
+        if near_conflicts:
+            warns.append(f"{len(near_conflicts)} near-duplicate pair(s) carry different labels: "
+                         + _pairs_listing(near_conflicts, max_listed, show_distance=True))
+        within = len(all_near) - len(near)
+        if within:
+            warns.append(f"{within} near-duplicate image pair(s) within one part (not a leak; inflates counts)")
 
     checked = {"n_images": len(df), "near_duplicates": near_duplicates, "hash_size": hash_size,
                "max_distance": max_distance if near_duplicates else None,
@@ -162,6 +173,54 @@ def audit_leaks(
     return LeakAudit(ok=not problems, problems=problems, patients_in_several_parts=pats, identical_images=identical,
                      near_duplicates=near, missing_classes=missing, unsplit_rows=unsplit, warnings=warns,
                      unreadable=failures, checked=checked)
+
+
+def duplicate_groups(
+    manifest: Manifest,
+    *,
+    near_duplicates: bool = True,
+    hash_size: int = 8,
+    max_distance: int | None = None,
+    cache: str | os.PathLike | None = None,
+    workers: int = 0,
+) -> np.ndarray:
+    """A group key per row: patients merged with every image they share (byte-identical or near-duplicate).
+
+    Connected components (union-find) over "same patient" and "duplicate image" links, so splitting on these
+    groups keeps all copies of one scan, and everything linked to them, in one part. Unreadable images stay alone.
+    """
+    df = manifest.df.reset_index(drop=True)
+    if max_distance is None:
+        max_distance = round(DEFAULT_MAX_DISTANCE * hash_size**2 / 64)
+    n = len(df)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    first: dict[str, int] = {}
+    for i, pid in enumerate(df["patient_id"].astype(str)):
+        union(i, first.setdefault(pid, i))
+    fps, _ = fingerprint_files(manifest.paths(), hash_size=hash_size if near_duplicates else None, cache=cache,
+                               workers=workers, sha_all=near_duplicates)
+    by_sha: dict[str, int] = {}
+    for i, fp in enumerate(fps):
+        if fp.sha256:
+            union(i, by_sha.setdefault(fp.sha256, i))
+    if near_duplicates:
+        ids = np.arange(n).astype(str)
+        for p in _near_pairs(fps, ids, np.full(n, ""), max_distance, hash_size):
+            union(int(p["a"]), int(p["b"]))
+    roots = np.array([find(i) for i in range(n)])
+    return np.array([f"dup:{df['patient_id'].iloc[r]}" for r in roots], dtype=object)
 
 
 def fingerprint_files(
@@ -292,26 +351,31 @@ def _identical_pairs(fps, ids, part, labels) -> tuple[list[dict], int, list[dict
 
 
 def _near_pairs(fps, ids, part, max_distance: int, hash_size: int) -> list[dict]:
-    idx = [i for i, fp in enumerate(fps) if fp.phash and part[i]]
+    """All pairs (i < j) of hashed images within ``max_distance`` bits, blockwise (memory ~ 256 x N)."""
+    idx = np.array([i for i, fp in enumerate(fps) if fp.phash])
     if len(idx) < 2:
         return []
     bits = np.stack([_hex_to_bytes(fps[i].phash, hash_size) for i in idx])
-    parts_of = np.array([part[i] for i in idx])
-    idx_arr = np.array(idx)
+    if bits.shape[1] % 8 == 0 and hasattr(np, "bitwise_count"):  # numpy >= 2: popcount on 64-bit words
+        words = np.ascontiguousarray(bits).view(np.uint64)
+
+        def distances(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            return np.bitwise_count(words[rows][:, None, :] ^ words[cols][None, :, :]).sum(-1, dtype=np.int64)
+    else:
+        def distances(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            return _POPCOUNT[bits[rows][:, None, :] ^ bits[cols][None, :, :]].sum(-1, dtype=np.int64)
+
     out: list[dict] = []
-    names = [p for p in SPLITS if (parts_of == p).any()]
-    for ai, pa in enumerate(names):
-        for pb in names[ai + 1:]:
-            A, B = np.flatnonzero(parts_of == pa), np.flatnonzero(parts_of == pb)
-            for start in range(0, len(A), 256):
-                blk = A[start:start + 256]
-                dist = _POPCOUNT[bits[blk][:, None, :] ^ bits[B][None, :, :]].sum(-1)
-                r, c = np.nonzero(dist <= max_distance)
-                for x, y in zip(r, c, strict=True):
-                    i, j = int(idx_arr[blk[x]]), int(idx_arr[B[y]])
-                    pair = _pair(ids, part, i, j)
-                    pair["distance"] = int(dist[x, y])
-                    out.append(pair)
+    n = len(idx)
+    for start in range(0, n - 1, 256):
+        rows = np.arange(start, min(start + 256, n))
+        cols = np.arange(start + 1, n)
+        dist = distances(rows, cols)
+        r, c = np.nonzero((dist <= max_distance) & (cols[None, :] > rows[:, None]))
+        for x, y in zip(r, c, strict=True):
+            pair = _pair(ids, part, int(idx[rows[x]]), int(idx[cols[y]]))
+            pair["distance"] = int(dist[x, y])
+            out.append(pair)
     out.sort(key=lambda d: (d["distance"], d["a"], d["b"]))
     return out
 

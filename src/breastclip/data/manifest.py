@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,7 @@ class Manifest:
         bad_split = sorted(set(df["split"].astype(str)) - set(SPLITS) - {""})
         if bad_split:
             problems.append(f"unknown split values {bad_split} (allowed: {list(SPLITS)} or empty)")
-        root = self.root.resolve()
+        root = Path(os.path.abspath(self.root))
         escaping = [p for p in df["image"].astype(str) if not Path(p).is_absolute() and not _inside(root, root / p)]
         if escaping:
             problems.append(f"{len(escaping)} paths escape the data root {root}: {escaping[:5]}")
@@ -241,11 +242,10 @@ class Manifest:
 
 
 def _inside(root: Path, p: Path) -> bool:
-    try:
-        p.resolve().relative_to(root)
-        return True
-    except ValueError:
-        return False
+    """Whether ``p`` stays under ``root`` by its text (``..`` counted; symlinked data folders are allowed)."""
+    root_n = os.path.normpath(os.path.abspath(root))
+    p_n = os.path.normpath(os.path.abspath(p))
+    return p_n == root_n or p_n.startswith(root_n.rstrip(os.sep) + os.sep)
 
 
 def _missing_column_message(col: str, columns: Iterable[str], name: str) -> str:

@@ -18,12 +18,13 @@ byte-identical and near-duplicate images across parts, parts that lack a class, 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .leaks import LeakAudit, LeakError, audit_leaks
+from .leaks import LeakAudit, LeakError, audit_leaks, duplicate_groups
 from .manifest import SPLITS, Manifest
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SplitError",
     "assign_splits",
     "audit_leaks",
+    "duplicate_groups",
     "grouped_stratified_assign",
     "split_summary",
 ]
@@ -49,10 +51,22 @@ def assign_splits(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
     keep_official: bool = True,
+    *,
+    group_duplicates: bool = False,
+    cache: str | os.PathLike | None = None,
+    workers: int = 0,
 ) -> Manifest:
-    """Return a new Manifest with ``split`` filled (train / val / test), leak-safe and stratified by label."""
+    """Return a new Manifest with ``split`` filled (train / val / test), leak-safe and stratified by label.
+
+    ``group_duplicates`` also keeps byte-identical and near-duplicate images (perceptual hash, see
+    :func:`duplicate_groups`) in one part, merged with their patients: needed for sources such as BUSI that hold
+    several copies of one scan under different names. ``cache`` and ``workers`` are passed to the hashing.
+    """
     fr = _check_fractions(fractions)
     df = manifest.df.copy()
+    groups_all = df["patient_id"].astype(str).to_numpy()
+    if group_duplicates:
+        groups_all = duplicate_groups(manifest, cache=cache, workers=workers)
     existing = df["split"].fillna("").astype(str)
     has_split = existing != ""
     notes = list(manifest.notes)
@@ -69,7 +83,7 @@ def assign_splits(
             train = df.index[existing == "train"]
             share = fr[1] / (fr[0] + fr[1])
             labels = df.loc[train, "label"].to_numpy()
-            groups = df.loc[train, "patient_id"].to_numpy()
+            groups = groups_all[train.to_numpy()]
             assign = grouped_stratified_assign(labels, groups, (1 - share, share), seed=seed)
             df.loc[train, "split"] = np.where(assign == 1, "val", "train")
             notes.append(f"official split kept; val carved out of train ({share:.0%} of train, grouped by patient, "
@@ -80,8 +94,13 @@ def assign_splits(
 
     labels = df["label"].astype(str).to_numpy()
     names = np.array(SPLITS)
-    if manifest.patient_ids_from_source:
-        assign = grouped_stratified_assign(labels, df["patient_id"].astype(str).to_numpy(), fr, seed=seed)
+    if group_duplicates:
+        assign = grouped_stratified_assign(labels, groups_all, fr, seed=seed)
+        n_groups = len(set(groups_all))
+        how = (f"stratified, grouped by patient and duplicate image ({len(df) - n_groups} image(s) joined a "
+               "duplicate's group)")
+    elif manifest.patient_ids_from_source:
+        assign = grouped_stratified_assign(labels, groups_all, fr, seed=seed)
         how = "patient-grouped stratified"
     else:
         assign = _stratified_assign(labels, fr, seed)

@@ -67,8 +67,17 @@ def detect_format(path: str | Path) -> str:
     for fmt in FORMATS.values():
         if fmt.detect(path):
             return fmt.name
+    hint = ""
+    if path.is_dir():
+        from breastclip.data.sources._files import is_image_file
+
+        flat = [f for f in path.iterdir() if f.is_file() and is_image_file(f)]
+        if flat:
+            hint = (f" It holds {len(flat)} image files but no class folders: put them in <class>/ folders, add a "
+                    "labels.csv (image,label), or for DICOM files label them by a header field with format='folders', "
+                    "label_from='dicom:Modality' (CLI: --format folders -O label_from=dicom:Modality).")
     raise SourceError(f"cannot tell the layout of {path}; pass format= (--format) with one of the known formats: "
-                      f"{_known()}")
+                      f"{_known()}.{hint}")
 
 
 def read_source(path: str | Path, format: str | None = None, **options) -> Manifest:

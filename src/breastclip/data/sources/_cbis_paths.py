@@ -4,9 +4,10 @@ The CSVs name ``<case>/<study uid>/<series uid>/00000N.dcm`` with stray whitespa
 
 - **TCIA DICOM tree** (NBIA download): ``[CBIS-DDSM/]<case>/<study>/<series>/<file>.dcm`` where the study/series folder
   names are the UIDs ("classic" names) or descriptive (``07-20-2016-DDSM-74994/1.000000-full mammogram images-24515``)
-  and file names vary (``000000.dcm`` or ``1-1.dcm``). Repaired by the case folder (patient/side/view prefix), then the
-  series UID, then the series description, then (crop vs mask in one series) the image size: the ROI mask has the
-  full mammogram's size, the crop is smaller.
+  and file names vary (``000000.dcm`` or ``1-1.dcm``). Repaired through the NBIA ``metadata.csv`` (series UID ->
+  ``File Location``) when present, else by the case folder (patient/side/view prefix), then the series UID, then the
+  series description, then (crop vs mask in one series) the image size: the ROI mask has the full mammogram's size,
+  the crop is smaller.
 - **Kaggle JPEG copy** (``csv/dicom_info.csv`` + ``jpeg/<series uid>/1-N.jpg``): ``dicom_info.csv`` maps a series UID and
   its SeriesDescription (full mammogram images / cropped images / ROI mask images) to ``image_path``.
 
@@ -88,6 +89,18 @@ class DicomTree:
                         break
                 self.n_files += 1
         self._desc_cache: dict[Path, str | None] = {}
+        self.series_folders = _nbia_series_folders(root)
+
+    def _by_series(self, series_uid: str | None, kind: str) -> Path | None:
+        """The file in the series folder that the NBIA download's metadata.csv names for ``series_uid``."""
+        folder = self.series_folders.get(series_uid or "")
+        files = sorted(folder.glob("*.dcm")) if folder is not None and folder.is_dir() else []
+        if len(files) == 1:
+            return files[0]
+        typed = [f for f in files if self._kind_from_header(f) == kind]
+        if len(typed) == 1:
+            return typed[0]
+        return pick_crop_or_mask(files, kind)
 
     def _kind_from_header(self, path: Path) -> str | None:
         if path not in self._desc_cache:
@@ -107,15 +120,24 @@ class DicomTree:
         """The file for one CSV path, or None and why."""
         rel = clean_csv_path(csv_path)
         for base in (self.root, self.root / "CBIS-DDSM"):
-            if (base / rel).is_file():
-                return base / rel, "exact"
+            hit = base / rel
+            if hit.is_file():
+                if kind in ("crop", "mask"):  # the CSVs sometimes swap 000000/000001 between crop and mask
+                    siblings = sorted(hit.parent.glob("*.dcm"))
+                    picked = pick_crop_or_mask(siblings, kind)
+                    if picked is not None:
+                        return picked, "exact" if picked == hit else "repaired (crop/mask swapped in the CSV)"
+                return hit, "exact"
         parts = [p.strip() for p in rel.split("/") if p.strip()]
         if not parts:
             return None, "empty path"
+        series_uid = parts[2] if len(parts) > 2 else None
+        from_metadata = self._by_series(series_uid, kind)
+        if from_metadata is not None:
+            return from_metadata, "repaired (metadata.csv)"
         candidates = self.by_case.get(parts[0].upper(), [])
         if not candidates:
             return None, f"no folder for case {parts[0]}"
-        series_uid = parts[2] if len(parts) > 2 else None
         by_uid = [p for p in candidates if series_uid and series_uid in {q.strip() for q in self._parts(p)}]
         pool = by_uid or candidates
         described = [(p, next((k for k in map(kind_of_description, self._parts(p)[1:-1]) if k), None)) for p in pool]
@@ -136,6 +158,24 @@ class DicomTree:
                 return same_name[0], "repaired"
             return None, f"{len(pool)} candidate files for case {parts[0]}"
         return None, f"no {KINDS[kind]} file for case {parts[0]}"
+
+
+def _nbia_series_folders(root: Path) -> dict[str, Path]:
+    """Series UID -> folder from the ``metadata.csv`` the NBIA Data Retriever writes beside ``CBIS-DDSM/``."""
+    out: dict[str, Path] = {}
+    for meta in (root / "metadata.csv", *sorted(root.glob("*/metadata.csv"))):
+        if not meta.is_file():
+            continue
+        try:
+            table = pd.read_csv(meta, dtype=str, keep_default_na=False)
+        except Exception:
+            continue
+        if not {"Series UID", "File Location"} <= set(table.columns):
+            continue
+        for uid, loc in zip(table["Series UID"], table["File Location"], strict=True):
+            rel = loc.strip().replace("\\", "/").removeprefix("./")
+            out[uid.strip()] = meta.parent / rel
+    return out
 
 
 class KaggleIndex:

@@ -94,6 +94,11 @@ def _load_csv(csv: Path) -> pd.DataFrame:
 
 def _fill_and_encode(df: pd.DataFrame, fill_missing: bool, one_hot: bool, notes: list[str]) -> pd.DataFrame:
     filled: dict[str, int] = {}
+    if "breast_density" in df.columns:  # ACR density is 1-4; a few calc rows say 0, i.e. unknown
+        zero = df["breast_density"].astype(str).str.strip() == "0"
+        if zero.any():
+            df.loc[zero, "breast_density"] = pd.NA
+            notes.append(f"{int(zero.sum())} rows with breast_density 0 (not an ACR category) treated as missing")
     for lesion in ("mass", "calc"):
         rows = df["lesion_type"] == lesion
         for col in CATEGORICAL[lesion] + CATEGORICAL["all"]:
@@ -164,8 +169,11 @@ def read_cbis_ddsm(
     if labels not in ("binary", "three_class"):
         raise ValueError(f"labels must be 'binary' or 'three_class', got {labels!r}")
     lesions = {abnormality} if isinstance(abnormality, str) else set(abnormality)
-    lesions = {"calc" if a.lower().startswith("calc") else a.lower() for a in lesions}
+    lesions = {"calc" if a.lower().startswith("calc") else "mass" if a.lower().startswith("mass") else a for a in lesions}
     parts = {subsets} if isinstance(subsets, str) else set(subsets)
+    if not lesions or not lesions <= {"mass", "calc"} or not parts or not parts <= {"train", "test"}:
+        raise ValueError(f"abnormality must be among ['mass', 'calc'] and subsets among ['train', 'test']; got "
+                         f"{sorted(map(str, lesions))} and {sorted(map(str, parts))}")
     csvs = find_csvs(path)
     if not csvs:
         raise _source_error(f"no CBIS-DDSM case-description CSVs ({{mass,calc}}_case_description_{{train,test}}_set.csv) "

@@ -92,6 +92,9 @@ def read_csv_table(
     table = _table_in(given)
     if table is None:
         raise _source_error(f"{given}: no CSV file found (looked for {list(TABLE_NAMES)})")
+    if _is_breastclip_manifest(table) and not any((image_col, label_col, patient_col, split_col, metadata_cols, root,
+                                                   label_map, classes)):
+        return Manifest.from_csv(table)  # written by Manifest.to_csv: its sidecar restores root, classes, notes
     try:
         df = pd.read_csv(table, sep=sep, engine="python" if sep is None else "c", dtype=str, keep_default_na=False)
     except Exception as e:
@@ -142,3 +145,19 @@ def read_csv_table(
     manifest.notes[:0] = [f"read from {table.name} (image={icol}, label={lcol}, patient={pcol or '-'})"] + notes
     return manifest
 
+
+
+def _is_breastclip_manifest(table: Path) -> bool:
+    import json
+
+    from breastclip.data.manifest import REQUIRED_COLUMNS
+
+    sidecar = table.with_suffix(".json")
+    if not sidecar.is_file():
+        return False
+    try:
+        meta = json.loads(sidecar.read_text())
+        cols = set(pd.read_csv(table, nrows=0).columns)
+    except Exception:
+        return False
+    return isinstance(meta, dict) and {"root", "classes"} <= set(meta) and set(REQUIRED_COLUMNS) <= cols

@@ -56,6 +56,7 @@ def read_folders(
     classes: Iterable[str] | None = None,
     dicom_metadata: bool = True,
     label_from: str = "folder",
+    patient_from: str | None = None,
     name: str | None = None,
     source: str = "folders",
 ) -> Manifest:
@@ -64,6 +65,9 @@ def read_folders(
     ``extensions`` limits the image types (default: PNG, JPEG, TIFF, BMP, PGM/PPM, WebP, GIF, DICOM).
     ``label_from="dicom:<Keyword>"`` (e.g. ``dicom:Modality``) labels DICOM files by a header field instead of their
     folder, so a flat folder of DICOM files can be read too.
+    ``patient_from="subfolder"`` takes the patient id from the first folder below the class folder
+    (``root/<class>/<patient>/<image>``); any other string is a regular expression searched in the path below the
+    class folder whose first group is the patient id (e.g. ``"^(P[0-9]+)_"``). Files it does not match are an error.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -86,7 +90,14 @@ def read_folders(
     if not groups:
         raise _source_error(f"{root} has no class subfolders (expected root/<class>/<images>)")
 
+    patient_re = None
+    if patient_from not in (None, "subfolder"):
+        try:
+            patient_re = re.compile(patient_from)
+        except re.error as e:
+            raise ValueError(f"patient_from {patient_from!r} is not a regular expression: {e}") from e
     rows: list[dict] = []
+    unmatched: list[str] = []
     n_masks = n_other = 0
     for split, cdir in groups:
         label = class_map.get(cdir.name, cdir.name)
@@ -101,10 +112,23 @@ def read_folders(
                 masks.append(f)
                 continue
             row = {"image": relative_to_root(f, root), "label": label, "split": split}
+            below = f.relative_to(cdir).as_posix()
+            if patient_from == "subfolder":
+                if "/" in below:
+                    row["patient_id"] = below.split("/", 1)[0]
+                else:
+                    unmatched.append(row["image"])
+            elif patient_re is not None:
+                hit = patient_re.search(below)
+                if hit and hit.groups() and hit.group(1):
+                    row["patient_id"] = hit.group(1)
+                else:
+                    unmatched.append(row["image"])
             if f.suffix.lower() in {".dcm", ".dicom"} and dicom_metadata:
                 header = dicom_header(f)
-                if "dicom_patient_id" in header:
-                    row["patient_id"] = header.pop("dicom_patient_id")
+                pid = header.pop("dicom_patient_id", None)
+                if pid is not None and patient_from is None:
+                    row["patient_id"] = pid
                 row.update(header)
             images[str(f.with_suffix(""))] = row
             rows.append(row)
@@ -117,6 +141,9 @@ def read_folders(
                 owner["mask"] = f"{owner['mask']};{rel}" if owner.get("mask") else rel
     if not rows:
         raise _source_error(f"no image files ({', '.join(sorted(exts))}) found under the class folders of {root}")
+    if unmatched:
+        raise _source_error(f"{len(unmatched)} images under {root} give no patient id with patient_from="
+                            f"{patient_from!r}: {unmatched[:10]}")
 
     wanted = list(classes) if classes is not None else None
     if wanted is not None:

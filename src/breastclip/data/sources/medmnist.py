@@ -1,10 +1,10 @@
 """MedMNIST ``.npz`` files (BreastMNIST and its 2D siblings, any size 28/64/128/224), official splits kept.
 
 The pixel arrays live inside the npz. On first read they are exported once to PNG files (``<split>/<index>.png``) in
-a cache folder beside the npz (``<stem>_png/``) or, when that folder is not writable, in the user cache
-(``~/.cache/breastclip/medmnist``). The manifest therefore stays a table of ordinary image files that every decoder,
-hash-based leak check and embedding cache handles without special cases. A marker file records the npz's md5, so a
-changed npz re-exports and an interrupted export resumes.
+a content-addressed cache folder ``<cache>/<stem>-<md5 prefix>/`` (``cache_dir=``, else ``$BREASTCLIP_CACHE_DIR/medmnist``
+or ``~/.cache/breastclip/medmnist``): never inside the data folder, which may be shared or read-only. The manifest
+therefore stays a table of ordinary image files that every decoder, hash-based leak check and embedding cache handles
+without special cases. A changed npz gets a new folder; an interrupted export resumes (a marker file is written last).
 
 A missing npz is downloaded with the ``medmnist`` package's own URL and md5 (``medmnist.INFO``); offline, the error
 names the file to place and where.
@@ -114,11 +114,17 @@ def _locate(path: Path, flag: str | None, size: int | None, download: bool) -> P
         if len(found) > 1:
             raise _source_error(f"{path} holds several MedMNIST files {[f.name for f in found]}; pass flag= and size=")
         root = path
-    else:  # a file path that does not exist yet, or a bare flag name
+    elif path.suffix == ".npz":  # a file that does not exist yet: download it there
         parsed = _parse_stem(path.stem)
         if flag is None and parsed:
             flag, size = parsed[0], size or parsed[1]
-        root = path.parent if path.suffix == ".npz" else Path(os.environ.get("BREASTCLIP_MEDMNIST_DIR", "~/.medmnist"))
+        root = path.parent
+    elif len(path.parts) == 1 and _parse_stem(path.name):  # a bare name such as "breastmnist" or "pathmnist_64"
+        parsed = _parse_stem(path.name)
+        flag, size = flag or parsed[0], size or parsed[1]
+        root = Path(os.environ.get("MEDMNIST_ROOT", "~/.medmnist"))
+    else:  # a folder that does not exist yet: download into it
+        root = path
     if flag is None:
         raise _source_error(f"no MedMNIST .npz found at {path}; pass flag= (e.g. 'breastmnist') to download one")
     target = root.expanduser() / npz_filename(flag, size or 28)
@@ -130,38 +136,69 @@ def _locate(path: Path, flag: str | None, size: int | None, download: bool) -> P
     return download_npz(flag, size or 28, root)
 
 
+def default_cache_dir() -> Path:
+    """Where PNG exports go: ``$BREASTCLIP_CACHE_DIR/medmnist`` or ``$XDG_CACHE_HOME/breastclip/medmnist``."""
+    env = os.environ.get("BREASTCLIP_CACHE_DIR")
+    if env:
+        return Path(env).expanduser() / "medmnist"
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "breastclip" / "medmnist"
+
+
 def _export_dir(npz: Path, md5: str, cache_dir: Path | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser() / f"{npz.stem}-{md5[:10]}"
-    beside = npz.parent / f"{npz.stem}_png"
-    if os.access(npz.parent, os.W_OK) and (not beside.exists() or os.access(beside, os.W_OK)):
-        return beside
-    base = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "breastclip" / "medmnist"
-    return base / f"{npz.stem}-{md5[:10]}"
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return base / f"{npz.stem}-{md5[:12]}"
+
+
+def _complete(out: Path, md5: str) -> dict[str, int] | None:
+    """Counts of a finished export of this npz (marker written last, every PNG present), else None."""
+    marker = out / MARKER
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    counts = meta.get("counts", {})
+    if meta.get("md5") != md5 or not counts:
+        return None
+    for split, n in counts.items():
+        names = {f"{i:05d}.png" for i in range(n)}
+        if not (out / split).is_dir() or not names <= set(os.listdir(out / split)):
+            return None
+    return {k: int(v) for k, v in counts.items()}
 
 
 def _export(data, out: Path, md5: str) -> dict[str, int]:
-    """Write every split's images as PNG (resuming: existing files from the same npz are kept)."""
+    """Write every split's images as PNG; resumes (files already written from this same npz are kept)."""
     from PIL import Image
 
-    marker = out / MARKER
-    same = marker.is_file() and json.loads(marker.read_text()).get("md5") == md5
-    counts = {}
-    for split in SPLIT_NAMES:
-        key = f"{split}_images"
-        if key not in data:
-            continue
-        images = data[key]
-        counts[split] = len(images)
-        (out / split).mkdir(parents=True, exist_ok=True)
-        for i, arr in enumerate(images):
-            target = out / split / f"{i:05d}.png"
-            if same and target.is_file():
-                continue
-            tmp = target.with_suffix(".tmp.png")
-            Image.fromarray(np.ascontiguousarray(arr)).save(tmp)
-            os.replace(tmp, target)
-    marker.write_text(json.dumps({"md5": md5, "counts": counts}, indent=2))
+    done = _complete(out, md5)
+    if done is not None:  # the usual case after the first read: no image array is even decompressed
+        return done
+    counts = {s: int(data[f"{s}_labels"].shape[0]) for s in SPLIT_NAMES if f"{s}_images" in data}
+    progress = None
+    if sum(counts.values()) > 2000:
+        from rich.progress import Progress
+
+        progress = Progress(transient=True)
+        progress.start()
+        task = progress.add_task(f"exporting {sum(counts.values())} images to {out}", total=sum(counts.values()))
+    try:
+        for split in counts:
+            images = data[f"{split}_images"]
+            counts[split] = len(images)
+            (out / split).mkdir(parents=True, exist_ok=True)
+            existing = set(os.listdir(out / split))
+            for i, arr in enumerate(images):
+                name = f"{i:05d}.png"
+                if name not in existing:  # else written earlier from this same npz (the folder name holds its md5)
+                    tmp = out / split / f".{name}.tmp"
+                    Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
+                    os.replace(tmp, out / split / name)
+                if progress is not None:
+                    progress.advance(task)
+    finally:
+        if progress is not None:
+            progress.stop()
+    (out / MARKER).write_text(json.dumps({"md5": md5, "counts": counts}, indent=2))
     return counts
 
 

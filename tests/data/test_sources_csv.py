@@ -1,0 +1,79 @@
+"""Generic CSV reader: real labels.csv files, column mapping, and bad tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from breastclip.data.sources import SourceError, read_source
+from breastclip.data.sources.csv_table import read_csv_table
+
+
+@pytest.mark.realdata
+def test_busi_labels_csv_real(shared_data):
+    m = read_source(shared_data / "busi").validate()
+    assert m.class_counts() == {"benign": 437, "malignant": 210, "normal": 133}
+    assert {"label_binary", "source_caption"} <= set(m.metadata_columns)
+    assert m.df["image"].str.startswith("Dataset_BUSI_with_GT/").all()
+
+
+@pytest.mark.realdata
+def test_medical_vs_nonmedical_csv_keeps_its_source_column_as_metadata(shared_data):
+    m = read_source(shared_data / "medical_vs_nonmedical" / "labels.csv").validate()
+    assert m.class_counts() == {"medical": 24, "non_medical": 37}
+    assert m.df["source"].eq("csv").all() and "meta_source" in m.df.columns
+    assert set(m.df["modality"]) >= {"chest_xray", "ultrasound"}
+
+
+@pytest.mark.realdata
+def test_breastmnist_png_export_csv_with_split_and_label_map(shared_data):
+    m = read_csv_table(shared_data / "breastmnist" / "labels.csv",
+                       label_map={"normal_or_benign": "benign"}).validate()
+    assert m.class_counts() == {"benign": 570, "malignant": 210}
+    assert m.df["split"].value_counts().to_dict() == {"train": 546, "test": 156, "val": 78}
+
+
+def _table(tmp_path, text: str, files=("a.png", "b.png", "c.png")):
+    for f in files:
+        (tmp_path / "img").mkdir(exist_ok=True)
+        (tmp_path / "img" / f).write_bytes(b"x")
+    path = tmp_path / "meta" / "table.csv"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_column_mapping_root_and_metadata_selection(tmp_path):
+    path = _table(tmp_path, "file,dx,subject,fold,age,site\n"
+                            "a.png,cancer,S1,Train,50,x\nb.png,healthy,S1,test,60,y\nc.png,healthy,S2,VALID,70,x\n")
+    m = read_csv_table(path, image_col="file", label_col="dx", patient_col="subject", split_col="fold",
+                       metadata_cols=["age"], root=tmp_path / "img", classes=["healthy", "cancer"]).validate()
+    assert m.classes == ["healthy", "cancer"] and m.patient_ids_from_source
+    assert m.df["split"].tolist() == ["train", "test", "val"]
+    assert m.metadata_columns == ["age"] and m.df["patient_id"].tolist() == ["S1", "S1", "S2"]
+
+
+def test_paths_are_relative_to_the_csv(tmp_path):
+    path = _table(tmp_path, "image,label\n../img/a.png,x\n../img/b.png,y\n")
+    m = read_csv_table(path)
+    assert m.root == path.parent
+    with pytest.raises(Exception, match="escape the data root"):
+        m.validate()  # ../ leaves the CSV folder: pass root= to allow it
+    ok = read_csv_table(path.parent.parent / "meta" / "table.csv", root=tmp_path)
+    ok.df["image"] = ok.df["image"].str.replace("../", "", regex=False)
+    ok.validate()
+
+
+def test_misspelled_or_missing_columns_and_bad_values(tmp_path):
+    path = _table(tmp_path, "path,label,split\na.png,x,train\nb.png,,test\n")
+    with pytest.raises(SourceError, match=r"no label column 'labels' \(did you mean 'label'\?\)"):
+        read_csv_table(path, label_col="labels")
+    with pytest.raises(SourceError, match="1 rows have an empty label"):
+        read_csv_table(path)
+    bad_split = _table(tmp_path, "path,label,split\na.png,x,holdout\n")
+    with pytest.raises(SourceError, match=r"values \['holdout'\]"):
+        read_csv_table(bad_split)
+    no_image = _table(tmp_path, "name,label\na.png,x\n")
+    with pytest.raises(SourceError, match="cannot find the image column"):
+        read_csv_table(no_image)
+    with pytest.raises(SourceError, match="no CSV file found"):
+        read_csv_table(tmp_path / "img")
