@@ -164,10 +164,56 @@ def test_multiframe_frames_differ_with_fixed_window(tmp_path):
     assert values[0] < values[1] < values[2]
 
 
+def test_enhanced_multiframe_functional_groups(tmp_path):
+    """DBT-style file: rescale in the shared groups, a different window per frame in the per-frame groups."""
+    frames = np.stack([ramp(16, 16, top=1000) for _ in range(3)])
+
+    def group(**kw):
+        g = Dataset()
+        for macro, keys in (("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
+                            ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth"))):
+            item = Dataset()
+            for k in keys:
+                if k in kw:
+                    setattr(item, k, kw[k])
+            if len(item):
+                setattr(g, macro, Sequence([item]))
+        return g
+
+    shared = group(RescaleSlope=2, RescaleIntercept=-100)  # values become -100..1900
+    per_frame = [group(WindowCenter=c, WindowWidth=200) for c in (0, 900, 1800)]
+    path = write_dicom(tmp_path / "dbt.dcm", frames, frames=3, SharedFunctionalGroupsSequence=Sequence([shared]),
+                       PerFrameFunctionalGroupsSequence=Sequence(per_frame))
+    stored = frames[0].astype(float)
+    for k, centre in enumerate((0, 900, 1800)):
+        out = grey(load_image(path, frame=k))
+        value = stored * 2 - 100
+        assert (out[value < centre - 110] == 0).all() and (out[value > centre + 110] == 255).all()
+        mid = np.abs(value - centre) < 4
+        assert mid.any() and np.all(np.abs(out[mid] - 127.5) < 8)
+
+
 def test_rgb_dicom(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)
     out = load_image(write_dicom(tmp_path / "rgb.dcm", rgb, photometric="RGB"))
     np.testing.assert_array_equal(out, rgb)
+
+
+def test_palette_colour(tmp_path):
+    idx = np.arange(16, dtype=np.uint16).reshape(4, 4) + 100  # uses only entries 100..115 of the table
+    red = np.zeros(256, "<u2")
+    red[100:116] = 32896  # mid red (0x8080): must stay mid, not be stretched to full red
+    blue = np.full(256, 65535, "<u2")
+    path = write_dicom(tmp_path / "pal.dcm", idx, photometric="PALETTE COLOR", bits_stored=8,
+                       RedPaletteColorLookupTableDescriptor=[256, 0, 16],
+                       GreenPaletteColorLookupTableDescriptor=[256, 0, 16],
+                       BluePaletteColorLookupTableDescriptor=[256, 0, 16],
+                       RedPaletteColorLookupTableData=red.tobytes(),
+                       GreenPaletteColorLookupTableData=np.zeros(256, "<u2").tobytes(),
+                       BluePaletteColorLookupTableData=blue.tobytes())
+    out = load_image(path)
+    assert out.shape == (4, 4, 3)
+    assert (out[..., 0] == 128).all() and (out[..., 1] == 0).all() and (out[..., 2] == 255).all()
 
 
 def test_ybr_full_converted_to_rgb(tmp_path):
@@ -199,8 +245,12 @@ def test_dicom_detected_by_magic_without_suffix(tmp_path):
 
 
 def test_resized_dicom(tmp_path):
-    out = load_image_resized(write_dicom(tmp_path / "a.dcm", ramp(64, 96)), 32)
+    path = write_dicom(tmp_path / "a.dcm", ramp(64, 96), photometric="MONOCHROME1")
+    out = load_image_resized(path, 32)
     assert out.shape == (32, 48, 3)
+    small = grey(out)
+    ref = np.asarray(Image.fromarray(load_image(path)).resize((48, 32), Image.Resampling.BICUBIC))[..., 0]
+    assert np.abs(small - ref.astype(int)).max() <= 2
 
 
 # ---- compressed transfer syntaxes -------------------------------------------------------------------------------

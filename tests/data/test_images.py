@@ -75,6 +75,15 @@ def test_jpeg_close_to_source(tmp_path):
     assert np.abs(out.astype(int) - a).mean() < 4
 
 
+def test_cmyk_jpeg_to_rgb(tmp_path):
+    a = _smooth(64, 96)
+    path = _save(Image.fromarray(a).convert("CMYK"), tmp_path / "cmyk.jpg", quality=95)
+    assert Image.open(path).mode == "CMYK"
+    out = load_image(path)
+    assert out.shape == (64, 96, 3) and np.abs(out.astype(int) - a).mean() < 6
+    assert load_image_resized(path, 32).shape == (32, 48, 3)
+
+
 def test_exif_orientation_applied(tmp_path):
     a = _rgb(20, 40)
     im = Image.fromarray(a)
@@ -86,6 +95,7 @@ def test_exif_orientation_applied(tmp_path):
     assert out.shape == (40, 20, 3)
     raw = np.asarray(Image.open(path).convert("RGB"))
     np.testing.assert_array_equal(out, np.rot90(raw, k=-1))
+    assert load_image_resized(path, 10).shape == (20, 10, 3)  # the fast path honours it too
 
 
 def test_multipage_tiff_frame_choice(tmp_path):
@@ -138,6 +148,38 @@ def test_float_tiff(tmp_path):
     assert np.all(np.diff(out.ravel().astype(int)) >= 0)
 
 
+def _png_16bit_rgb(path, a: np.ndarray):
+    """A 16-bit RGB PNG written by hand (Pillow cannot write one): filter byte 0 per row, big-endian samples."""
+    h, w, _ = a.shape
+    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_16bit_colour_png_not_truncated(tmp_path):
+    a = np.zeros((8, 10, 3), np.uint16)
+    a[..., 0] = 4095  # 12-bit red: Pillow alone would give 15
+    a[:, 5:, 2] = 2048
+    out = load_image(_png_16bit_rgb(tmp_path / "rgb16.png", a))
+    assert out.shape == (8, 10, 3)
+    assert (out[..., 0] == 255).all() and (out[:, :5, 2] == 0).all() and (out[:, 5:, 2] == 128).all()
+    assert load_image_resized(tmp_path / "rgb16.png", 4).shape == (4, 5, 3)
+
+
+def test_16bit_colour_tiff_not_truncated(tmp_path):
+    tifffile = pytest.importorskip("tifffile")  # only to write the fixture; decoding does not use it
+    a = np.zeros((6, 6, 3), np.uint16)
+    a[..., 1] = 4000
+    tifffile.imwrite(tmp_path / "rgb16.tif", a, photometric="rgb")
+    out = load_image(tmp_path / "rgb16.tif")
+    assert (out[..., 1] == 255).all() and (out[..., 0] == 0).all()
+
+
 def test_percentile_intensity_ignores_hot_pixel(tmp_path):
     a = _twelve_bit()
     a[0, 0] = 65535  # one saturated detector pixel
@@ -170,6 +212,15 @@ def test_resized_never_upscales_and_handles_16bit(tmp_path):
     np.testing.assert_array_equal(load_image_resized(path, 64), load_image(path))
     small = load_image_resized(path, 16)
     assert small.shape == (16, 24, 3) and small.max() > 240
+
+
+def test_resized_greyscale_stays_grey(tmp_path):
+    g = _smooth(300, 200)[..., 0]
+    out = load_image_resized(_save(g, tmp_path / "g.png"), 50)
+    assert out.shape == (75, 50, 3)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 0], out[..., 2])
+    ref = np.asarray(Image.fromarray(g).resize((50, 75), Image.Resampling.BICUBIC))
+    assert np.abs(out[..., 0].astype(int) - ref).max() <= 2
 
 
 def test_resized_rejects_bad_size(tmp_path):
@@ -326,3 +377,19 @@ def test_to_uint8_edge_cases():
     a = np.array([[np.nan, 0.0], [1.0, np.inf]])
     out = to_uint8(a)
     assert out[1, 0] == 255 and out[0, 1] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.int32])
+@pytest.mark.parametrize("mode", ["minmax", "percentile"])
+def test_to_uint8_lookup_path_matches_float_path(dtype, mode):
+    """Integer images go through a histogram + lookup table; the result must equal the plain float computation."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(1200, 300, (96, 80)).astype(dtype)
+    a[0, 0] = 4000  # an outlier the percentile window clips
+    fast = to_uint8(a, mode)
+    slow = to_uint8(a.astype(np.float64), mode)
+    lo, hi = (np.percentile(a, (0.5, 99.5)) if mode == "percentile" else (a.min(), a.max()))
+    np.testing.assert_array_equal(fast, slow)
+    lo, hi = float(lo), float(hi)
+    reference = np.rint((np.clip(a.astype(float), lo, hi) - lo) * 255 / (hi - lo)).astype(np.uint8)
+    np.testing.assert_array_equal(fast, reference)

@@ -135,6 +135,14 @@ def test_bad_fractions(fractions, msg):
         assign_splits(table_manifest([("a", 1)] * 10), fractions=fractions)
 
 
+def test_oversampled_manifest_refused():
+    m = table_manifest([("a", 1)] * 10 + [("b", 1)] * 3)
+    oversampled = Manifest(pd.concat([m.df, m.df[m.df["label"] == "b"].assign(id=lambda d: d["id"] + "#2")],
+                                     ignore_index=True), m.root, m.classes, m.name)
+    with pytest.raises(SplitError, match="split before any oversampling"):
+        assign_splits(oversampled)
+
+
 def test_tiny_class_is_placed_and_audit_reports_missing_parts():
     m = assign_splits(table_manifest([("common", 1)] * 40 + [("rare", 1)]), seed=3)
     assert (m.df["split"] != "").all()
@@ -328,3 +336,25 @@ def test_duplicate_groups_and_group_duplicates_split(synth):
         out = assign_splits(both, seed=seed, group_duplicates=True)
         assert out.df.loc[5, "split"] == out.df.iloc[-1]["split"]
         assert audit_leaks(out).ok
+
+
+# ---- real data -------------------------------------------------------------------------------------------------------
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_busi_duplicates_found_and_grouped(shared_data, tmp_path):
+    """BUSI holds copies of one scan under different names (one even as benign AND malignant): a naive split leaks
+    them, the audit names them, and group_duplicates=True gives a split that passes."""
+    root = shared_data / "busi" / "Dataset_BUSI_with_GT"
+    files = sorted(p for p in root.glob("*/*.png") if "_mask" not in p.name)
+    assert len(files) == 780
+    m = Manifest.from_records([{"image": str(p.relative_to(root)), "label": p.parent.name} for p in files], root,
+                              name="busi", source="busi")
+    cache = tmp_path / "busi_hashes.json"
+    naive = audit_leaks(assign_splits(m, seed=0), cache=cache, workers=2)
+    assert not naive.ok and len(naive.near_duplicates) >= 20
+    assert any("benign (433).png" in w and "malignant (145).png" in w for w in naive.warnings)
+    fixed = assign_splits(m, seed=0, group_duplicates=True, cache=cache)
+    audit = audit_leaks(fixed, cache=cache)
+    assert audit.ok, audit.problems
+    shares = fixed.df["split"].value_counts(normalize=True)
+    assert abs(shares["train"] - 0.64) < 0.04 and abs(shares["test"] - 0.20) < 0.04

@@ -83,7 +83,21 @@ def test_never_overwrites_a_different_file_and_resumes(tmp_path):
     assert len(_files(tmp_path)) == len(before) + 1
 
 
-@pytest.mark.parametrize("kwargs", [{"n_patients": 0}, {"images_per_patient": 0}, {"size": 8}])
+def test_three_classes_with_normal(tmp_path):
+    m = make_synthetic(tmp_path, n_patients=7, images_per_patient=1, size=32, seed=0, masks=True,
+                       classes=("normal", "benign", "malignant"))
+    m.validate()
+    assert m.classes == ["normal", "benign", "malignant"]
+    assert m.df["label"].value_counts().to_dict() == {"normal": 3, "benign": 2, "malignant": 2}
+    normal = m.df[m.df["label"] == "normal"]
+    assert normal["lesion_radius"].isna().all() and m.df.loc[m.df["label"] != "normal", "lesion_radius"].notna().all()
+    for image in normal["image"]:
+        assert not np.asarray(Image.open(tmp_path / image.replace(".png", "_mask.png"))).any()
+
+
+@pytest.mark.parametrize("kwargs", [{"n_patients": 0}, {"images_per_patient": 0}, {"size": 8},
+                                    {"classes": ("benign",)}, {"classes": ("benign", "cyst")},
+                                    {"classes": ("benign", "benign")}, {"difficulty": 1.5}])
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         make_synthetic(tmp_path, **kwargs)
@@ -106,3 +120,19 @@ def test_classes_separable_by_shape_not_by_brightness(tmp_path):
     assert acc > 0.85, acc
     raw = cross_val_score(clf, X.reshape(len(X), -1), y, cv=GroupKFold(4), groups=groups).mean()
     assert raw < acc - 0.15  # position varies: a linear model on raw pixels cannot read the margin
+
+
+def test_difficulty_fades_the_malignant_cues(tmp_path):
+    """Same seed: difficulty 0 and 1 draw the same patients; at 1 the malignant lesions lose their spicules."""
+    def margin_energy(m):
+        arrays, _ = load_images(m.paths())
+        X = np.stack([a[..., 0] for a in arrays]).astype(float) / 255
+        grad = np.stack([np.hypot(ndimage.sobel(x, 0), ndimage.sobel(x, 1)) for x in X])
+        strongest = np.percentile(grad.reshape(len(grad), -1), 98, axis=1)  # the spicule / sharp-margin edges
+        return roc_auc_score(m.y().to_numpy(), strongest)
+
+    easy = make_synthetic(tmp_path / "easy", n_patients=30, images_per_patient=1, size=64, seed=0)
+    hard = make_synthetic(tmp_path / "hard", n_patients=30, images_per_patient=1, size=64, seed=0, difficulty=1.0)
+    assert easy.df["label"].tolist() == hard.df["label"].tolist()
+    assert margin_energy(easy) > 0.9
+    assert abs(margin_energy(hard) - 0.5) < 0.25

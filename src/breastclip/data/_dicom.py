@@ -13,7 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import PERCENTILE_WINDOW, ImageDecodeError, Intensity, _gray_to_rgb, _window_to_uint8, to_uint8
+from .images import ImageDecodeError
+from .intensity import (
+    PERCENTILE_WINDOW,
+    Intensity,
+    _gray_to_rgb,
+    _window_to_uint8,
+    compact_values,
+    to_uint8,
+    window_bounds,
+)
 
 _UNCOMPRESSED = {
     "1.2.840.10008.1.2",  # Implicit VR Little Endian
@@ -57,8 +66,9 @@ def read_header(path: Path, *, pixels: bool = False):
     return ds
 
 
-def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Intensity) -> np.ndarray:
-    """Decode one frame of a DICOM file to (H, W, 3) uint8 RGB."""
+def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Intensity,
+               rgb: bool = True) -> np.ndarray:
+    """Decode one frame of a DICOM file to (H, W, 3) uint8 RGB (``rgb=False``: greyscale stays (H, W))."""
     import pydicom.pixels as pxl
 
     ds = read_header(path)
@@ -96,18 +106,57 @@ def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Int
     if photometric == "PALETTE COLOR":
         try:
             arr = pxl.apply_color_lut(arr, ds)
+            bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
         except Exception as e:
             raise ImageDecodeError(path, f"cannot apply the PALETTE COLOR lookup table ({e})") from e
+        # the table's entries span 0..2**bits-1 whatever colours this image uses: scale by that, not by min-max
+        return np.rint(arr[..., :3].astype(np.float64) * (255.0 / (2**bits - 1))).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         rgb = arr[..., :3]
         return rgb if rgb.dtype == np.uint8 else to_uint8(rgb, "minmax")
     if arr.ndim != 2:
         raise ImageDecodeError(path, f"unexpected decoded pixel array shape {arr.shape} ({photometric})")
-    out = _grey_to_uint8(arr, ds, intensity)
+    out = _grey_to_uint8(arr, _frame_view(ds, frame), intensity)
     invert = photometric == "MONOCHROME1" or str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"
     if invert:
         out = 255 - out
-    return _gray_to_rgb(out)
+    return _gray_to_rgb(out) if rgb else out
+
+
+_FRAME_MACROS = {  # functional-group macro -> attributes it carries that the pixel maths needs
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
+    "FrameVOILUTSequence": ("WindowCenter", "WindowWidth", "VOILUTFunction"),
+}
+
+
+def _frame_view(ds, frame: int):
+    """For enhanced multi-frame files (DBT, enhanced CT/MR): a copy with the frame's rescale and window on top.
+
+    Their Pixel Value Transformation and Frame VOI LUT live in the Shared and Per-Frame Functional Groups, where
+    pydicom's ``apply_modality_lut`` / ``apply_voi_lut`` do not look. Per-frame values override shared ones.
+    """
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if not shared and not per_frame:
+        return ds
+    found: dict[str, object] = {}
+    groups = [shared[0] if shared else None, per_frame[frame] if per_frame and frame < len(per_frame) else None]
+    for group in groups:
+        if group is None:
+            continue
+        for macro, keywords in _FRAME_MACROS.items():
+            items = group.get(macro)
+            if not items:
+                continue
+            for kw in keywords:
+                if kw in items[0]:
+                    found[kw] = items[0][kw].value
+    if not found:
+        return ds
+    view = ds.copy()
+    for kw, value in found.items():
+        setattr(view, kw, value)
+    return view
 
 
 def _n_frames(ds) -> int:
@@ -158,17 +207,24 @@ def _check_decoder(path: Path, tsyntax) -> None:
 
 
 def _grey_to_uint8(arr: np.ndarray, ds, intensity: Intensity) -> np.ndarray:
+    """Modality LUT -> VOI -> 8 bit, run once per distinct stored value (a lookup table) for integer data."""
+    compact = compact_values(arr)
+    if compact is None:
+        return _map_grey(arr, None, ds, intensity)
+    values, idx, counts = compact
+    return _map_grey(values, counts, ds, intensity)[idx]
+
+
+def _map_grey(stored: np.ndarray, counts: np.ndarray | None, ds, intensity: Intensity) -> np.ndarray:
     import pydicom.pixels as pxl
 
     try:
-        values = pxl.apply_modality_lut(arr, ds)
+        values = pxl.apply_modality_lut(stored, ds)
     except Exception:  # a malformed modality LUT: fall back to stored values rather than losing the image
-        values = arr
+        values = stored
     values = np.asarray(values, dtype=np.float64)
-    if intensity == "minmax":
-        return to_uint8(values, "minmax")
-    if intensity == "percentile":
-        return to_uint8(values, "percentile", PERCENTILE_WINDOW)
+    if intensity in ("minmax", "percentile"):
+        return _window_to_uint8(values, *window_bounds(values, counts, intensity, PERCENTILE_WINDOW))
     has_lut = bool(ds.get("VOILUTSequence"))
     has_window = "WindowCenter" in ds and "WindowWidth" in ds
     if has_lut or has_window:
@@ -176,7 +232,7 @@ def _grey_to_uint8(arr: np.ndarray, ds, intensity: Intensity) -> np.ndarray:
             return _apply_voi(values, ds, has_lut)
         except Exception:  # invalid window (width < 1, unknown function): percentile window instead
             pass
-    return to_uint8(values, "percentile", PERCENTILE_WINDOW)
+    return _window_to_uint8(values, *window_bounds(values, counts, "percentile", PERCENTILE_WINDOW))
 
 
 def _apply_voi(values: np.ndarray, ds, has_lut: bool) -> np.ndarray:

@@ -64,6 +64,11 @@ def assign_splits(
     """
     fr = _check_fractions(fractions)
     df = manifest.df.copy()
+    repeated = df["image"][df["image"].duplicated()].unique().tolist()
+    if repeated:
+        raise SplitError(
+            f"manifest '{manifest.name}': {len(repeated)} image file(s) listed more than once, e.g. {repeated[:3]}; "
+            "split before any oversampling or augmentation (a repeated row would land in several parts)")
     groups_all = df["patient_id"].astype(str).to_numpy()
     if group_duplicates:
         groups_all = duplicate_groups(manifest, cache=cache, workers=workers)

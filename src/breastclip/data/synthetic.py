@@ -4,7 +4,8 @@ Each patient has one lesion, seen in ``images_per_patient`` views (CC, MLO, ...)
 
 - **benign**: a round or oval mass with a smooth, soft margin;
 - **malignant**: an irregular mass (radius modulated by several harmonics) with a sharper margin and thin
-  spicules radiating from it.
+  spicules radiating from it;
+- **normal** (optional, ``classes=("normal", "benign", "malignant")``): background only.
 
 Both classes share the same ranges of size, contrast, position and background, so neither mean brightness nor
 any single pixel separates them; the margin shape does (what radiologists read in BI-RADS), which a frozen image
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +32,10 @@ from scipy.ndimage import gaussian_filter
 
 from .manifest import Manifest
 
-__all__ = ["SYNTHETIC_CLASSES", "make_synthetic", "render_lesion"]
+__all__ = ["ALL_CLASSES", "SYNTHETIC_CLASSES", "make_synthetic", "render_lesion"]
 
 SYNTHETIC_CLASSES = ("benign", "malignant")
+ALL_CLASSES = ("normal", "benign", "malignant")
 _DENSITY = {"A": 0.18, "B": 0.26, "C": 0.34, "D": 0.42}  # mean background level per BI-RADS density
 _VIEWS = ("CC", "MLO")
 
@@ -46,31 +49,43 @@ def make_synthetic(
     *,
     masks: bool = False,
     overwrite: bool = False,
+    classes: Sequence[str] = SYNTHETIC_CLASSES,
+    difficulty: float = 0.0,
 ) -> Manifest:
     """Write the synthetic set under ``root`` and return its Manifest (patient ids from the source, no split).
 
-    Patients are balanced between the classes (benign gets the extra one when ``n_patients`` is odd). ``masks``
+    Patients are balanced between ``classes`` (earlier classes get the extra ones); add ``"normal"`` (e.g.
+    ``classes=("normal", "benign", "malignant")``, like BUSI) for images without a lesion. ``masks``
     also writes ``<image>_mask.png`` lesion masks (for localisation checks of saliency maps). An existing file with
     different content is never overwritten unless ``overwrite=True``; identical files are left alone, so a rerun
     after an interruption completes the set.
+
+    ``difficulty`` in [0, 1] fades the malignant cues (margin irregularity, spicules, sharp edge) towards the
+    benign look: 0 gives classes a frozen ImageNet encoder separates almost perfectly, 1 makes them identical in
+    distribution (chance level), values between give known, intermediate AUCs for tests of calibration and ROC.
     """
     if n_patients < 1 or images_per_patient < 1:
         raise ValueError("n_patients and images_per_patient must be >= 1")
     if size < 16:
         raise ValueError(f"size must be >= 16 pixels, got {size}")
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    classes = list(classes)
+    unknown = sorted(set(classes) - set(ALL_CLASSES))
+    if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ValueError(f"classes must be two or more distinct names from {ALL_CLASSES}, got {classes}")
     root = Path(root)
     rng_labels = np.random.default_rng([seed, 0])
-    n_benign = (n_patients + 1) // 2
-    is_malignant = rng_labels.permutation(np.arange(n_patients) >= n_benign)
+    class_of = rng_labels.permutation(np.sort(np.arange(n_patients) % len(classes)))
     rows: list[dict] = []
     for i in range(n_patients):
         rng = np.random.default_rng([seed, 1, i])
-        label = SYNTHETIC_CLASSES[int(is_malignant[i])]
+        label = classes[int(class_of[i])]
         pid = f"SYN{i + 1:04d}"
         density = str(rng.choice(list(_DENSITY), p=[0.1, 0.4, 0.4, 0.1]))
         side = str(rng.choice(["L", "R"]))
         age = int(rng.integers(40, 80))
-        shape = _lesion_shape(rng, malignant=label == "malignant")
+        shape = _lesion_shape(rng, malignant=label == "malignant", normal=label == "normal", difficulty=difficulty)
         for v in range(images_per_patient):
             view = _VIEWS[v % len(_VIEWS)] + (str(v // len(_VIEWS) + 1) if v >= len(_VIEWS) else "")
             img, mask, (cx, cy, r) = render_lesion(rng, size, shape, density)
@@ -79,25 +94,31 @@ def make_synthetic(
             if masks:
                 _write_png(root / rel.replace(".png", "_mask.png"), mask, overwrite)
             rows.append({"image": rel, "label": label, "patient_id": pid, "side": side, "view": view,
-                         "density": density, "age": age, "lesion_x": round(cx, 2), "lesion_y": round(cy, 2),
-                         "lesion_radius": round(r, 2)})
+                         "density": density, "age": age, "lesion_x": _round(cx), "lesion_y": _round(cy),
+                         "lesion_radius": _round(r)})
     table = pd.DataFrame(rows)
     csv_bytes = table.to_csv(index=False, lineterminator="\n").encode()
     _write_bytes(root / "labels.csv", csv_bytes, overwrite)
-    manifest = Manifest.from_records(table, root, name=f"synthetic-{seed}", source="synthetic",
-                                     classes=list(SYNTHETIC_CLASSES))
+    manifest = Manifest.from_records(table, root, name=f"synthetic-{seed}", source="synthetic", classes=classes)
     manifest.notes.append(f"synthetic lesions: {n_patients} patients x {images_per_patient} views, {size}px, "
                           f"seed {seed}; not real data")
     return manifest
 
 
-def _lesion_shape(rng: np.random.Generator, *, malignant: bool) -> dict:
+def _round(v: float) -> float:
+    return round(v, 2) if np.isfinite(v) else float("nan")
+
+
+def _lesion_shape(rng: np.random.Generator, *, malignant: bool, normal: bool = False,
+                  difficulty: float = 0.0) -> dict:
     """Per-patient lesion parameters shared by all views."""
     shape = {
+        "normal": normal,
         "malignant": malignant,
         "radius": rng.uniform(0.10, 0.17),  # fraction of image size
         "contrast": rng.uniform(0.22, 0.36),
-        "aspect": rng.uniform(0.65, 1.0) if not malignant else rng.uniform(0.8, 1.0),
+        "aspect": rng.uniform(0.65, 1.0) if not malignant else rng.uniform(0.8 - 0.15 * difficulty, 1.0),
+        "cue": 1.0 - difficulty,  # strength of the malignant cues
     }
     if malignant:
         k = np.arange(3, 9)
@@ -129,8 +150,9 @@ def render_lesion(rng: np.random.Generator, size: int, shape: dict,
     phi = np.arctan2(w, u)
     if shape["malignant"]:
         k, amp, phase = shape["harmonics"]
+        amp = amp * shape["cue"]
         boundary = r * (1 + (amp[:, None, None] * np.cos(k[:, None, None] * phi + phase[:, None, None])).sum(0))
-        edge = 0.035 * r
+        edge = (0.035 * shape["cue"] + 0.16 * (1 - shape["cue"])) * r
     else:
         boundary = np.full_like(rho, r)
         edge = 0.16 * r
@@ -138,12 +160,16 @@ def render_lesion(rng: np.random.Generator, size: int, shape: dict,
     mass *= 0.85 + 0.15 * np.clip(1 - rho / (boundary + 1e-9), 0, 1)  # slightly brighter core
     lesion = mass
     if shape["malignant"]:
-        lesion = np.maximum(lesion, _spicules(rng, xx, yy, cx, cy, r, shape["n_spicules"], theta))
+        lesion = np.maximum(lesion, shape["cue"] * _spicules(rng, xx, yy, cx, cy, r, shape["n_spicules"], theta))
+    if shape.get("normal"):  # no lesion: same background statistics, nothing to find
+        lesion = mass = np.zeros_like(mass)
     img = bg + shape["contrast"] * lesion
     # speckle: multiplicative (ultrasound-like) + additive sensor noise
     img = img * (1 + 0.08 * rng.standard_normal((size, size))) + 0.015 * rng.standard_normal((size, size))
     out = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
     mask = ((mass > 0.5) * 255).astype(np.uint8)
+    if shape.get("normal"):
+        return out, mask, (float("nan"), float("nan"), float("nan"))
     return out, mask, (float(cx), float(cy), float(r))
 
 
