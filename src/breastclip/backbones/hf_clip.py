@@ -8,7 +8,8 @@ import torch
 
 from .base import Backbone
 from .hashing import files_fingerprint, tensors_fingerprint
-from .openclip import prepare_module
+from .hub import require_hub, unavailable_message
+from .openclip import _first_line, prepare_module
 from .registry import BackboneEntry, BackboneUnavailable
 
 _WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
@@ -43,18 +44,16 @@ def local_weight_files(entry: BackboneEntry) -> list[Path] | None:
 
 
 def build(entry: BackboneEntry, device: torch.device, precision: str) -> Backbone:
+    tried = f"transformers.CLIPModel.from_pretrained('{entry.weights}')"
+    if local_weight_files(entry) is None:
+        require_hub(entry, tried)
     try:
         from transformers import AutoTokenizer, CLIPModel
 
         model = CLIPModel.from_pretrained(entry.weights)
         tokenizer = AutoTokenizer.from_pretrained(entry.weights) if entry.has_text else None
     except Exception as e:
-        from .openclip import _unavailable_message
-
-        raise BackboneUnavailable(_unavailable_message(
-            entry, f"transformers.CLIPModel.from_pretrained('{entry.weights}')", e).replace(
-            "create_backbone('local:/path/to/weights.safetensors', architecture='CLIPModel')",
-            "save_pretrained() the model into a folder and use create_backbone('local:/path/to/folder')")) from e
+        raise BackboneUnavailable(unavailable_message(entry, tried, _first_line(e))) from e
     model = model.eval().requires_grad_(False)
     files = local_weight_files(entry)
     fingerprint = files_fingerprint(files) if files else tensors_fingerprint(model.state_dict())

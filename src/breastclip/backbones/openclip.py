@@ -9,6 +9,7 @@ import torch
 
 from .base import Backbone
 from .hashing import files_fingerprint, tensors_fingerprint
+from .hub import require_hub, unavailable_message
 from .registry import BackboneEntry, BackboneUnavailable
 
 _HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
@@ -91,25 +92,32 @@ def build(entry: BackboneEntry, device: torch.device, precision: str) -> Backbon
     import open_clip
 
     arch, pretrained = _split_arch(entry)
+    tried = f"open_clip.create_model('{arch}', pretrained={pretrained!r})"
+    if local_weight_files(entry) is None:
+        require_hub(entry, tried, _download_url(entry))
     try:
         model = open_clip.create_model(arch, pretrained=pretrained, require_pretrained=True, device="cpu",
                                        weights_only=True)
         tokenizer = open_clip.get_tokenizer(arch) if entry.has_text else None
     except Exception as e:  # network, gated repo, renamed tag, corrupt file: one clear message
-        tried = f"open_clip.create_model('{arch}', pretrained={pretrained!r})"
-        raise BackboneUnavailable(_unavailable_message(entry, tried, e)) from e
+        raise BackboneUnavailable(unavailable_message(entry, tried, _first_line(e))) from e
     files = local_weight_files(entry)
     fingerprint = files_fingerprint(files) if files else tensors_fingerprint(model.state_dict())
     return wrap_open_clip(entry, model, tokenizer, device, precision, fingerprint)
 
 
-def _unavailable_message(entry: BackboneEntry, tried: str, err: Exception) -> str:
-    arch = entry.architecture if not entry.architecture.startswith("hf-hub:") else "<architecture>"
-    first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-    return (f"backbone '{entry.name}' is unavailable: its weights could not be loaded.\n"
-            f"  tried: {tried}\n  error: {type(err).__name__}: {first}\n"
-            "  fix: connect once to the internet so the weights land in the Hugging Face / open_clip cache, or "
-            "download the checkpoint elsewhere and load it from a file: "
-            f"create_backbone('local:/path/to/weights.safetensors', architecture='{arch}') "
-            f"(CLI: --backbone local:/path/to/weights.safetensors --architecture {arch}). "
-            "Random weights are never substituted.")
+def _download_url(entry: BackboneEntry) -> str | None:
+    """Host the weights come from: the HF endpoint (None) unless the tag only has a plain URL."""
+    arch, pretrained = _split_arch(entry)
+    if pretrained and not arch.startswith(("hf-hub:", "local-dir:")) and not Path(pretrained).exists():
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(arch, pretrained)
+        if cfg and not cfg.get("hf_hub") and cfg.get("url"):
+            return cfg["url"]
+    return None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300] if text else ''}"
