@@ -64,7 +64,8 @@ class BaseHead(ClassifierMixin, BaseEstimator):
     # ---- prediction ---------------------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:
         """Class label of highest probability."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     # ---- persistence --------------------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -4,6 +4,8 @@ validation loss, best epoch by validation loss, optional early stopping. CPU by 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,21 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from breastclip.heads._base import BaseHead
+
+
+@contextmanager
+def torch_threads(device: torch.device | str | None) -> Iterator[None]:
+    """One intra-op thread on CPU while a head trains or predicts: its matrices are tiny (batch x embedding), so
+    extra threads only add synchronisation, and on a busy machine they make training tens of times slower."""
+    if torch.device(device or "cpu").type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class TorchHead(BaseHead):
@@ -59,6 +76,10 @@ class TorchHead(BaseHead):
 
     def fit(self, X, y, X_val=None, y_val=None):
         """Train on ``X, y``; keep the epoch of lowest validation loss when validation data exist."""
+        with torch_threads(self.device):
+            return self._fit(X, y, X_val, y_val)
+
+    def _fit(self, X, y, X_val, y_val):
         X, y_idx = self._validate_train(X, y)
         X_val, yv_idx = self._validate_val(X_val, y_val)
         seed = self.seed_ = self._seed()
@@ -112,7 +133,7 @@ class TorchHead(BaseHead):
             module.load_state_dict(best_state)
         else:
             best_epoch = len(history)
-        self.module_ = module.eval()
+        self.module_ = module.double().eval()  # float64 inference: batch-size invariant probabilities
         self.history_ = history
         self.best_epoch_ = best_epoch
         return self
@@ -120,9 +141,9 @@ class TorchHead(BaseHead):
     def _logits(self, X: np.ndarray) -> np.ndarray:
         device = self._torch_device()
         out = []
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(device):
             for start in range(0, len(X), 4096):
-                xb = torch.as_tensor(X[start:start + 4096], dtype=torch.float32, device=device)
+                xb = torch.as_tensor(X[start:start + 4096], dtype=torch.float64, device=device)
                 out.append(self.module_(xb).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes_)))
 
@@ -138,6 +159,7 @@ class TorchHead(BaseHead):
     # ---- persistence --------------------------------------------------------------------------------------
     def _export_state(self):
         arrays = {k: v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        arrays = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in arrays.items()}
         state = {"history": self.history_, "best_epoch": int(self.best_epoch_), "n_train_rows": self.n_train_rows_,
                  "seed": int(self.seed_)}
         state.update(self._extra_state())
@@ -147,6 +169,7 @@ class TorchHead(BaseHead):
         self.seed_ = int(state["seed"])
         self._load_extra_state(state)
         module = self._build_module(self.n_features_in_, len(self.classes_))
+        module = module.double()
         module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
         self.module_ = module.to(self._torch_device()).eval()
         self.history_ = list(state["history"])

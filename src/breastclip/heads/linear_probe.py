@@ -133,6 +133,7 @@ class LinearProbe(BaseHead):
             model = self._lr(self.C_).fit(X_fit, y_fit)
         self.coef_ = model.coef_.astype(np.float64)
         self.intercept_ = model.intercept_.astype(np.float64)
+        self.n_iter_ = model.n_iter_.copy()
         return self
 
     def decision_function(self, X) -> np.ndarray:
@@ -150,13 +151,14 @@ class LinearProbe(BaseHead):
 
     def _export_state(self):
         arrays = {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
-        return arrays, {"C": self.C_, "cv_results": self.cv_results_}
+        return arrays, {"C": self.C_, "cv_results": self.cv_results_, "n_iter": self.n_iter_.tolist()}
 
     def _import_state(self, arrays, state):
         self.coef_, self.intercept_ = arrays["coef"], arrays["intercept"]
         self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
         self.C_ = float(state["C"])
         self.cv_results_ = list(state["cv_results"])
+        self.n_iter_ = np.asarray(state["n_iter"], dtype=np.int32)
 
 
 def _best(results: list[dict[str, float]]) -> float:

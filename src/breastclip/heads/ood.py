@@ -53,7 +53,7 @@ class EmbeddingOOD(OutlierMixin, BaseEstimator):
             raise ValueError(f"y has {len(labels)} rows but X has {len(X)}")
         if X_val is None:
             if len(X) < 4:
-                raise ValueError(f"need at least 4 training embeddings to hold some out for the threshold, got {len(X)}")
+                raise ValueError(f"need at least 4 training embeddings to hold some out for the threshold, got n_samples={len(X)}")
             strat = labels if np.bincount(labels).min() >= 2 else None
             X, X_val, labels, _ = train_test_split(X, labels, test_size=self.validation_fraction,
                                                    random_state=self.random_state, stratify=strat)
@@ -62,6 +62,7 @@ class EmbeddingOOD(OutlierMixin, BaseEstimator):
         self._fit_reference(X, labels)
         self.val_scores_ = self.ood_score(X_val)
         self.threshold_ = float(np.quantile(self.val_scores_, self.quantile))
+        self.offset_ = -self.threshold_
         return self
 
     def _fit_reference(self, X: np.ndarray, labels: np.ndarray) -> None:
@@ -78,7 +79,7 @@ class EmbeddingOOD(OutlierMixin, BaseEstimator):
 
     def ood_score(self, X) -> np.ndarray:
         """Distance to the training data; compare with ``threshold_``."""
-        check_is_fitted(self, "threshold_" if hasattr(self, "val_scores_") else "reference_")
+        check_is_fitted(self, "reference_")
         X = np.asarray(validate_data(self, X, reset=False, dtype=[np.float64, np.float32]), dtype=np.float64)
         if self.method == "knn":
             k = int(min(self.n_neighbors, len(self.reference_)))
@@ -96,7 +97,8 @@ class EmbeddingOOD(OutlierMixin, BaseEstimator):
         return -self.ood_score(X)
 
     def decision_function(self, X) -> np.ndarray:
-        return self.threshold_ - self.ood_score(X)
+        """Positive for inliers, negative for outliers (``score_samples - offset_``)."""
+        return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:
         return np.where(self.is_ood(X), -1, 1)
@@ -114,3 +116,4 @@ class EmbeddingOOD(OutlierMixin, BaseEstimator):
         self.reference_, self.means_ = arrays["reference"], arrays["means"]
         self.precision_, self.val_scores_ = arrays["precision"], arrays["val_scores"]
         self.threshold_ = float(state["threshold"])
+        self.offset_ = -self.threshold_

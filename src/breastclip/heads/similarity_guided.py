@@ -55,7 +55,7 @@ class SimilarityGuidedHead(TorchHead):
         text_embeddings: np.ndarray | None = None,
         text_aligned: bool = True,
         hidden: int = 256,
-        residual_ratio: float = 0.2,
+        residual_ratio: float = 0.5,
         tune_text: bool = False,
         guidance_weight: float = 1.0,
         zero_shot_scale: float = 100.0,

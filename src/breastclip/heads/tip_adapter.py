@@ -13,6 +13,7 @@ from sklearn.metrics import log_loss
 from torch.nn import functional as F
 
 from breastclip.heads._base import BaseHead, l2_normalize, softmax
+from breastclip.heads._torch_base import torch_threads
 
 
 class TipAdapter(BaseHead):
@@ -105,7 +106,8 @@ class TipAdapter(BaseHead):
         self.history_: list[dict[str, Any]] = []
         Xv = None if X_val is None else l2_normalize(X_val)
         if self.fine_tune:
-            self._fine_tune(Xn[idx], y_idx[idx], Xv, yv_idx, seed)
+            with torch_threads("cpu"):
+                self._fine_tune(Xn[idx], y_idx[idx], Xv, yv_idx, seed)
         self.alpha_, self.beta_ = float(self.alpha), float(self.beta)
         if self.search and Xv is not None:
             self.alpha_, self.beta_ = self._search(Xv, yv_idx)
