@@ -130,3 +130,18 @@ def test_unsplit_manifest_and_broken_images_are_reported(tiny, tmp_path):
     res = finetune(tiny, FinetuneConfig(epochs=1, **FAST), tmp_path / "b")
     assert len(res.failures) == 1 and str(broken) in res.failures[0][0]
     assert (tmp_path / "b" / "failures.csv").is_file()
+
+
+def test_probabilities_and_bce_targets_for_three_classes():
+    from breastclip.finetune.infer import logits_to_proba
+
+    z = torch.tensor([[2.0, -1.0, 0.0], [0.0, 0.0, 0.0]])
+    for loss in ("ce", "bce"):
+        p = logits_to_proba(z, loss, 3)
+        assert torch.allclose(p.sum(1), torch.ones(2)) and p[0].argmax() == 0
+    one = logits_to_proba(torch.tensor([[0.0], [3.0]]), "bce", 2)
+    assert torch.allclose(one[:, 1], torch.sigmoid(torch.tensor([0.0, 3.0])))
+    crit = train_mod._BCE(3, 0.0, None)
+    y = torch.tensor([0, 2])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(z, torch.nn.functional.one_hot(y, 3).float())
+    assert torch.isclose(crit(z, y), expected)

@@ -13,7 +13,7 @@ from torch import nn
 from breastclip.finetune.augment import normalize
 from breastclip.finetune.checkpoint import load_checkpoint, read_meta
 from breastclip.finetune.dataset import to_model_size
-from breastclip.finetune.models import build_model, target_layer
+from breastclip.finetune.models import build_model, get_arch, target_layer
 
 
 @dataclass
@@ -28,13 +28,21 @@ class FinetunedModel:
     std: Sequence[float]
     loss: str = "ce"
 
+    @classmethod
+    def wrap(cls, model: nn.Module, arch: str, classes: Sequence[str], image_size: int | None = None,
+             loss: str = "ce") -> FinetunedModel:
+        """A model built by :func:`build_model` with the architecture's own preprocessing."""
+        entry = get_arch(arch)
+        return cls(model.eval(), arch, list(classes), image_size or entry.image_size, entry.mean, entry.std, loss)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, 3, S, S) -> normalised float."""
-        return normalize(x, self.mean, self.std)
+        """uint8 (N, 3, S, S) -> normalised float (channels-last on CUDA, where convolutions prefer it)."""
+        out = normalize(x, self.mean, self.std)
+        return out.contiguous(memory_format=torch.channels_last) if out.is_cuda else out
 
     def to_input(self, images: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
         """(H, W, 3) uint8 arrays of any size, or a uint8 (N, 3, S, S) tensor -> model input on its device."""

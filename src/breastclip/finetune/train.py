@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -60,7 +61,7 @@ class FinetuneConfig:
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     patience: int | None = None  # stop after this many epochs without a lower validation loss
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int | None = None  # augmentation workers; None: 0 on CPU, up to 8 per process on CUDA
     device: str | None = None  # None: CUDA when available, else CPU
     amp: bool = True  # mixed precision on CUDA
     method: str | None = None  # name in the predictions table; default "finetune-<arch>"
@@ -190,6 +191,13 @@ def finetune(manifest: Manifest, config: FinetuneConfig | None = None, out_dir: 
     size = config.input_size
     ctx = dist_utils.setup(config.device)
     device = ctx.device
+    if not ctx.is_main:
+        progress = None  # one progress display, from rank 0
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    workers = config.num_workers
+    if workers is None:
+        workers = min(8, max(1, (os.cpu_count() or 1) // ctx.world_size)) if device.type == "cuda" else 0
     _seed_everything(config.seed)
 
     # what must match to resume (epochs / patience / device may change: a finished run can be trained longer)
@@ -220,13 +228,15 @@ def finetune(manifest: Manifest, config: FinetuneConfig | None = None, out_dir: 
     generator = torch.Generator().manual_seed(config.seed)
     n_local = len(sampler) if sampler is not None else len(train_ds)
     loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=config.num_workers, generator=generator,
+                        num_workers=workers, persistent_workers=workers > 0, generator=generator,
                         drop_last=n_local % config.batch_size == 1 and n_local > 1,  # BatchNorm needs >1 row
                         pin_memory=device.type == "cuda")
 
     # ---- model -----------------------------------------------------------------------------------------------
     n_out = 1 if config.loss == "bce" and k == 2 else k
     core = build_model(config.arch, n_out, pretrained=config.pretrained and resume_meta is None).to(device)
+    if device.type == "cuda":
+        core = core.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(core.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     criterion = _criterion(config, train_y, k, device)
     history: list[dict[str, float]] = []
