@@ -121,6 +121,10 @@ def test_positive_class_resolution():
     assert resolve_positive_class(["benign", "malignant", "normal"]) == ("malignant", "class name")
     assert resolve_positive_class(["medical", "non_medical"]) == ("non_medical", "second class")
     assert resolve_positive_class(["a", "b", "c"]) == (None, "none")
+    assert resolve_positive_class(["tumour_free", "tumour", "other"]) == ("tumour", "class name")
+    assert resolve_positive_class(["no cancer", "cancer"]) == ("cancer", "class name")
+    assert resolve_positive_class(["Non-Malignant", "x", "y"]) == (None, "none")
+    assert resolve_positive_class(["actionable", "cancer", "normal", "benign"]) == ("cancer", "class name")
     assert resolve_positive_class(["a", "b", "c"], "b") == ("b", "argument")
     with pytest.raises(ValueError, match="not one of the classes"):
         resolve_positive_class(["a", "b"], "z")

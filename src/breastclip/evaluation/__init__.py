@@ -5,7 +5,7 @@ Plain numpy / pandas / scipy / scikit-learn: nothing here imports torch. Entry p
 (one method, returns :class:`Evaluation`) and :func:`compare_methods` (paired comparisons for a leaderboard).
 """
 
-from breastclip.evaluation.compare import compare_methods, delong_test, paired_bootstrap
+from breastclip.evaluation.compare import compare_methods, delong_auc_ci, delong_test, paired_bootstrap
 from breastclip.evaluation.summary import Evaluation, evaluate_predictions
 
-__all__ = ["Evaluation", "compare_methods", "delong_test", "evaluate_predictions", "paired_bootstrap"]
+__all__ = ["Evaluation", "compare_methods", "delong_auc_ci", "delong_test", "evaluate_predictions", "paired_bootstrap"]

@@ -14,7 +14,8 @@
     n_patients, n_boot_used
 
 ``diff = value - baseline_value``; ``p_holm`` is Holm's step-down adjustment across the methods compared for that
-metric.
+metric. Pairs are matched on image ``id``: only images both methods scored count (``n_images``), and the labels of
+matched images must agree.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ import pandas as pd
 from scipy.stats import norm, rankdata
 
 from breastclip.evaluation.bootstrap import ClusterResampler, percentile_ci
-from breastclip.evaluation.metrics import MULTICLASS_HEADLINE, headline_metrics, resolve_positive_class
+from breastclip.evaluation.metrics import (
+    BINARY_HEADLINE,
+    MULTICLASS_HEADLINE,
+    headline_metrics,
+    resolve_positive_class,
+)
 from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
 
 
@@ -47,6 +53,15 @@ def delong_covariance(y_bin: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray
     sx = np.atleast_2d(np.cov(v01))
     sy = np.atleast_2d(np.cov(v10))
     return aucs, sx / m + sy / n
+
+
+def delong_auc_ci(y_bin: np.ndarray, score: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
+    """One AUC with its DeLong standard error and a normal interval clipped to [0, 1] (independent images)."""
+    aucs, cov = delong_covariance(y_bin, score)
+    se = float(np.sqrt(max(cov[0, 0], 0.0)))
+    q = norm.ppf(1 - alpha / 2)
+    auc = float(aucs[0])
+    return {"auc": auc, "se": se, "ci_lo": float(max(0.0, auc - q * se)), "ci_hi": float(min(1.0, auc + q * se))}
 
 
 def delong_test(y_bin: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
@@ -138,7 +153,7 @@ def compare_methods(
     pos = classes.index(pos_name) if pos_name is not None and k == 2 else None
     if k == 2 and pos is None:
         pos = 1
-    names = list(metrics) if metrics is not None else list(MULTICLASS_HEADLINE)
+    names = list(metrics) if metrics is not None else list(BINARY_HEADLINE if k == 2 else MULTICLASS_HEADLINE)
     tables = {m: g.drop_duplicates("id").set_index("id") for m, g in part.groupby("method", sort=False)}
     if baseline_method is None:
         def auc(m):

@@ -37,8 +37,8 @@ def precision_on_grid(y_bin: np.ndarray, score: np.ndarray, recall_grid: np.ndar
     tps, fps, _ = _cumulative_counts(y_bin, score)
     if tps.size == 0 or tps[-1] == 0:
         return np.full(len(recall_grid), np.nan)
-    precision = np.r_[1.0, tps / (tps + fps)]
-    recall = np.r_[0.0, tps / tps[-1]]
+    precision = np.concatenate(([1.0], tps / (tps + fps)))
+    recall = np.concatenate(([0.0], tps / tps[-1]))
     # running max from the right gives max precision at recall >= recall[i]
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
     idx = np.searchsorted(recall, recall_grid, side="left")

@@ -7,7 +7,7 @@ called positive) or ``confusion`` (between two non-positive classes).
 
 :func:`confident_errors` returns::
 
-    rank, id, patient_id, y_true, y_pred, confidence, p_true, error_type, <metadata columns...>
+    rank, id, patient_id, y_true, y_pred, confidence, p_true, error_type, [image], <metadata columns...>
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def confident_errors(table: pd.DataFrame, *, k: int = 20, positive_class: str | 
                         else ids[order],
                         "y_true": y_true, "y_pred": y_pred, "confidence": confidence[order],
                         "p_true": p_true[order], "error_type": kind})
-    if metadata_columns is None:
-        metadata_columns = [c for c in table.columns if c not in NOT_METADATA and not str(c).startswith(PROB_PREFIX)]
+    if metadata_columns is None:  # the image path helps a reader look at the error; then every metadata column
+        metadata_columns = [c for c in table.columns if c == "image" or
+                            (c not in NOT_METADATA and not str(c).startswith(PROB_PREFIX))]
     for col in metadata_columns:
         out[col] = table[col].to_numpy()[order]
     return out

@@ -5,15 +5,22 @@ column that is neither a manifest key (id, image, label, patient_id, split) nor 
 y_true, y_pred, p_<class>). ``source`` counts as metadata (useful when data sets are pooled). A column is skipped,
 with the reason recorded, when it is constant, or when it has more than ``max_levels`` distinct values (free text,
 ids, continuous measurements) unless it is binned through ``bins={column: n_quantiles | [edges]}``
-(``pandas.qcut`` / ``pandas.cut``). Missing values form their own group ``"(missing)"``.
+(``pandas.qcut`` / ``pandas.cut``). Missing values (NaN or empty strings) form their own group ``"(missing)"``.
 
 Groups smaller than ``min_group_size`` images are listed with status ``"too_small"`` and NaN metrics instead of
 being computed: a metric from a handful of images is noise. Groups holding a single class are computed (accuracy
-is meaningful) but AUC / AP are NaN; ``classes_present`` says which classes a group holds.
+is meaningful: per-subtype sensitivity when the column is a finer label such as a BreakHis subtype or the CBIS-DDSM
+pathology) but AUC / AP are NaN; ``classes_present`` says which classes a group holds.
 
 :func:`subgroup_table` returns a long table, one row per (column, value, metric)::
 
     column, value, n, n_patients, classes_present, status, metric, estimate, ci_lo, ci_hi, n_boot_used
+
+:func:`subgroup_operating_points` applies the thresholds frozen on validation to each subgroup of the test split
+(e.g. sensitivity at the Youden threshold per breast density), one row per (column, value, policy)::
+
+    column, value, n, n_patients, n_positive, status, policy, threshold, tp, fp, tn, fn,
+    sensitivity, specificity, ppv, npv (each rate with _ci_lo / _ci_hi)
 """
 
 from __future__ import annotations
@@ -25,12 +32,26 @@ import pandas as pd
 
 from breastclip.evaluation.bootstrap import bootstrap_metrics
 from breastclip.evaluation.metrics import BINARY_HEADLINE, MULTICLASS_HEADLINE, headline_metrics
+from breastclip.evaluation.thresholds import apply_thresholds
 from breastclip.predictions import BASE_COLUMNS, PROB_PREFIX
 
 NOT_METADATA = {"id", "image", "label", "patient_id", "split", *BASE_COLUMNS}
 MISSING = "(missing)"
 COLUMNS = ["column", "value", "n", "n_patients", "classes_present", "status", "metric", "estimate", "ci_lo",
            "ci_hi", "n_boot_used"]
+
+
+def _present(s: pd.Series) -> pd.Series:
+    """Not missing: neither NaN nor an empty string (manifests read back from CSV hold '' for missing)."""
+    return s.notna() & (s.astype(str).str.strip() != "")
+
+
+def _numeric(s: pd.Series) -> bool:
+    """Numeric dtype, or strings that all parse as numbers (a manifest CSV read as text)."""
+    if pd.api.types.is_numeric_dtype(s):
+        return True
+    present = s[_present(s)]
+    return bool(len(present)) and pd.to_numeric(present, errors="coerce").notna().all()
 
 
 def select_columns(
@@ -59,23 +80,36 @@ def select_columns(
         s = df[col]
         if col in bins:
             spec = bins[col]
-            values = pd.to_numeric(s, errors="coerce")
+            values = pd.to_numeric(s.where(_present(s)), errors="coerce")
             cut = (pd.qcut(values, q=int(spec), duplicates="drop") if isinstance(spec, int | np.integer)
                    else pd.cut(values, bins=list(spec), include_lowest=True))
             labels = cut.astype(str).where(cut.notna(), MISSING)
         else:
-            labels = s.astype(str).where(s.notna(), MISSING)
+            labels = s.astype(str).str.strip().where(_present(s), MISSING)
             levels = labels.nunique()
             if levels > max_levels:
-                kind = "continuous" if pd.api.types.is_numeric_dtype(s) else "high-cardinality"
-                skipped[col] = (f"{kind}: {levels} distinct values > max_levels={max_levels}; "
-                                f"pass bins={{'{col}': 4}} to analyse it by quartiles")
+                if _numeric(s):
+                    skipped[col] = (f"continuous: {levels} distinct values > max_levels={max_levels}; "
+                                    f"pass bins={{'{col}': 4}} to analyse it by quartiles")
+                else:
+                    skipped[col] = (f"high-cardinality: {levels} distinct values > max_levels={max_levels} "
+                                    "(ids, paths, free text, fine categories); raise max_levels to analyse it")
                 continue
         if labels.nunique() < 2:
             skipped[col] = f"constant: every image has {col} = {labels.iloc[0]!r}" if len(labels) else "no rows"
             continue
         chosen[col] = labels
     return chosen, skipped
+
+
+def _natural(value: str) -> tuple:
+    """Sort key: numbers numerically (2 before 10), then text, the missing group last."""
+    if value == MISSING:
+        return (2, 0.0, value)
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
 
 
 def subgroup_table(
@@ -93,6 +127,7 @@ def subgroup_table(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    interval: str = "percentile",
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Headline metrics with CIs per subgroup; ``meta`` rows are aligned with ``y`` / ``proba``."""
     y = np.asarray(y, dtype=int)
@@ -104,7 +139,7 @@ def subgroup_table(
     names = BINARY_HEADLINE if proba.shape[1] == 2 else MULTICLASS_HEADLINE
     rows = []
     for col, labels in chosen.items():
-        for value in sorted(labels.unique(), key=str):
+        for value in sorted(labels.unique(), key=_natural):
             mask = (labels == value).to_numpy()
             yy, pp, gg = y[mask], proba[mask], groups[mask]
             base = {"column": col, "value": value, "n": int(mask.sum()), "n_patients": int(np.unique(gg).size),
@@ -114,7 +149,51 @@ def subgroup_table(
                           "ci_hi": np.nan, "n_boot_used": 0} for m in names]
                 continue
             res = bootstrap_metrics(lambda idx, yy=yy, pp=pp: headline_metrics(yy[idx], pp[idx], positive_index),
-                                    yy.size, groups=gg, required_labels=yy, n_boot=n_boot, seed=seed, alpha=alpha)
+                                    yy.size, groups=gg, required_labels=yy, n_boot=n_boot, seed=seed, alpha=alpha,
+                                    interval=interval)
             rows += [{**base, "status": "ok", "metric": m, "estimate": res[m]["estimate"], "ci_lo": res[m]["ci_lo"],
                       "ci_hi": res[m]["ci_hi"], "n_boot_used": res[m]["n_boot_used"]} for m in names]
     return pd.DataFrame(rows, columns=COLUMNS), skipped
+
+
+def subgroup_operating_points(
+    y_bin: np.ndarray,
+    score: np.ndarray,
+    meta: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    *,
+    groups: Sequence | np.ndarray | None = None,
+    columns: Sequence[str] | None = None,
+    bins: Mapping[str, int | Sequence[float]] | None = None,
+    min_group_size: int = 20,
+    max_levels: int = 12,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Frozen thresholds (policy -> threshold, chosen on validation) applied per subgroup of the test rows."""
+    y_bin = np.asarray(y_bin).astype(bool)
+    score = np.asarray(score, dtype=float)
+    if len(meta) != y_bin.size:
+        raise ValueError(f"metadata has {len(meta)} rows for {y_bin.size} predictions")
+    groups = np.asarray(groups).astype(str) if groups is not None else np.arange(y_bin.size).astype(str)
+    chosen, _ = select_columns(meta.reset_index(drop=True), columns, max_levels=max_levels, bins=bins)
+    parts = []
+    for col, labels in chosen.items():
+        for value in sorted(labels.unique(), key=_natural):
+            mask = (labels == value).to_numpy()
+            base = {"column": col, "value": value, "n": int(mask.sum()),
+                    "n_patients": int(np.unique(groups[mask]).size), "n_positive": int(y_bin[mask].sum())}
+            if mask.sum() < min_group_size:
+                parts.append(pd.DataFrame([{**base, "status": "too_small", "policy": k, "threshold": float(t)}
+                                           for k, t in thresholds.items()]))
+                continue
+            table = apply_thresholds(y_bin[mask], score[mask], thresholds, groups=groups[mask], n_boot=n_boot,
+                                     seed=seed, alpha=alpha)
+            parts.append(pd.concat([pd.DataFrame([{**base, "status": "ok"}] * len(table)), table], axis=1))
+    cols = ["column", "value", "n", "n_patients", "n_positive", "status", "policy", "threshold", "tp", "fp", "tn",
+            "fn", *[f"{m}{suffix}" for m in ("sensitivity", "specificity", "ppv", "npv")
+                    for suffix in ("", "_ci_lo", "_ci_hi")]]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True).reindex(columns=cols)

@@ -9,9 +9,10 @@ the operating-point thresholds and the calibration temperature. Without validati
 
     method, classes, positive_class, positive_class_reason, disclaimer
     n:               {"val": {"images", "patients"}, "test": {...}}
-    bootstrap:       {"unit": "patient" | "image", "n_boot", "seed", "alpha", "interval": "percentile"}
+    bootstrap:       {"unit": "patient" | "image", "n_boot", "seed", "alpha", "interval": "percentile" | "bca"}
     headline:        {metric: {"estimate", "ci_lo", "ci_hi", "n_boot_used", "n_boot_skipped"}}   (test)
-    per_class:       [{class, support, precision, recall, f1, specificity, roc_auc, average_precision}]
+    per_class:       [{class, support, precision, precision_ci_lo, precision_ci_hi, recall, recall_ci_lo, ...,
+                       f1, specificity, roc_auc, average_precision (each with _ci_lo / _ci_hi)}]
     confusion:       {"classes", "counts", "normalised"}                      (rows = true class)
     operating_points:[{policy, threshold, val_sensitivity, val_specificity, tp, fp, tn, fn, sensitivity,
                        specificity, ppv, npv, <rate>_ci_lo, <rate>_ci_hi}]    (thresholds from val)
@@ -22,7 +23,11 @@ the operating-point thresholds and the calibration temperature. Without validati
     subgroups:       [{column, value, n, n_patients, classes_present, status, metric, estimate, ci_lo, ci_hi,
                        n_boot_used}]
     subgroups_skipped: {column: reason}
+    subgroup_operating_points: [{column, value, n, n_patients, n_positive, status, policy, threshold, tp, fp, tn,
+                       fn, sensitivity, specificity, ppv, npv (+ _ci_lo / _ci_hi)}]  (val thresholds, per subgroup)
     confident_errors:[{rank, id, patient_id, y_true, y_pred, confidence, p_true, error_type, <metadata>}]
+    settings:        {test_split, val_split, threshold_policies, n_bins, min_group_size, max_levels,
+                      subgroup_columns, subgroup_bins, top_k_errors, threshold_rule}
     notes:           [str]
 
 Operating points and sweeps need a positive class (binary problems, or one-vs-rest for a named positive class of a
@@ -46,13 +51,14 @@ from breastclip.evaluation.compare import compare_methods
 from breastclip.evaluation.curves import curve_bands
 from breastclip.evaluation.errors import confident_errors
 from breastclip.evaluation.metrics import (
+    PER_CLASS_METRICS,
     confusion_matrices,
-    headline_metrics,
     per_class_table,
     resolve_positive_class,
+    sample_metrics,
 )
-from breastclip.evaluation.subgroups import subgroup_table
-from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, threshold_sweep
+from breastclip.evaluation.subgroups import subgroup_operating_points, subgroup_table
+from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, parse_policy, threshold_sweep
 from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
 
 __all__ = ["Evaluation", "compare_methods", "evaluate_predictions", "jsonable"]
@@ -79,8 +85,51 @@ class Evaluation:
     subgroups: pd.DataFrame
     subgroups_skipped: dict[str, str]
     confident_errors: pd.DataFrame
+    subgroup_operating_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     disclaimer: str = RESEARCH_ONLY
+
+    def headline_frame(self) -> pd.DataFrame:
+        """The headline metrics as a table: metric, estimate, ci_lo, ci_hi, n_boot_used, n_boot_skipped."""
+        return pd.DataFrame([{"metric": m, **v} for m, v in self.headline.items()])
+
+    def methods_text(self) -> str:
+        """A statistical-methods paragraph stating this evaluation's actual settings (for a report or a paper)."""
+        b, st, n = self.bootstrap, self.settings, self.n.get(self.settings.get("test_split", "test"), {})
+        level = round(100 * (1 - b.get("alpha", 0.05)))
+        unit = ("patients with all of their images (cluster bootstrap)" if b.get("unit") == "patient"
+                else "images (every patient contributes one image)")
+        auc = (f"ROC AUC and average precision are those of class '{self.positive_class}'" if len(self.classes) == 2
+               else "ROC AUC and average precision are one-vs-rest macro averages over the classes")
+        parts = [
+            f"Method '{self.method}' was evaluated on the held-out {st.get('test_split', 'test')} split "
+            f"({n.get('images', '?')} images from {n.get('patients', '?')} patients).",
+            (f"{level}% confidence intervals are {'BCa' if b.get('interval') == 'bca' else 'percentile'} bootstrap "
+             f"intervals from {b.get('n_boot')} replicates "
+             f"(seed {b.get('seed')}) resampling {unit}; replicates lacking a class of the test set were skipped."
+             if b.get("n_boot") else "No confidence intervals were computed (no bootstrap replicates)."),
+            f"{auc}; class predictions are the most probable class.",
+        ]
+        if len(self.operating_points):
+            parts.append(
+                f"Decision thresholds for '{self.positive_class}' were chosen on the {st.get('val_split', 'val')} "
+                f"split only (policies: {', '.join(map(str, self.operating_points['policy']))}; positive when the "
+                "probability is at least the threshold), frozen, and applied unchanged to the test split.")
+        cal = self.calibration or {}
+        text = (f"Calibration is reported as top-label expected calibration error ({cal.get('n_bins', 15)} "
+                "equal-width bins) and Brier score")
+        if cal.get("temperature") is not None:
+            text += (f", before and after temperature scaling fitted on the validation split by minimising the "
+                     f"negative log-likelihood (T = {cal['temperature']:.3g})")
+        parts.append(text + ".")
+        if len(self.subgroups):
+            parts.append(f"Subgroups with fewer than {st.get('min_group_size', '?')} test images are listed but "
+                         "not analysed.")
+        parts.append("Methods are compared on the same test images with DeLong's test for ROC AUC when every "
+                     "patient contributes one image, otherwise with a paired patient-level bootstrap; p-values are "
+                     "Holm-adjusted across the methods compared.")
+        return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable copy (DataFrames as lists of records, NaN / inf as None)."""
@@ -137,9 +186,22 @@ def evaluate_predictions(
     top_k_errors: int = 20,
     test_split: str = "test",
     val_split: str = "val",
+    interval: str = "percentile",
 ) -> Evaluation:
-    """Evaluate one method's predictions table (val + test rows), optionally joined with manifest metadata."""
+    """Evaluate one method's predictions table (val + test rows), optionally joined with manifest metadata.
+
+    ``interval="bca"`` gives BCa intervals for the headline, per-class and subgroup metrics (curves, calibration
+    and operating points keep percentile intervals); it costs one extra evaluation per test patient.
+    """
     validate_predictions(pred)
+    for spec in threshold_policies:  # fail fast on a bad config, before any bootstrap
+        parse_policy(spec)
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0 (0 skips the intervals), got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    if interval not in ("percentile", "bca"):
+        raise ValueError(f"interval must be 'percentile' or 'bca', got {interval!r}")
     methods = list(dict.fromkeys(pred["method"].astype(str)))
     if method is None:
         if len(methods) != 1:
@@ -168,13 +230,27 @@ def evaluate_predictions(
     boot_groups = groups if sampler.clustered else None
     if not sampler.clustered:
         notes.append("every test patient has one image: the bootstrap resamples images")
+    shared = set(val["patient_id"].astype(str)) & set(groups)
+    if shared:
+        notes.append(f"{len(shared)} patient(s) have images in both {val_split!r} and {test_split!r}: thresholds "
+                     "and temperature were fitted on data correlated with the test set (check the split)")
     missing = [c for j, c in enumerate(classes) if not (y == j).any()]
     if missing:
         notes.append(f"classes absent from the test split: {missing}")
 
     hl_pos = pos if k == 2 else None
-    headline = bootstrap_metrics(lambda idx: headline_metrics(y[idx], proba[idx], hl_pos), len(y),
-                                 groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed, alpha=alpha)
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        head, pc = sample_metrics(y[idx], proba[idx], hl_pos)
+        return {**head, **{f"{m}@{j}": float(pc[m][j]) for m in PER_CLASS_METRICS for j in range(k)}}
+
+    res = bootstrap_metrics(statistic, len(y), groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed,
+                            alpha=alpha, interval=interval)
+    headline = {m: v for m, v in res.items() if "@" not in m}
+    per_class = per_class_table(y, proba, classes)
+    for m in PER_CLASS_METRICS:
+        per_class.insert(per_class.columns.get_loc(m) + 1, f"{m}_ci_lo", [res[f"{m}@{j}"]["ci_lo"] for j in range(k)])
+        per_class.insert(per_class.columns.get_loc(m) + 2, f"{m}_ci_hi", [res[f"{m}@{j}"]["ci_hi"] for j in range(k)])
     roc, pr = curve_bands(y, proba, classes, positive_index=hl_pos, groups=boot_groups, n_boot=n_boot, seed=seed,
                           alpha=alpha)
 
@@ -203,12 +279,20 @@ def evaluate_predictions(
 
     if val.empty:
         notes.append(f"no {val_split!r} rows: temperature scaling was not fitted")
-    calibration = calibration_summary(y, proba, y_val, p_val, n_bins=n_bins, positive_index=hl_pos)
+    calibration = calibration_summary(y, proba, y_val, p_val, n_bins=n_bins, positive_index=pos, groups=boot_groups,
+                                      n_boot=n_boot, seed=seed, alpha=alpha)
 
     subgroups, skipped = subgroup_table(
         y, proba, classes, test, groups=groups, positive_index=hl_pos, columns=subgroup_columns, bins=subgroup_bins,
-        min_group_size=min_group_size, max_levels=max_levels, n_boot=n_boot, seed=seed, alpha=alpha)
+        min_group_size=min_group_size, max_levels=max_levels, n_boot=n_boot, seed=seed, alpha=alpha,
+        interval=interval)
     errors = confident_errors(test, k=top_k_errors, positive_class=pos_name)
+    sub_ops = pd.DataFrame()
+    if len(ops):
+        sub_ops = subgroup_operating_points(
+            (y == pos), proba[:, pos], test, dict(zip(ops["policy"], ops["threshold"], strict=True)), groups=groups,
+            columns=subgroup_columns, bins=subgroup_bins, min_group_size=min_group_size, max_levels=max_levels,
+            n_boot=n_boot, seed=seed, alpha=alpha)
 
     def counts(df: pd.DataFrame) -> dict[str, int]:
         return {"images": len(df), "patients": int(df["patient_id"].astype(str).nunique()) if len(df) else 0}
@@ -217,8 +301,13 @@ def evaluate_predictions(
         method=method, classes=classes, positive_class=pos_name, positive_class_reason=pos_reason,
         n={val_split: counts(val), test_split: counts(test)},
         bootstrap={"unit": unit, "n_boot": int(n_boot), "seed": int(seed), "alpha": float(alpha),
-                   "interval": "percentile"},
-        headline=headline, per_class=per_class_table(y, proba, classes),
+                   "interval": interval},
+        headline=headline, per_class=per_class,
         confusion=confusion_matrices(y, proba, classes), operating_points=ops, threshold_sweep=sweep,
         roc=roc, pr=pr, calibration=calibration, subgroups=subgroups, subgroups_skipped=skipped,
-        confident_errors=errors, notes=notes)
+        confident_errors=errors, subgroup_operating_points=sub_ops, notes=notes,
+        settings={"test_split": test_split, "val_split": val_split, "threshold_policies": list(threshold_policies),
+                  "n_bins": int(n_bins), "min_group_size": int(min_group_size), "max_levels": int(max_levels),
+                  "subgroup_columns": None if subgroup_columns is None else list(subgroup_columns),
+                  "subgroup_bins": None if subgroup_bins is None else {str(k): v for k, v in subgroup_bins.items()},
+                  "top_k_errors": int(top_k_errors), "threshold_rule": "positive when p >= threshold"})

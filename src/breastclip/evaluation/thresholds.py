@@ -18,7 +18,7 @@ Ties go to the highest threshold (fewest positives). :func:`choose_threshold` se
 
     policy, threshold, val_sensitivity, val_specificity,
     tp, fp, tn, fn, sensitivity, specificity, ppv, npv  (on test, at the frozen threshold)
-    + <metric>_ci_lo / <metric>_ci_hi for sensitivity, specificity, ppv, npv when n_boot > 0
+    + <metric>_ci_lo / <metric>_ci_hi for sensitivity, specificity, ppv, npv (NaN when n_boot == 0)
 
 :func:`threshold_sweep` returns ``threshold, tp, fp, tn, fn, sensitivity, specificity, ppv, npv`` on a grid (the
 data of the false-positive / false-negative trade-off figure).
@@ -27,7 +27,7 @@ data of the false-positive / false-negative trade-off figure).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,6 +132,47 @@ def threshold_sweep(y_bin: np.ndarray, score: np.ndarray, thresholds: Sequence[f
     return df
 
 
+def apply_thresholds(
+    y_bin: np.ndarray,
+    score: np.ndarray,
+    thresholds: Mapping[str, float],
+    *,
+    groups: Sequence | np.ndarray | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Frozen thresholds applied to one sample: counts, rates and (patient-cluster) bootstrap CIs of the rates.
+
+    One row per threshold: ``policy, threshold, tp, fp, tn, fn, sensitivity, specificity, ppv, npv`` and
+    ``<rate>_ci_lo`` / ``<rate>_ci_hi`` (NaN when ``n_boot == 0``). Replicates are shared across thresholds (each
+    replicate's multiplicity of every image times the hit matrix gives all counts at once).
+    """
+    y_bin = np.asarray(y_bin).astype(bool)
+    score = np.asarray(score, dtype=float)
+    names = list(thresholds)
+    thr = np.array([thresholds[k] for k in names], dtype=float)
+    hit = score[:, None] >= thr[None, :]                              # (n, P)
+    pos = y_bin[:, None]
+    indicators = [hit & pos, hit & ~pos, ~hit & ~pos, ~hit & pos]     # tp, fp, tn, fn
+    rows = [{"policy": k, "threshold": float(t)} for k, t in zip(names, thr, strict=True)]
+    for row, j in zip(rows, range(len(names)), strict=True):
+        row.update(confusion_at(y_bin, score, thr[j]))
+    if n_boot > 0 and y_bin.size:
+        sampler = ClusterResampler(y_bin.size, groups)
+        mult = np.stack([np.bincount(i, minlength=y_bin.size) for i in sampler.replicates(n_boot, seed)])
+        tp, fp, tn, fn = (mult @ ind.astype(float) for ind in indicators)  # each (B, P)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            reps = {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp), "ppv": tp / (tp + fp),
+                    "npv": tn / (tn + fn)}
+    else:
+        reps = {m: np.full((0, len(names)), np.nan) for m in RATES}
+    for j, row in enumerate(rows):
+        for m in RATES:
+            row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = percentile_ci(reps[m][:, j], alpha)
+    return pd.DataFrame(rows)
+
+
 def operating_points(
     y_val: np.ndarray,
     score_val: np.ndarray,
@@ -145,20 +186,14 @@ def operating_points(
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Thresholds chosen on validation by each policy, frozen, and their test counts and rates (with CIs)."""
-    y_test = np.asarray(y_test).astype(bool)
-    score_test = np.asarray(score_test, dtype=float)
-    rows = []
-    sampler = ClusterResampler(y_test.size, groups_test) if n_boot else None
-    for spec in policies:
+    chosen = {}
+    val_rows = []
+    for spec in dict.fromkeys(policies):  # a policy listed twice is reported once
         pol = parse_policy(spec)
-        thr = choose_threshold(y_val, score_val, pol)  # validation arrays only
-        val = confusion_at(y_val, score_val, thr)
-        row = {"policy": pol.spec, "threshold": thr, "val_sensitivity": val["sensitivity"],
-               "val_specificity": val["specificity"], **confusion_at(y_test, score_test, thr)}
-        if sampler is not None:
-            reps = np.array([[confusion_at(y_test[i], score_test[i], thr)[m] for m in RATES]
-                             for i in sampler.replicates(n_boot, seed)])
-            for j, m in enumerate(RATES):
-                row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = percentile_ci(reps[:, j], alpha)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        t = choose_threshold(y_val, score_val, pol)  # validation arrays only
+        chosen[pol.spec] = t
+        val = confusion_at(y_val, score_val, t)
+        val_rows.append({"val_sensitivity": val["sensitivity"], "val_specificity": val["specificity"]})
+    test = apply_thresholds(y_test, score_test, chosen, groups=groups_test, n_boot=n_boot, seed=seed, alpha=alpha)
+    val_df = pd.DataFrame(val_rows, index=test.index)
+    return pd.concat([test[["policy", "threshold"]], val_df, test.drop(columns=["policy", "threshold"])], axis=1)
