@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY, __version__
+from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
 from breastclip.evaluation.summary import jsonable
 from breastclip.predictions import classes_of, validate_predictions
@@ -37,6 +38,7 @@ from breastclip.report.html import write_html
 from breastclip.report.model_card import ModelCard, model_card_section, render_markdown
 from breastclip.report.views import DataView, MethodView, data_view, method_view
 
+COMPARED_METRICS = ("roc_auc", "balanced_accuracy", "sensitivity", "specificity")
 REPORT_FILES = ("predictions.csv", "metrics.json", "report.docx", "report.html", "MODEL_CARD.md")
 PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "python-docx", "torch", "torchvision",
             "open_clip_torch", "transformers")
@@ -65,7 +67,8 @@ def environment(run_info: Mapping | None = None) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     for key, value in dict((run_info or {}).get("environment") or {}).items():
-        env[str(key)] = str(value)
+        if value is not None and value != "":
+            env[str(key)] = str(value)
     for key in ("seed", "seeds", "backbone", "device"):
         if run_info and key in run_info:
             env[key] = str(run_info[key])
@@ -73,29 +76,34 @@ def environment(run_info: Mapping | None = None) -> dict[str, str]:
     return env
 
 
-def leak_summary(leak_audit, manifest_df: pd.DataFrame | None, classes: Sequence[str]) -> tuple[str, bool | None]:
-    """``(text, ok)`` from a LeakAudit-like object, a dict, a bool or a string; runs the data layer's audit on the
-    manifest when none is given and it is available."""
-    if leak_audit is None and manifest_df is not None and (manifest_df["split"].astype(str) != "").any():
-        try:
-            from breastclip.data.manifest import Manifest
+def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None]:
+    """``(text, ok)`` from a LeakAudit-like object, a dict, a bool or a string.
+
+    Without one, the data layer's audit runs when ``manifest`` is a split :class:`~breastclip.data.manifest.Manifest`
+    (it needs the image root to fingerprint files); a bare table gets "not run".
+    """
+    if leak_audit is None and hasattr(manifest, "df") and hasattr(manifest, "root"):
+        if (manifest.df["split"].astype(str) != "").any():
             from breastclip.data.splits import audit_leaks
-        except ImportError:
-            return "not run (no leak audit given and breastclip.data.splits is unavailable)", None
-        leak_audit = audit_leaks(Manifest(df=manifest_df, root=Path("."), classes=list(classes)))
+
+            leak_audit = audit_leaks(manifest)
     if leak_audit is None:
-        return "not run", None
+        return "not run (pass the split Manifest or leak_audit= to include it)", None
     if isinstance(leak_audit, str):
         return leak_audit, None
     if isinstance(leak_audit, bool):
         return ("passed" if leak_audit else "FAILED"), leak_audit
-    ok = leak_audit.get("ok") if isinstance(leak_audit, Mapping) else getattr(leak_audit, "ok", None)
-    problems = (leak_audit.get("problems") if isinstance(leak_audit, Mapping)
-                else getattr(leak_audit, "problems", None)) or []
+    get = leak_audit.get if isinstance(leak_audit, Mapping) else (lambda k, d=None: getattr(leak_audit, k, d))
+    ok, problems, warns = get("ok"), list(get("problems") or []), list(get("warnings") or [])
+    checked = get("checked") or {}
     if ok:
-        return "passed: no patient, image or near-duplicate shared between splits", True
-    text = ("FAILED: " + "; ".join(map(str, problems))) if problems else "FAILED"
-    return text, (False if ok is not None else None)
+        what = f" on {checked['n_images']} images" if checked.get("n_images") else ""
+        dup = " (patients, identical and near-duplicate images)" if checked.get("near_duplicates") else ""
+        text = f"passed{what}{dup}" + (f"; warnings: {'; '.join(map(str, warns))}" if warns else "")
+        return text, True
+    if ok is None:
+        return "unknown (the audit gave no verdict)", None
+    return ("FAILED: " + "; ".join(map(str, problems))) if problems else "FAILED", False
 
 
 def _check_free(out_dir: Path, overwrite: bool) -> None:
@@ -103,8 +111,8 @@ def _check_free(out_dir: Path, overwrite: bool) -> None:
     if (out_dir / "figures").is_dir() and any((out_dir / "figures").iterdir()):
         existing.append("figures/")
     if existing and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds a report ({', '.join(existing)}); pass overwrite=True to "
-                              "replace it or choose another folder")
+        raise FileExistsError(f"{out_dir} already holds a report ({', '.join(existing)}); pass overwrite=True "
+                              "(--overwrite) to replace it, or choose another folder")
 
 
 def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[str], env: Mapping[str, str],
@@ -144,7 +152,7 @@ def write_report(
     out_dir: str | Path,
     *,
     predictions: pd.DataFrame,
-    manifest_df: pd.DataFrame | None = None,
+    manifest_df: pd.DataFrame | Manifest | None = None,
     evaluations: Mapping[str, Evaluation] | None = None,
     histories: Mapping[str, list[dict]] | None = None,
     run_info: Mapping | None = None,
@@ -162,7 +170,8 @@ def write_report(
 ) -> ReportPaths:
     """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
 
-    ``evaluations`` (method -> Evaluation) are reused as given; methods without one are evaluated here with
+    ``manifest_df`` (the manifest table, or the Manifest itself so the leak audit can run on its files) gives
+    metadata for subgroups and the counts of every split. ``evaluations`` (method -> Evaluation) are reused as given; methods without one are evaluated here with
     ``n_boot``, ``seed``, ``min_group_size`` and ``positive_class``. ``histories`` holds per-epoch losses of trained
     methods; ``run_info`` may carry ``dataset``, ``backbone``, ``head``, ``seed``, ``config`` (dict),
     ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
@@ -192,10 +201,14 @@ def write_report(
 
     name = dataset_name or run_info.get("dataset") or "data set"
     data = data_view(predictions, mdf, name=str(name), classes=classes, notes=list(run_info.get("notes") or []))
-    leak, leak_ok = leak_summary(leak_audit if leak_audit is not None else run_info.get("leak_audit"), mdf, classes)
+    leak, leak_ok = leak_summary(leak_audit if leak_audit is not None else run_info.get("leak_audit"), manifest_df)
     env = environment(run_info)
     env.update({"bootstrap": f"{n_boot} replicates, seed {seed}", "operating-point rule": str(operating_policy)})
-    lims = S.limitations(data, views, limitations)
+    extra_lims = list(limitations)
+    if leak_ok is False:
+        extra_lims.insert(0, "The leak audit FAILED (see Data and splits): test images share patients or near-duplicate "
+                             "scans with training images, so every test estimate may be inflated.")
+    lims = S.limitations(data, views, extra_lims)
 
     fw = S.FigureWriter(figures_dir)
     summary, facts = S.summary_section(data, views, leak, operating_policy)
@@ -204,15 +217,15 @@ def write_report(
         S.data_section(data, leak, leak_ok, fw),
         S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons)),
         S.training_section(histories or {}, fw),
-        *[S.method_section(v, fw, operating_policy) for v in S.rank(views)],
+        *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in S.rank(views)],
     ]
     card = _model_card(data, views, leak, lims, env, run_info, operating_policy)
     card_section = model_card_section(card)
     sections += [card_section, S.environment_section(env, run_info),
                  Section("Limitations").add(Bullets(lims))]
     doc_title = title or f"breastclip report: {name}"
-    doc = Document(title=doc_title, subtitle=f"{len(methods)} method(s) evaluated on the held-out test split of "
-                                             f"{name}.",
+    counted = "1 method" if len(methods) == 1 else f"{len(methods)} methods"
+    doc = Document(title=doc_title, subtitle=f"{counted} evaluated on the held-out test split of {name}.",
                    key_facts=facts, sections=[s for s in sections if s is not None])
 
     paths = ReportPaths(out_dir=out, predictions_csv=out / "predictions.csv", metrics_json=out / "metrics.json",
@@ -237,15 +250,26 @@ def write_report(
     write_docx(doc, paths.docx)
     write_html(doc, paths.html)
     paths.model_card.write_text(render_markdown(f"Model card: {S.rank(views)[0].method} on {name}",
-                                                [card_section], figures_prefix="figures/"))
+                                                [card_section], figures_prefix="figures/",
+                                                section_headings=False))
     paths.figures = [p for f in fw.saved for p in (f.png, f.jpg)]
     return paths
+
+
+def _image_lookup(manifest):
+    """``id -> image path`` when a Manifest (with its root) was given, else None (no thumbnails)."""
+    if not (hasattr(manifest, "df") and hasattr(manifest, "resolve")):
+        return None
+    paths = dict(zip(manifest.df["id"].astype(str), manifest.df["image"].astype(str), strict=True))
+    return lambda i: manifest.resolve(paths[i]) if i in paths else None
 
 
 def _comparison_table(comparisons: pd.DataFrame | None) -> pd.DataFrame | None:
     if comparisons is None or comparisons.empty:
         return None
     c = comparisons
+    shown = c[c["metric"].isin(COMPARED_METRICS)]
+    c = shown if len(shown) else c  # every metric stays in metrics.json
     return pd.DataFrame({
         "method": c["method"], "vs": c["baseline"], "metric": c["metric"], "difference": c["diff"],
         "95% CI": [ci_text(lo, hi) for lo, hi in zip(c["ci_lo"], c["ci_hi"], strict=True)],

@@ -47,6 +47,13 @@ class Bullets:
 
 
 @dataclass
+class Heading:
+    """A sub-heading inside a section."""
+
+    text: str
+
+
+@dataclass
 class Note:
     """A highlighted paragraph (warning or key finding)."""
 
@@ -54,7 +61,7 @@ class Note:
     level: str = "info"  # info | warn | ok
 
 
-Block = str | Bullets | Note | Table | FigureRef
+Block = str | Heading | Bullets | Note | Table | FigureRef
 
 
 @dataclass

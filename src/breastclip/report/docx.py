@@ -16,7 +16,7 @@ from docx.oxml.ns import qn
 from docx.shared import Inches, Pt, RGBColor
 
 from breastclip import __version__
-from breastclip.report.content import Bullets, Document, FigureRef, Note, Table, cell_text
+from breastclip.report.content import Bullets, Document, FigureRef, Heading, Note, Table, cell_text
 
 TABLE_STYLE = "Light Grid Accent 1"
 FLAG_FILL = "FFF4E0"
@@ -80,7 +80,7 @@ def render_docx(doc: Document):
     d.core_properties.author = "breastclip"
 
     first = d.add_paragraph()
-    run = first.add_run(f"RESEARCH USE ONLY. {doc.research_only}")
+    run = first.add_run(doc.research_only)
     run.bold = True
     run.font.color.rgb = WARN
     d.add_heading(doc.title, level=0)
@@ -88,7 +88,7 @@ def render_docx(doc: Document):
         d.add_paragraph(doc.subtitle)
 
     if doc.key_facts:
-        d.add_heading("Summary", level=1)
+        d.add_heading("Key facts", level=1)
         table = d.add_table(rows=1 + len(doc.key_facts), cols=2)
         table.style = TABLE_STYLE
         table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Item", "Value"
@@ -104,6 +104,8 @@ def render_docx(doc: Document):
             elif isinstance(b, FigureRef):
                 number += 1
                 _add_figure(d, b, number)
+            elif isinstance(b, Heading):
+                d.add_heading(b.text, level=2)
             elif isinstance(b, Bullets):
                 for item in b.items:
                     d.add_paragraph(item, style="List Bullet")

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from PIL import Image
 
 from breastclip import RESEARCH_ONLY
 
@@ -105,7 +106,9 @@ def save_figure(fig: Figure, stem: str | Path, *, dpi: int = DPI) -> tuple[Path,
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, jpg = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".jpg")
     fig.savefig(png, dpi=dpi, metadata={"Description": RESEARCH_ONLY, "Software": "breastclip"})
-    fig.savefig(jpg, dpi=dpi, pil_kwargs={"quality": 92, "optimize": True})
+    # the JPG is the same raster (drawing a 300-dpi figure twice costs more than re-encoding it)
+    with Image.open(png) as im:
+        im.convert("RGB").save(jpg, quality=92, dpi=(dpi, dpi), comment=RESEARCH_ONLY.encode())
     return png, jpg
 
 
@@ -321,7 +324,8 @@ def subgroups(table: pd.DataFrame, *, metric: str = "value", metric_label: str =
             if np.isfinite(v):
                 ax.plot(v, y[r], "o", ms=5, color=c, mfc="white" if small[r] else c)
             else:
-                ax.text(0.01, y[r], "not estimated (too few images)", transform=ax.get_yaxis_transform(),
+                ax.text(0.01, y[r], "not estimated (too few images)" if small[r] else "undefined in this group",
+                        transform=ax.get_yaxis_transform(),
                         va="center", fontsize=6.5, color="0.45", style="italic")
     labels = [f"{a} = {g}  (n={int(m)}){' *' if s else ''}"
               for a, g, m, s in zip(t["attribute"], t["group"], t["n"], small, strict=True)]
@@ -357,4 +361,27 @@ def leaderboard(table: pd.DataFrame, *, metric: str = "auc", metric_label: str =
     ax.set_xlabel(metric_label + " on test (95% CI)")
     ax.set_title(title or f"Methods ranked by {metric_label}")
     ax.margins(y=0.25)
+    return fig
+
+
+@_styled
+def error_gallery(images: Sequence[np.ndarray | None], captions: Sequence[str], *,
+                  title: str = "Most confident errors on test", ncols: int = 4) -> Figure:
+    """Thumbnails of misclassified images, each captioned (true, predicted, confidence); ``None`` marks an image
+    that could not be read."""
+    n = max(len(images), 1)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = _subplots(nrows, ncols, width=1.75 * ncols + 0.4, height=2.0 * nrows + 0.6, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k >= len(images):
+            continue
+        img = images[k]
+        if img is None:
+            ax.text(0.5, 0.5, "image not readable", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+        else:
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        ax.set_title(captions[k], fontsize=6.5, pad=2)
+    fig.suptitle(title, fontsize=9.5)
     return fig

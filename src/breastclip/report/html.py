@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from breastclip import __version__
-from breastclip.report.content import Bullets, Document, FigureRef, Note, Section, Table, cell_text
+from breastclip.report.content import Bullets, Document, FigureRef, Heading, Note, Section, Table, cell_text
 
 CSS = """
 :root { --ink:#1d2430; --muted:#5b6573; --line:#d8dde3; --accent:#0072B2; --warn:#D55E00; --ok:#009E73;
@@ -27,7 +27,8 @@ header .sub { margin: 0 0 12px; color: var(--muted); }
 .facts { display:grid; grid-template-columns: repeat(auto-fill, minmax(250px, 1fr)); gap:10px; margin: 8px 0 16px; }
 .fact { border:1px solid var(--line); border-left:4px solid var(--accent); border-radius:6px; padding:8px 12px; }
 .fact .k { font-size:12px; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); }
-.fact .v { font-size:15px; font-weight:600; }
+.fact .v { font-size:15px; font-weight:600; overflow-wrap:anywhere; }
+.fact.warn { border-left-color: var(--warn); background:#fdf0e8; }
 nav { border-top:1px solid var(--line); border-bottom:1px solid var(--line); padding-top:8px; padding-bottom:8px; }
 nav ol { margin:0; padding-left: 20px; columns: 3 220px; font-size: 14px; }
 nav a { color: var(--accent); text-decoration: none; }
@@ -39,8 +40,9 @@ h3 { font-size: 16px; margin: 18px 0 6px; }
 .note.ok { background:#e9f6f1; border-left-color: var(--ok); }
 .tablewrap { overflow-x:auto; margin: 4px 0 4px; }
 table { border-collapse: collapse; font-size: 13.5px; min-width: 40%; }
-th, td { border-bottom:1px solid var(--line); padding: 4px 10px; text-align:left; vertical-align: top; }
-th { background:#eef1f4; font-weight:600; white-space: nowrap; }
+th, td { border-bottom:1px solid var(--line); padding: 4px 8px; text-align:left; vertical-align: top;
+         overflow-wrap:break-word; }
+th { background:#eef1f4; font-weight:600; }
 td.num { text-align:right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) td { background: var(--zebra); }
 tbody tr.flag td { background: var(--flag); }
@@ -113,6 +115,8 @@ def render_section(s: Section, counter: list[int]) -> str:
         elif isinstance(b, FigureRef):
             counter[0] += 1
             parts.append(render_figure(b, counter[0]))
+        elif isinstance(b, Heading):
+            parts.append(f"<h3>{_e(b.text)}</h3>")
         elif isinstance(b, Bullets):
             parts.append("<ul>" + "".join(f"<li>{_e(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Note):
@@ -126,8 +130,8 @@ def render_section(s: Section, counter: list[int]) -> str:
 def render_html(doc: Document) -> str:
     """The complete HTML page as a string."""
     counter = [0]
-    facts = "".join(f'<div class="fact"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div></div>'
-                    for k, v in doc.key_facts)
+    facts = "".join(f'<div class="fact{" warn" if str(v).startswith("FAILED") else ""}"><div class="k">{_e(k)}</div>'
+                    f'<div class="v">{_e(v)}</div></div>' for k, v in doc.key_facts)
     toc = "".join(f'<li><a href="#{_e(s.anchor)}">{_e(s.title)}</a></li>' for s in doc.sections)
     body = "\n".join(render_section(s, counter) for s in doc.sections)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

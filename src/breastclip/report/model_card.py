@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
-from breastclip.report.content import Bullets, FigureRef, Note, Section, Table, cell_text
+from breastclip.report.content import Bullets, FigureRef, Heading, Note, Section, Table, cell_text
 
 INTENDED_USE = [
     "Research on image classification of breast lesions with frozen vision-language embeddings: comparing "
@@ -57,10 +57,10 @@ def model_card_section(card: ModelCard, *, title: str = "Model card") -> Section
     s.add(_pairs("card-data", "Data", card.data))
     if card.splits is not None:
         s.add(Table("card-splits", "Splits (images per class; patients)", card.splits))
-    s.add(f"Leak audit: {card.leak_audit}")
+    s.add(Heading("Leak audit"), f"Leak audit: {card.leak_audit}")
     if card.evaluation:
         s.add(_pairs("card-evaluation", "Evaluation on the held-out test split", card.evaluation))
-    s.add("Limitations:")
+    s.add(Heading("Limitations"))
     s.add(Bullets(list(card.limitations) or ["none recorded (this does not mean there are none)"]))
     if card.environment:
         s.add(_pairs("card-environment", "Environment", card.environment))
@@ -81,13 +81,20 @@ def _md_table(t: Table) -> str:
     return "\n".join(out)
 
 
-def render_markdown(title: str, sections: Sequence[Section], *, figures_prefix: str = "") -> str:
-    """Markdown for a title and sections; figures link to their PNG relative to the markdown file."""
+def render_markdown(title: str, sections: Sequence[Section], *, figures_prefix: str = "",
+                    section_headings: bool = True) -> str:
+    """Markdown for a title and sections; figures link to their PNG relative to the markdown file. The
+    research-only statement opens the file once (a section's own copy of it is not repeated)."""
     lines = [f"# {title}", "", f"> **{RESEARCH_ONLY}**", ""]
     for s in sections:
-        lines += [f"## {s.title}", ""]
+        if section_headings:
+            lines += [f"## {s.title}", ""]
         for b in s.blocks:
-            if isinstance(b, Table):
+            if isinstance(b, Note) and b.text == RESEARCH_ONLY:
+                continue
+            if isinstance(b, Heading):
+                lines += [f"### {b.text}", ""]
+            elif isinstance(b, Table):
                 lines.append(_md_table(b))
             elif isinstance(b, Bullets):
                 lines += [f"- {i}" for i in b.items] + [""]

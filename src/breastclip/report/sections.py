@@ -72,6 +72,20 @@ ERROR_NAMES = {"y_true": "true", "y_pred": "predicted", "confidence": "P(predict
                "error_type": "error", "patient_id": "patient"}
 
 
+def per_class_display(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Per-class table with each metric and its CI in one cell (``0.850 (0.700-0.950)``)."""
+    out = pd.DataFrame({"class": per_class["class"].astype(str)})
+    if "support" in per_class:
+        out["support"] = per_class["support"].astype(int)
+    for m in PER_CLASS_NAMES:
+        if m in ("class", "support") or m not in per_class:
+            continue
+        lo, hi = per_class.get(f"{m}_ci_lo"), per_class.get(f"{m}_ci_hi")
+        out[m] = ([fmt_ci(e, a, b) for e, a, b in zip(per_class[m], lo, hi, strict=True)]
+                  if lo is not None and hi is not None else per_class[m].to_numpy())
+    return out.rename(columns=PER_CLASS_NAMES)
+
+
 def split_table(data: DataView) -> pd.DataFrame:
     t = data.counts.copy()
     t.insert(0, "split", t.index.astype(str))
@@ -107,12 +121,21 @@ def rank(views: Sequence[MethodView]) -> list[MethodView]:
 
 
 # ---- sections ------------------------------------------------------------------------------------------------
+def leak_short(leak: str) -> str:
+    """The leak verdict for the first screen: each problem's headline, without the listed ids."""
+    if not leak.startswith("FAILED: "):
+        return leak if len(leak) <= 160 else leak[:150].rsplit(" ", 1)[0] + " ..."
+    heads = [p.split(":", 1)[0].strip() for p in leak[len("FAILED: "):].split("; ")]
+    heads = [h for h in heads if h and not h.startswith(("busi", "img"))] or ["see Data and splits"]
+    text = "FAILED: " + "; ".join(dict.fromkeys(heads))
+    return (text if len(text) <= 160 else text[:150].rsplit(" ", 1)[0] + " ...") + " (details under Data and splits)"
+
+
 def summary_section(data: DataView, views: Sequence[MethodView], leak: str, policy: str | None) -> tuple[
         Section, list[tuple[str, str]]]:
     ranked = rank(views)
     best = ranked[0]
     op = best.operating_point(policy)
-    test = data.counts.loc["test"] if "test" in data.counts.index else None
     facts = [
         ("Data set", f"{data.name}: {data.n_images} images, "
                      + (f"{data.n_patients} patients" if data.patient_ids_from_source
@@ -120,18 +143,23 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
         ("Classes", ", ".join(f"{c} {int(data.counts[c].sum())}" for c in data.classes)),
         ("Splits (images / patients)", "; ".join(
             f"{s} {int(data.counts.loc[s].sum())}/{int(data.patients.get(s, 0))}" for s in data.counts.index)),
-        ("Test set by class", ", ".join(f"{c} {int(test[c])}" for c in data.classes) if test is not None else "-"),
+        (f"Images per class ({'/'.join(data.classes)})", "; ".join(
+            f"{s} {'/'.join(str(int(data.counts.loc[s, c])) for c in data.classes)}" for s in data.counts.index)),
         ("Best method (test ROC AUC, 95% CI)", f"{best.method}: {fmt_ci(*best.metric('roc_auc'))}"),
         ("Operating point on test", op_short(op, best.positive)),
-        ("Leak audit", leak),
+        ("Leak audit", leak_short(leak)),
         ("Methods compared", str(len(views))),
     ]
     s = Section("Summary")
     s.add(Note(RESEARCH_ONLY, "warn"))
+    if leak.startswith("FAILED"):
+        s.add(Note("The leak audit failed: the split shares patients or near-duplicate images between training and "
+                   "test, so the results below are likely optimistic. Fix the split before citing them.", "warn"))
     auc, lo, hi = best.metric("roc_auc")
     text = (f"On the held-out test split ({best.n_test} images"
             + (f", {best.n_test_patients} patients" if data.patient_ids_from_source and best.n_test_patients else "")
-            + f"), the best of {len(views)} method(s) was {best.method} with ROC AUC {fmt_ci(auc, lo, hi)}"
+            + (f"), the best of {len(views)} methods was {best.method}" if len(views) > 1 else f"), {best.method} reached")
+            + f" ROC AUC {fmt_ci(auc, lo, hi)}"
             + (" (one-vs-rest macro average)" if len(best.classes) > 2 else "") + ".")
     s.add(text)
     if op:
@@ -171,8 +199,9 @@ def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: Fig
     lb = pd.DataFrame({"method": [v.method for v in ranked], "auc": [v.metric("roc_auc")[0] for v in ranked],
                        "auc_lo": [v.metric("roc_auc")[1] for v in ranked],
                        "auc_hi": [v.metric("roc_auc")[2] for v in ranked]})
-    s.add(fw(F.leaderboard(lb), "leaderboard", "Methods ranked by test ROC AUC",
-             "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval."))
+    if len(views) > 1:
+        s.add(fw(F.leaderboard(lb), "leaderboard", "Methods ranked by test ROC AUC",
+                 "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval."))
     if comparisons is not None and len(comparisons):
         s.add(Table("comparisons", "Paired comparisons on the same test images", comparisons,
                     caption="DeLong test for AUC differences, paired bootstrap otherwise."))
@@ -220,15 +249,36 @@ def headline_table(v: MethodView) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Section:
+def error_gallery_figure(errors: pd.DataFrame, image_of, key: str, fw: FigureWriter, n: int = 8) -> FigureRef | None:
+    """Thumbnails of the ``n`` most confident errors; ``image_of(id)`` returns the image path (or None)."""
+    from breastclip.data.images import ImageDecodeError, load_image_resized
+
+    rows = errors.head(n)
+    images, captions = [], []
+    for _, r in rows.iterrows():
+        path = image_of(str(r["id"]))
+        try:
+            images.append(load_image_resized(path, 192) if path is not None else None)
+        except (ImageDecodeError, OSError):
+            images.append(None)
+        captions.append(f"#{int(r['rank'])} true {r['y_true']}\npred {r['y_pred']} ({float(r['confidence']):.2f})")
+    if not images or all(i is None for i in images):
+        return None
+    return fw(F.error_gallery(images, captions), f"{key}_errors", "Most confident errors",
+              "The test images wrongly classified with the highest confidence, with true and predicted class and the "
+              "probability of the predicted class.")
+
+
+def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_root=None) -> Section:
     key = slug(v.method)
     s = Section(f"Method: {v.method}", anchor=f"method-{key}")
     s.add(Table(f"headline-{key}", "Headline metrics on test", headline_table(v),
                 caption=f"{v.n_test} test images. "
                         + ("Multi-class: AUC and AP are one-vs-rest macro averages." if len(v.classes) > 2
                            else f"Positive class: {v.positive}.")))
-    s.add(Table(f"per-class-{key}", "Per-class metrics on test", v.per_class.rename(columns=PER_CLASS_NAMES),
-                caption="Recall is the sensitivity for that class; specificity, AUC and AP are one-vs-rest."))
+    s.add(Table(f"per-class-{key}", "Per-class metrics on test", per_class_display(v.per_class),
+                caption="Estimates with 95% bootstrap CIs where computed. Recall is the sensitivity for that class; "
+                        "specificity, AUC and AP are one-vs-rest."))
     s.add(fw(F.confusion_matrix(v.confusion, v.classes), f"{key}_confusion_matrix", "Confusion matrix",
              "Rows: true class, normalised to one; each cell gives the share and the image count."))
     if v.roc is not None and len(v.roc):
@@ -280,9 +330,15 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None) -> Secti
     sub = subgroup_blocks(v, key, fw)
     s.add(*sub)
     if v.errors is not None and len(v.errors):
-        s.add(Table(f"errors-{key}", "Most confident errors on test", v.errors.head(15).rename(columns=ERROR_NAMES),
+        errors = v.errors.head(15)
+        if "patient_id" in errors and errors["patient_id"].astype(str).str.startswith("img:").all():
+            errors = errors.drop(columns="patient_id")  # no patient ids in the source: the id says it all
+        errors = errors.drop(columns=[c for c in errors.columns if c not in ERROR_NAMES and c not in ("rank", "id")
+                                      and errors[c].nunique() <= 1])
+        gallery = error_gallery_figure(v.errors, image_root, key, fw) if image_root is not None else None
+        s.add(Table(f"errors-{key}", "Most confident errors on test", errors.rename(columns=ERROR_NAMES),
                     caption="Images the model got wrong with the highest probability on its predicted class; review "
-                            "them for label noise, artefacts or shortcuts."))
+                            "them for label noise, artefacts or shortcuts."), gallery)
     for n in v.notes:
         s.add(Note(n, "info"))
     return s
@@ -301,37 +357,55 @@ def operating_table(op: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SUBGROUP_METRICS = ("roc_auc", "balanced_accuracy", "sensitivity", "specificity", "accuracy")
+
+
+def chart_metric(sub: pd.DataFrame) -> str | None:
+    """The first headline metric defined in at least one estimated subgroup (AUC is undefined in one-class groups)."""
+    ok = sub[sub["status"] == "ok"] if "status" in sub else sub
+    for m in SUBGROUP_METRICS:
+        if np.isfinite(ok.loc[ok["metric"] == m, "estimate"].astype(float)).any():
+            return m
+    return None
+
+
 def subgroup_blocks(v: MethodView, key: str, fw: FigureWriter) -> list:
     sub = v.subgroups
     blocks: list = []
+    skipped = (Note("Not analysed: " + "; ".join(f"{c} ({r})" for c, r in v.subgroups_skipped.items()), "info")
+               if v.subgroups_skipped else None)
     if sub is None or sub.empty:
-        if v.subgroups_skipped:
-            blocks.append(Note("Subgroups: " + "; ".join(f"{c}: {r}" for c, r in v.subgroups_skipped.items()),
-                               "info"))
-        return blocks
-    metric = "roc_auc" if (sub["metric"] == "roc_auc").any() else str(sub["metric"].iloc[0])
-    m = sub[sub["metric"] == metric].reset_index(drop=True)
-    small = (m["status"] != "ok").to_numpy() if "status" in m else np.zeros(len(m), bool)
-    table = pd.DataFrame({"attribute": m["column"], "group": m["value"], "images": m["n"],
-                          "classes": m.get("classes_present", ""),
-                          HEADLINE_LABELS.get(metric, metric) + " (95% CI)": [
-                              fmt_ci(e, lo, hi) for e, lo, hi in zip(m["estimate"], m["ci_lo"], m["ci_hi"],
-                                                                     strict=True)]})
-    flag = [i for i, s in enumerate(small) if s]
+        return [Note("No metadata column qualified for a subgroup analysis.", "info")] + ([skipped] if skipped else [])
+    groups = sub.drop_duplicates(["column", "value"])[["column", "value", "n", "classes_present", "status"]]
+    table = pd.DataFrame({"attribute": groups["column"].to_numpy(), "group": groups["value"].to_numpy(),
+                          "images": groups["n"].to_numpy(), "classes": groups["classes_present"].to_numpy()})
+    for m in SUBGROUP_METRICS:
+        rows = sub[sub["metric"] == m].set_index(["column", "value"])
+        if rows.empty:
+            continue
+        rows = rows.reindex(list(zip(groups["column"], groups["value"], strict=True)))
+        table[HEADLINE_LABELS.get(m, m) + " (95% CI)"] = [fmt_ci(e, lo, hi) for e, lo, hi in
+                                                         zip(rows["estimate"], rows["ci_lo"], rows["ci_hi"],
+                                                             strict=True)]
+    small = (groups["status"] != "ok").to_numpy()
     min_n = v.min_group_size
-    blocks.append(Table(f"subgroups-{key}", "Subgroups", table, flag_rows=flag,
+    blocks.append(Table(f"subgroups-{key}", "Subgroups", table, flag_rows=[i for i, s in enumerate(small) if s],
                         flag_note=f"groups under {min_n or 'the minimum'} images: not estimated.",
-                        caption="Each metadata value analysed separately on test, with 95% bootstrap CIs."))
-    plot = pd.DataFrame({"attribute": m["column"].astype(str), "group": m["value"].astype(str), "n": m["n"],
-                         "value": m["estimate"], "lo": m["ci_lo"], "hi": m["ci_hi"], "small": small})
-    plot = plot[np.isfinite(plot["value"].astype(float)) | plot["small"]]
-    blocks.append(fw(F.subgroups(plot, metric="value", metric_label=HEADLINE_LABELS.get(metric, metric),
-                                 min_size=min_n), f"{key}_subgroups", "Subgroup results",
-                     "Metric per metadata group on test with 95% CI; hollow grey markers: groups too small to "
-                     "estimate."))
-    if v.subgroups_skipped:
-        blocks.append(Note("Not analysed: " + "; ".join(f"{c} ({r})" for c, r in v.subgroups_skipped.items()),
-                           "info"))
+                        caption="Each metadata value analysed separately on test, with 95% bootstrap CIs; '-': "
+                                "not estimated (too few images) or undefined (AUC needs both classes)."))
+    metric = chart_metric(sub)
+    if metric is not None:
+        m = sub[sub["metric"] == metric].reset_index(drop=True)
+        plot = pd.DataFrame({"attribute": m["column"].astype(str), "group": m["value"].astype(str), "n": m["n"],
+                             "value": m["estimate"].astype(float), "lo": m["ci_lo"].astype(float),
+                             "hi": m["ci_hi"].astype(float), "small": (m["status"] != "ok").to_numpy()})
+        label = HEADLINE_LABELS.get(metric, metric)
+        blocks.append(fw(F.subgroups(plot, metric="value", metric_label=label, min_size=min_n),
+                         f"{key}_subgroups", "Subgroup results",
+                         f"{label} per metadata group on test with 95% CI; hollow grey markers: groups too small to "
+                         "estimate."))
+    if skipped:
+        blocks.append(skipped)
     return blocks
 
 
