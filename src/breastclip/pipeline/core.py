@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +37,7 @@ def config_text(cfg: ExperimentConfig) -> str:
 def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progress: bool = True):
     from breastclip.pipeline import RunResult
 
+    methods.validate_methods(cfg)  # a typo in a hyperparameter fails now, not after an hour of embedding
     out = decision.path
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -76,6 +78,14 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
         best = board.attrs.get("best")
 
         _fit_gate(cfg, sets, manifest, ids, out, notes)
+        if cfg.report.gradcam > 0:
+            from breastclip.pipeline.explain_step import run_gradcam
+
+            for label, where in run_gradcam(cfg, out, manifest, ids, outcomes, sets).items():
+                if where.startswith("failed"):
+                    notes.append(f"Grad-CAM for {label} {where}")
+                else:
+                    notes.append(f"Grad-CAM overlays and the ROAD faithfulness check for {label}: {where}")
         report_html = _report(cfg, out, all_pred, manifest, evaluations, comparisons, outcomes, board, notes,
                               skipped, failed)
         if cfg.tracking.mlflow:
@@ -160,7 +170,8 @@ def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, fail
                     outcome = _run_cnn(plan, cfg, manifest, ids, folder, progress)
                 else:
                     text = _text_embeddings(plan, emb, manifest, text_cache)
-                    outcome = methods.fit_predict(plan, cfg, manifest, ids, emb, text, folder)
+                    with _head_threads():
+                        outcome = methods.fit_predict(plan, cfg, manifest, ids, emb, text, folder)
             except Exception as e:  # one failing method must not lose the others
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     raise
@@ -175,6 +186,20 @@ def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, fail
             outcomes.append(outcome)
             bar.advance(task)
     return outcomes
+
+
+@contextmanager
+def _head_threads():
+    """Train small heads on one CPU thread: their matrices are tiny, so intra-op threading costs more in
+    synchronisation than it gains, and badly so when other processes share the cores. GPUs are untouched."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _is_config_error(e: Exception) -> bool:

@@ -28,8 +28,11 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
 
         options = check_options(make_synthetic, options, "data.options (synthetic)", fixed=("root",))
         return make_synthetic(source, **options)
-    from breastclip.data.sources import read_source
+    from breastclip.data.sources import FORMATS, read_source
 
+    fmt = FORMATS.get(cfg.data.format.lower().replace("-", "_")) if cfg.data.format else None
+    if fmt is not None:
+        options = check_options(fmt.read, options, f"data.options ({fmt.name} reader)", fixed=("path",))
     if not source.exists():
         raise ConfigError(f"data.source {source} does not exist (download it with `breastclip data download`, "
                           f"or point data.source at your copy)")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
+from breastclip.pipeline.explain_step import save_class_means
 from breastclip.pipeline.results import safe_name, write_json
 
 log = logging.getLogger("breastclip.run")
@@ -31,6 +32,7 @@ def fit_run_gate(cfg: ExperimentConfig, sets: dict, manifest: Manifest, ids: lis
         ood = EmbeddingOOD(random_state=cfg.experiment.seed, **opts)
         ood.fit(X[tr], df["label"].to_numpy()[tr], X_val=X[va] if va.sum() >= 2 else None)
         ood.save(folder / "ood", overwrite=True)
+        save_class_means(folder, X[tr], df["label"].to_numpy()[tr], list(manifest.classes))
         flagged_test = float(ood.is_ood(X[split == "test"]).mean()) if (split == "test").any() else None
         info = {"ood": {"path": str((folder / "ood").relative_to(out)), "method": ood.method,
                         "threshold": float(ood.threshold_), "quantile": ood.quantile,

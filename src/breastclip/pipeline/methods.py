@@ -63,6 +63,17 @@ def plan_methods(cfg: ExperimentConfig) -> list[Plan]:
     return plans
 
 
+def validate_methods(cfg: ExperimentConfig) -> None:
+    """Check every method's head and hyperparameters before any image is read (fail fast, naming the key)."""
+    for plan in plan_methods(cfg):
+        if plan.method.head == CNN_KIND:
+            from breastclip.pipeline.cnn import finetune_config
+
+            finetune_config(plan, cfg)
+        else:
+            build_head(plan, cfg, None)
+
+
 def method_identity(cfg: ExperimentConfig, plan: Plan) -> str:
     d = {"run": cfg.identity(), "method": cfg.to_dict()["methods"][[m.name for m in cfg.methods].index(plan.method.name)],
          "backbone": plan.backbone}
