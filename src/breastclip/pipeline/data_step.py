@@ -51,7 +51,7 @@ def subset_manifest(manifest: Manifest, n: int, seed: int) -> Manifest:
     keys = ["label"] + (["split"] if (df["split"] != "").any() else [])
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
-    groups = sorted(df.groupby(keys).groups.items(), key=lambda kv: str(kv[0]))
+    groups = sorted(df.groupby(keys if len(keys) > 1 else keys[0]).groups.items(), key=lambda kv: str(kv[0]))
     total = len(df)
     for _key, idx in groups:
         idx = sorted(idx, key=lambda i: str(df.at[i, "id"]))
