@@ -45,9 +45,13 @@ def run(
     except ConfigError as e:
         _fail(str(e))
     try:
-        run_experiment(cfg, progress=not quiet)
+        result = run_experiment(cfg, progress=not quiet)
     except (ConfigError, RuntimeError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
+    if result.failed:  # everything else was written; the exit status still says the comparison is incomplete
+        typer.secho(f"{len(result.failed)} method(s) failed: {', '.join(result.failed)}; see {result.out_dir}/run.log",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
 
 
 def predict(

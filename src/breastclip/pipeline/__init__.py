@@ -34,6 +34,7 @@ class RunResult:
     resumed: bool = False
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def synthetic_overrides(root: str | Path | None = None) -> list[str]:
@@ -66,6 +67,8 @@ def print_summary(result, console) -> None:
         console.print(rich_table(result.leaderboard))
     for label, why in result.skipped.items():
         console.print(f"[yellow]skipped[/yellow] {label}: {why}")
+    for label, why in result.failed.items():
+        console.print(f"[red]FAILED[/red] {label}: {why} (details in run.log)")
     console.print(f"best: [bold]{result.best}[/bold]   time: {result.seconds:.1f} s"
                   + ("   (resumed)" if result.resumed else ""))
     console.print(f"results: {result.out_dir}")

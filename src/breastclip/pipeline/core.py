@@ -96,7 +96,7 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
                     skipped=skipped, failed=failed, notes=notes)
         for n in notes:
             log.info("note: %s", n)
-    return RunResult(out, board, best, report_html, 0.0, decision.resume, notes, {**skipped, **failed})
+    return RunResult(out, board, best, report_html, 0.0, decision.resume, notes, dict(skipped), dict(failed))
 
 
 # ---- steps --------------------------------------------------------------------------------------------------
