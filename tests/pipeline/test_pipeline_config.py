@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from breastclip.config import (
     apply_override,
     from_dict,
     load_config,
+    tomllib,
 )
 from breastclip.pipeline.methods import validate_methods
 from breastclip.pipeline.results import ResultsFolderError, prepare_output, write_state
