@@ -8,7 +8,14 @@ import pytest
 from rich.console import Console
 
 from breastclip import RESEARCH_ONLY
-from breastclip.demo import OFFLINE_BACKBONE, ONLINE_BACKBONE, choose_backbone, choose_data, demo_config, run_demo
+from breastclip.demo import (
+    OFFLINE_BACKBONE,
+    ONLINE_BACKBONE,
+    choose_backbone,
+    choose_data,
+    demo_config,
+    run_demo,
+)
 
 
 @pytest.fixture
