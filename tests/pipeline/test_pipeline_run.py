@@ -140,3 +140,38 @@ def test_leaky_split_is_refused(tiny_raw, tmp_path):
     with pytest.raises(LeakError, match="byte-identical"):
         _run(raw)
     assert json.loads((tmp_path / "results" / "tiny" / "leak_audit.json").read_text())["ok"] is False
+
+
+@pytest.mark.slow
+def test_mlflow_tracking_logs_params_metrics_and_artifacts(finished, tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a plain folder store keeps the test self-contained
+    raw, first = finished
+    uri = (tmp_path / "mlruns").as_uri()
+    raw = {**raw, "experiment": {**raw["experiment"], "output": str(tmp_path / "tracked")},
+           "tracking": {"mlflow": True, "tracking_uri": uri, "experiment": "breastclip-test"}}
+    res = _run(raw)
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("breastclip-test")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.params["experiment.seed"] == "0"
+    assert run.data.metrics["linear_probe.roc_auc"] == pytest.approx(
+        json.loads((res.out_dir / "metrics.json").read_text())["methods"]["linear_probe"]["headline"]["roc_auc"]
+        ["estimate"])
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"leaderboard.md", "config.resolved.toml", "metrics.json"} <= arts
+
+
+def test_mlflow_missing_is_a_clear_error(tiny_raw, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_mlflow(name, *a, **k):
+        if name == "mlflow":
+            raise ImportError("No module named 'mlflow'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    with pytest.raises(RuntimeError, match="breastclip\\[tracking\\]"):
+        _run(tiny_raw(tracking={"mlflow": True}))

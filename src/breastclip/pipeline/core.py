@@ -38,6 +38,10 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
     from breastclip.pipeline import RunResult
 
     methods.validate_methods(cfg)  # a typo in a hyperparameter fails now, not after an hour of embedding
+    if cfg.tracking.mlflow:
+        from breastclip.pipeline.tracking import require_mlflow
+
+        require_mlflow()
     out = decision.path
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -91,7 +95,11 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
         if cfg.tracking.mlflow:
             from breastclip.pipeline.tracking import log_to_mlflow
 
-            log_to_mlflow(cfg, out, board, evaluations)
+            try:
+                log_to_mlflow(cfg, out, board, evaluations)
+            except Exception as e:  # the results folder is complete; the tracking server refused
+                notes.append(f"MLflow logging failed: {type(e).__name__}: {e}")
+                log.error("MLflow logging failed (the results folder is complete): %s", e)
         write_state(out, cfg, complete=True, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), best=best,
                     skipped=skipped, failed=failed, notes=notes)
         for n in notes:
