@@ -29,6 +29,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+#: Metrics every evaluation reports on the test split (sensitivity / specificity: binary tasks only).
+HEADLINE_METRICS = ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1_macro", "precision_macro",
+                    "recall_macro", "sensitivity", "specificity")
 #: The default backbone: OpenAI CLIP ViT-B/32 through open_clip.
 DEFAULT_BACKBONE = "clip-vit-b32"
 #: The backbone ``--offline`` swaps in: real ImageNet weights installed from the package index, image only ...
@@ -118,7 +121,7 @@ class EvaluationSection:
     min_group_size: int = 10
     calibration: bool = True
     compare: bool = True
-    primary_metric: str = "auc"
+    primary_metric: str = "roc_auc"  # ranks the leaderboard and picks the best method for the comparisons
     options: dict = field(default_factory=dict)
 
 
@@ -292,6 +295,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         stray = [b for b in m.backbones if b not in cfg.backbones]
         if stray:
             problems.append(f"method '{m.name}' lists backbones {stray} that are not in backbones {list(cfg.backbones)}")
+    if cfg.evaluation.primary_metric not in HEADLINE_METRICS:
+        problems.append(f"evaluation.primary_metric '{cfg.evaluation.primary_metric}' is not a headline metric; "
+                        f"choose one of {', '.join(HEADLINE_METRICS)}")
     if not 0 < cfg.evaluation.ci < 1:
         problems.append(f"evaluation.ci must be in (0, 1), got {cfg.evaluation.ci}")
     if cfg.evaluation.n_bootstrap < 0:

@@ -64,6 +64,9 @@ def test_results_folder_layout(finished):
     board = pd.read_csv(out / "leaderboard.csv")
     assert board["rank"].tolist() == [1, 2, 3] and {"roc_auc", "roc_auc_ci_lo", "vs_best_diff"} <= set(board.columns)
     assert board["roc_auc"].is_monotonic_decreasing
+    assert board.loc[1:, "vs_best_diff"].notna().all()  # every other method compared with the best, paired
+    cmp = pd.read_csv(out / "comparisons.csv")
+    assert set(cmp["baseline"]) == {board.loc[0, "method"]}
     assert RESEARCH_ONLY in (out / "leaderboard.md").read_text()
     env = json.loads((out / "environment.json").read_text())
     assert env["seeds"] == {"experiment": 0, "split": 0} and env["packages"]["torch"]

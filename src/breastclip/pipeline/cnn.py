@@ -41,7 +41,7 @@ def finetune_config(plan, cfg: ExperimentConfig):
 
 
 def run_cnn_baseline(plan, cfg: ExperimentConfig, manifest: Manifest, ids: list[str], folder, *,
-                     progress: bool = True):
+                     progress: bool = True, on_progress=None):
     """Train on the run's train rows (best epoch by validation loss), predict val + test, same table as heads."""
     from breastclip.finetune import finetune
     from breastclip.pipeline.methods import MethodOutcome
@@ -58,6 +58,8 @@ def run_cnn_baseline(plan, cfg: ExperimentConfig, manifest: Manifest, ids: list[
         if stage != state["last"]:
             state["last"] = stage
             log.debug("%s: %s", plan.label, stage)
+        if on_progress is not None:
+            on_progress(stage, i, n)
 
     result = finetune(sub, fc, folder / "model", overwrite=False, progress=report if progress else None)
     history = result.history.to_dict(orient="records") if isinstance(result.history, pd.DataFrame) else None

@@ -143,18 +143,17 @@ def _write_embeddings_info(out: Path, cfg: ExperimentConfig, sets: dict, n_manif
 
 
 def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, failed) -> list:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     plans = methods.plan_methods(cfg)
     outcomes = []
     text_cache: dict = {}
-    bar = Progress(TextColumn("[bold]methods[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("{task.description}"), TimeElapsedColumn(), console=console, disable=not progress,
-                   transient=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, disable=not progress, transient=True)
     with bar:
         task = bar.add_task("", total=len(plans))
         for plan in plans:
-            bar.update(task, description=plan.label)
+            bar.update(task, description=f"[bold]methods[/bold] {plan.label}")
             folder = methods.method_folder(out, plan.label)
             identity = methods.method_identity(cfg, plan)
             done = methods.load_finished(folder, identity)
@@ -175,7 +174,15 @@ def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, fail
                 continue
             try:
                 if plan.method.head == CNN_KIND:
-                    outcome = _run_cnn(plan, cfg, manifest, ids, folder, progress)
+                    sub = bar.add_task("", total=None)
+
+                    def step(stage, i, n, sub=sub, label=plan.label):
+                        bar.update(sub, description=f"{label}: {stage}", completed=i, total=n)
+
+                    try:
+                        outcome = _run_cnn(plan, cfg, manifest, ids, folder, progress, step)
+                    finally:
+                        bar.remove_task(sub)
                 else:
                     text = _text_embeddings(plan, emb, manifest, text_cache)
                     with _head_threads():
@@ -238,11 +245,11 @@ def _text_embeddings(plan, emb, manifest: Manifest, cache: dict) -> dict | None:
     return cache[key]
 
 
-def _run_cnn(plan, cfg, manifest, ids, folder, progress):
+def _run_cnn(plan, cfg, manifest, ids, folder, progress, on_progress=None):
     """The end-to-end CNN baseline (breastclip.finetune) on the same split, writing the same predictions table."""
     from breastclip.pipeline.cnn import run_cnn_baseline
 
-    return run_cnn_baseline(plan, cfg, manifest, ids, folder, progress=progress)
+    return run_cnn_baseline(plan, cfg, manifest, ids, folder, progress=progress, on_progress=on_progress)
 
 
 def _fit_gate(cfg, sets, manifest, ids, out, notes) -> None:

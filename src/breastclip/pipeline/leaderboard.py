@@ -117,34 +117,40 @@ def to_markdown(board: pd.DataFrame, *, title: str = "Leaderboard (test split)")
 
 
 #: Columns of the terminal table (the full set with CIs is in leaderboard.md / .csv and the report).
-TERMINAL_METRICS = ("roc_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
+TERMINAL_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
 
 
 def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard (test split)"):
-    """A compact terminal table: AUC with its 95% CI, a few estimates, and the paired difference to the best."""
+    """A compact terminal table (fits 80 columns): AUC with its 95% CI, a few estimates, the paired difference
+    to the best method with its Holm-adjusted p-value. The full table is leaderboard.md."""
     from rich.table import Table
 
     primary = board.attrs.get("primary") or "roc_auc"
     shown = [m for m in TERMINAL_METRICS if m in board.columns]
-    table = Table(title=title, caption=RESEARCH_ONLY, header_style="bold")
+    backbones = sorted({str(b) for b in board.get("backbone", []) if b and not str(b).startswith("(")})
+    if len(backbones) == 1:
+        title = f"{title}, {backbones[0]} embeddings"
+    table = Table(title=title, caption=RESEARCH_ONLY, header_style="bold", pad_edge=False)
     table.add_column("#", justify="right")
-    table.add_column("method", no_wrap=True)
-    if "backbone" in board.columns:
-        table.add_column("backbone", overflow="fold")
+    table.add_column("method", overflow="fold")
     for m in shown:
-        label = METRIC_LABELS.get(m, m) + (" [95% CI]" if m == primary else "")
-        table.add_column(label, justify="right", no_wrap=m == primary)
-    table.add_column(f"Δ{METRIC_LABELS.get(primary, primary)} vs best", justify="right")
+        table.add_column(METRIC_LABELS.get(m, m) + (" (95% CI)" if m == primary else ""), justify="right",
+                         no_wrap=True)
+    table.add_column(f"Δ{METRIC_LABELS.get(primary, primary)} vs best", justify="right", no_wrap=True)
     for _, r in board.iterrows():
-        cells = [str(r["rank"]), str(r["method"])]
-        if "backbone" in board.columns:
-            cells.append(str(r["backbone"] or ""))
+        label = str(r["method"])
+        if str(r.get("backbone", "")).startswith("("):  # the end-to-end CNN baseline
+            label += " (CNN)"
+        cells = [str(r["rank"]), label]
         for m in shown:
             v = _f(r[m])
-            if m == primary:
-                cells.append(fmt_ci(v, _f(r.get(f"{m}_ci_lo")), _f(r.get(f"{m}_ci_hi"))))
+            if v is None:
+                cells.append("n/a")
+            elif m == primary:
+                lo, hi = _f(r.get(f"{m}_ci_lo")), _f(r.get(f"{m}_ci_hi"))
+                cells.append(f"{v:.3f}" + (f" ({lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else ""))
             else:
-                cells.append("n/a" if v is None else f"{v:.3f}")
+                cells.append(f"{v:.3f}")
         d = _f(r.get("vs_best_diff"))
         if int(r["rank"]) == 1:
             cells.append("best")
@@ -153,6 +159,6 @@ def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard (test split)"):
         else:
             p = _f(r.get("vs_best_p_holm"))
             p = p if p is not None else _f(r.get("vs_best_p"))
-            cells.append(f"{d:+.3f}" + (f" (p={p:.2g})" if p is not None else ""))
+            cells.append(f"{d:+.3f}" + (f" p={p:.2g}" if p is not None else ""))
         table.add_row(*cells)
     return table
