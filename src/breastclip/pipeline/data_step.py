@@ -70,6 +70,10 @@ def split_and_audit(manifest: Manifest, cfg: ExperimentConfig) -> tuple[Manifest
 
     split_kw, audit_kw = split_options(dict(cfg.split.options), assign_splits, audit_leaks, where="split.options")
     split_kw = {k: v for k, v in split_kw.items() if k not in ("fractions", "seed", "keep_official")}
+    if "cache" not in audit_kw:  # image fingerprints keyed by path, size and mtime: a rerun reads no pixels
+        from breastclip.pipeline.embed_step import cache_dir_for
+
+        audit_kw["cache"] = cache_dir_for(cfg).parent / "leak_fingerprints.json"
     manifest = assign_splits(manifest, fractions=tuple(cfg.split.fractions), seed=cfg.split_seed,
                              keep_official=cfg.split.keep_official, **split_kw)
     audit = audit_leaks(manifest, **audit_kw)

@@ -132,11 +132,11 @@ def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard (test split)"):
         title = f"{title}, {backbones[0]} embeddings"
     table = Table(title=title, caption=RESEARCH_ONLY, header_style="bold", pad_edge=False)
     table.add_column("#", justify="right")
-    table.add_column("method", overflow="fold")
+    table.add_column("method", overflow="fold", min_width=12)
     for m in shown:
         table.add_column(METRIC_LABELS.get(m, m) + (" (95% CI)" if m == primary else ""), justify="right",
                          no_wrap=True)
-    table.add_column(f"Δ{METRIC_LABELS.get(primary, primary)} vs best", justify="right", no_wrap=True)
+    table.add_column(f"Δ{METRIC_LABELS.get(primary, primary)} (p)", justify="right", no_wrap=True)
     for _, r in board.iterrows():
         label = str(r["method"])
         if str(r.get("backbone", "")).startswith("("):  # the end-to-end CNN baseline
@@ -159,6 +159,6 @@ def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard (test split)"):
         else:
             p = _f(r.get("vs_best_p_holm"))
             p = p if p is not None else _f(r.get("vs_best_p"))
-            cells.append(f"{d:+.3f}" + (f" p={p:.2g}" if p is not None else ""))
+            cells.append(f"{d:+.3f}" + ("" if p is None else " (<0.001)" if p < 0.001 else f" ({p:.2f})"))
         table.add_row(*cells)
     return table
