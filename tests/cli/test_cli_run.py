@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -61,3 +62,9 @@ def test_run_tiny_synthetic_then_predict(tmp_path, monkeypatch):
     row = pd.read_csv(tmp_path / "p.csv").iloc[0]
     assert row["method"] == "zs" and row["decision"] in ("benign", "malignant", "rejected by the medical-image gate")
     assert {"ood_score", "ood_flag", "medical_score", "p_benign", "p_malignant", "threshold"} <= set(row.index)
+    res = runner.invoke(app, ["predict", img, "--run", str(out), "--method", "lp", "--gradcam", "--no-gate",
+                              "-o", str(tmp_path / "g.csv")])
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(tmp_path / "g.csv").iloc[0]
+    assert row["gate"] == "skipped (--no-gate)" and row["decision"] in ("benign", "malignant")
+    assert (tmp_path / "g_gradcam").is_dir() and pd.notna(row["gradcam"]) and Path(row["gradcam"]).is_file()

@@ -17,14 +17,22 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TINY = ['backbones=["tiny-test"]', "evaluation.n_bootstrap=20", "report.enabled=false"]
 
 
-def _run(tmp_path, example: str, *args: str) -> Path:
-    out = tmp_path / "out"
-    argv = ["run", str(EXAMPLES / example), "-o", str(out), "--quiet",
-            "--set", f"embed.cache_dir={tmp_path / 'example_cache'}", *args]
-    res = CliRunner().invoke(app, argv)
-    assert res.exit_code == 0, res.output + repr(res.exception)
-    assert json.loads((out / "run_state.json").read_text())["complete"] is True
-    return out
+@pytest.fixture
+def run_example(embed_cache, monkeypatch, tmp_path):
+    """`breastclip run examples/<file>` with one embedding cache for the session (as a user's runs share
+    ~/.cache/breastclip); the --synthetic set is generated under tmp_path."""
+    monkeypatch.setenv("BREASTCLIP_CACHE", str(tmp_path / "user_cache"))
+
+    def run(where: Path, example: str, *args: str) -> Path:
+        out = where / "out"
+        argv = ["run", str(EXAMPLES / example), "-o", str(out), "--quiet", "--set", f"embed.cache_dir={embed_cache}",
+                *args]
+        res = CliRunner().invoke(app, argv)
+        assert res.exit_code == 0, res.output + repr(res.exception)
+        assert json.loads((out / "run_state.json").read_text())["complete"] is True
+        return out
+
+    return run
 
 
 def _sets(*items: str) -> list[str]:
@@ -36,8 +44,8 @@ def _methods(out: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_cbis_ddsm_similarity_guided_on_synthetic(tmp_path):
-    out = _run(tmp_path, "cbis_ddsm_similarity_guided.toml", "--synthetic", "--subset", "48",
+def test_cbis_ddsm_similarity_guided_on_synthetic(tmp_path, run_example):
+    out = run_example(tmp_path, "cbis_ddsm_similarity_guided.toml", "--synthetic", "--subset", "48",
                *_sets(*TINY, "methods.similarity_guided.params.epochs=2"))
     assert _methods(out) == {"zeroshot", "linear_probe", "similarity_guided"}
     ops = json.loads((out / "methods" / "similarity_guided" / "operating_point.json").read_text())
@@ -49,18 +57,18 @@ def test_cbis_ddsm_similarity_guided_on_synthetic(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_breakhis_on_the_shared_samples(shared_data, tmp_path):
+def test_breakhis_on_the_shared_samples(shared_data, tmp_path, run_example):
     """12 real BreakHis files (9 patients): 8 classes cannot fill a patient-grouped train/val/test split, so the
     8-class run goes on with the audit's warning and without the CNN (which needs validation rows); the binary
     run (patients split cleanly) runs every method, the ResNet50 baseline included."""
     source = f"data.source={shared_data / 'breakhis_samples' / 'images'}"
-    out = _run(tmp_path / "eight", "breakhis_8class.toml", "--methods", "zeroshot,logistic_regression,fc",
+    out = run_example(tmp_path / "eight", "breakhis_8class.toml", "--methods", "zeroshot,logistic_regression,fc",
                *_sets(*TINY, source, 'split.on_leak="warn"', "methods.fc.params.epochs=2"))
     assert _methods(out) == {"zeroshot", "logistic_regression", "fc"}
     manifest = pd.read_csv(out / "manifest.csv")
     assert manifest["label"].nunique() == 8 and len(manifest) == 12
     assert json.loads((out / "leak_audit.json").read_text())["ok"] is False  # said, not hidden
-    out = _run(tmp_path / "binary", "breakhis_8class.toml", *_sets(
+    out = run_example(tmp_path / "binary", "breakhis_8class.toml", *_sets(
         *TINY, source, 'data.options.labels="binary"', 'methods.zeroshot.prompts="breakhis_binary"',
         "methods.fc.params.epochs=2", "methods.resnet50.params.epochs=1", "methods.resnet50.params.pretrained=false",
         "methods.resnet50.params.image_size=64", "methods.resnet50.params.batch_size=4"))
@@ -70,8 +78,8 @@ def test_breakhis_on_the_shared_samples(shared_data, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_dbt_mlp_on_busi_folders_offline(shared_data, tmp_path):
-    out = _run(tmp_path, "dbt_mlp_focal.toml", "--offline", "--subset", "60", *_sets(
+def test_dbt_mlp_on_busi_folders_offline(shared_data, tmp_path, run_example):
+    out = run_example(tmp_path, "dbt_mlp_focal.toml", "--offline", "--subset", "60", *_sets(
         "evaluation.n_bootstrap=20", "report.enabled=false",
         f"data.source={shared_data / 'busi' / 'Dataset_BUSI_with_GT'}",
         "methods.mlp_focal_ens.params.epochs=2", "methods.mlp_focal_ens_smotetomek.params.epochs=2"))
@@ -81,16 +89,16 @@ def test_dbt_mlp_on_busi_folders_offline(shared_data, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_medical_image_filter_on_the_shared_set(shared_data, tmp_path):
-    out = _run(tmp_path, "medical_image_filter.toml",
+def test_medical_image_filter_on_the_shared_set(shared_data, tmp_path, run_example):
+    out = run_example(tmp_path, "medical_image_filter.toml",
                *_sets(*TINY, f"data.source={shared_data / 'medical_vs_nonmedical'}"))
     assert _methods(out) == {"zeroshot", "linear_probe"}
     assert set(pd.read_csv(out / "manifest.csv")["label"]) == {"medical", "non_medical"}
 
 
 @pytest.mark.slow
-def test_cbis_resnet18_gradcam_on_synthetic_with_report(tmp_path):
-    out = _run(tmp_path, "cbis_ddsm_resnet18_gradcam.toml", "--synthetic", "--subset", "40", *_sets(
+def test_cbis_resnet18_gradcam_on_synthetic_with_report(tmp_path, run_example):
+    out = run_example(tmp_path, "cbis_ddsm_resnet18_gradcam.toml", "--synthetic", "--subset", "40", *_sets(
         'backbones=["tiny-test"]', "evaluation.n_bootstrap=20", "report.gradcam=2",
         "methods.resnet18.params.epochs=1", "methods.resnet18.params.pretrained=false",
         "methods.resnet18.params.image_size=64", "methods.resnet18.params.batch_size=8"))
