@@ -107,6 +107,22 @@ def test_rescale_then_window(tmp_path):
     assert lung[np.abs(hu + 600) < 3].mean() == pytest.approx(127.5, abs=4)
 
 
+def test_sigmoid_voi_function(tmp_path):
+    """Mammography units often store VOI LUT Function SIGMOID: a smooth S-curve around the window centre."""
+    import warnings
+
+    a = ramp()
+    path = write_dicom(tmp_path / "sig.dcm", a, WindowCenter=2048, WindowWidth=1000, VOILUTFunction="SIGMOID")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = grey(load_image(path))
+    assert np.all(np.diff(out.ravel()) >= 0)
+    assert abs(out.ravel()[np.abs(a.ravel() - 2048).argmin()] - 127.5) <= 2
+    assert out.min() < 5 and out.max() > 250
+    linear = grey(load_image(write_dicom(tmp_path / "lin.dcm", a, WindowCenter=2048, WindowWidth=1000)))
+    assert not np.array_equal(out, linear)
+
+
 def test_first_of_several_windows_is_used(tmp_path):
     a = ramp()
     two = grey(load_image(write_dicom(tmp_path / "two.dcm", a, WindowCenter=[1000, 3000], WindowWidth=[500, 500])))

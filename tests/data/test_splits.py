@@ -187,11 +187,30 @@ def test_official_train_test_gets_val_carved_from_train_by_patient():
     assert any("carved out of train" in n for n in out.notes)
 
 
+def test_official_split_with_train_only_gets_val_and_test():
+    patients = [("a", 2)] * 30 + [("b", 1)] * 30
+    m = _with_split(patients, ["train"] * 60)
+    out = assign_splits(m, seed=0)
+    assert set(out.df["split"]) == set(PARTS)
+    assert (_part_of_patient(out) == 1).all()
+    shares = out.df.groupby("split")["patient_id"].nunique() / 60
+    assert abs(shares["train"] - 0.64) < 0.06 and abs(shares["test"] - 0.20) < 0.06
+    assert any("val and test carved out of train" in n for n in out.notes)
+
+
+def test_official_split_without_train_refused():
+    m = _with_split([("a", 1)] * 6, ["test"] * 6)
+    with pytest.raises(SplitError, match="no train part"):
+        assign_splits(m)
+
+
 def test_keep_official_false_resplits():
     patients = [("a", 1)] * 30 + [("b", 1)] * 30
-    m = _with_split(patients, ["train"] * 60)
-    out = assign_splits(m, keep_official=False)
+    m = _with_split(patients, ["train", "val", "test"] * 20)
+    out = assign_splits(m, keep_official=False, seed=5)
     assert set(out.df["split"]) == set(PARTS)
+    assert out.df["split"].tolist() != m.df["split"].tolist()
+    assert out.df["split"].tolist() == assign_splits(_with_split(patients, [""] * 60), seed=5).df["split"].tolist()
 
 
 def test_partial_official_split_refused():
@@ -358,3 +377,21 @@ def test_busi_duplicates_found_and_grouped(shared_data, tmp_path):
     assert audit.ok, audit.problems
     shares = fixed.df["split"].value_counts(normalize=True)
     assert abs(shares["train"] - 0.64) < 0.04 and abs(shares["test"] - 0.20) < 0.04
+
+
+@pytest.mark.parametrize("op", [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90])
+def test_mirrored_or_rotated_copy_across_parts(synth, op):
+    """Augmented copies shipped inside a data set (flipped, rotated) leak as much as plain copies."""
+    m = assign_splits(synth, seed=0)
+    src = m.df[m.df["split"] == "train"].iloc[2]
+    Image.open(m.resolve(src["image"])).transpose(op).save(m.root / "aug.png")
+    extra = {**src.to_dict(), "id": "aug", "image": "aug.png", "patient_id": "OTHER", "split": "test"}
+    leaky = Manifest(pd.concat([m.df, pd.DataFrame([extra])], ignore_index=True), m.root, m.classes, m.name)
+    audit = audit_leaks(leaky)
+    pair = [d for d in audit.near_duplicates if "aug" in (d["a"], d["b"])]
+    assert len(pair) == 1 and pair[0]["distance"] <= 2
+    # the exact transform reported may differ from ``name`` when the lesion is nearly symmetric, never identity
+    assert pair[0]["transform"] != "identity"
+    assert f"{pair[0]['transform'].replace('_', ' ')} copy" in " ".join(audit.problems)
+    plain = audit_leaks(leaky, flips=False)
+    assert not any("aug" in (d["a"], d["b"]) for d in plain.near_duplicates)

@@ -246,6 +246,7 @@ def _apply_voi(values: np.ndarray, ds, has_lut: bool) -> np.ndarray:
         if out.max() > hi:  # descriptor lies about the depth: use the table's own range
             lo, hi = float(np.min(item.LUTData)), float(np.max(item.LUTData))
         return _window_to_uint8(out, lo, hi)
-    out = np.asarray(pxl.apply_voi_lut(values, ds, index=0, prefer_lut=False), np.float64)
-    bounds = np.asarray(pxl.apply_voi_lut(np.array([-1e15, 1e15]), ds, index=0, prefer_lut=False), np.float64)
+    with np.errstate(over="ignore"):  # SIGMOID at the probe extremes overflows exp() harmlessly (-> y_min / y_max)
+        out = np.asarray(pxl.apply_voi_lut(values, ds, index=0, prefer_lut=False), np.float64)
+        bounds = np.asarray(pxl.apply_voi_lut(np.array([-1e15, 1e15]), ds, index=0, prefer_lut=False), np.float64)
     return _window_to_uint8(out, float(bounds.min()), float(bounds.max()))

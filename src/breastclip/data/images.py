@@ -28,9 +28,9 @@ corrupt file.
 
 Fast path for embedding: :func:`load_image_resized` downsizes while decoding where the format allows it (JPEG DCT
 scaling via ``Image.draft``, then ``Image.reduce`` by an integer factor, then one antialiased resize; greyscale is
-resampled as one channel). Measured by ``benchmarks/bench_images.py`` on a 2560x3328 image: JPEG 290 -> 45 ms
-(6x); 16-bit PNG and DICOM cannot be decoded at reduced scale, their cost is the decoder (zlib / pydicom), the
-intensity mapping being one lookup-table pass. Callers that embed many large images should cache the resized copy.
+resampled as one channel). Measured by ``benchmarks/bench_images.py`` on a 2560x3328 image: JPEG 87 -> 20 ms
+(4-6x depending on load); 16-bit PNG (250 ms) and DICOM (90 ms) cannot be decoded at reduced scale, their cost
+is the decoder (zlib / pydicom), the intensity mapping being one lookup-table pass. Callers that embed many large images should cache the resized copy.
 """
 
 from __future__ import annotations

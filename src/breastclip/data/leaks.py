@@ -26,7 +26,7 @@ import numpy as np
 from .images import ImageDecodeError, ImageFailure, load_image_resized
 from .manifest import SPLITS, Manifest
 
-__all__ = ["DEFAULT_MAX_DISTANCE", "Fingerprint", "LeakAudit", "LeakError", "audit_leaks", "duplicate_groups",
+__all__ = ["DEFAULT_MAX_DISTANCE", "TRANSFORMS", "Fingerprint", "LeakAudit", "LeakError", "audit_leaks", "duplicate_groups",
            "fingerprint_files"]
 
 #: Hamming distance (of 64 bits for hash_size=8) at or below which two images count as near-duplicates.
@@ -78,6 +78,13 @@ class LeakAudit:
 class Fingerprint:
     sha256: str | None
     phash: str | None  # hex, as imagehash prints it
+    variants: tuple[str, ...] = ()  # phash of the 7 flipped / rotated versions (see TRANSFORMS)
+
+
+#: The dihedral transforms hashed besides the image itself: mirrored and rotated copies (augmentation output
+#: shipped inside data sets) are found too. On BUSI they add no pair at the default distance.
+TRANSFORMS = ("flip_left_right", "flip_top_bottom", "rotate_90", "rotate_180", "rotate_270", "transpose",
+              "transverse")
 
 
 def audit_leaks(
@@ -86,6 +93,7 @@ def audit_leaks(
     near_duplicates: bool = True,
     hash_size: int = 8,
     max_distance: int | None = None,
+    flips: bool = True,
     cache: str | os.PathLike | None = None,
     workers: int = 0,
     max_listed: int = 20,
@@ -94,9 +102,9 @@ def audit_leaks(
 
     Problems (the audit fails): rows without a split, a patient in two parts (only meaningful when
     ``manifest.patient_ids_from_source``; otherwise the same image path in two parts), byte-identical images in two
-    parts, near-duplicate images (perceptual-hash distance <= ``max_distance``) in two parts, a part that lacks a
-    class present elsewhere. Warnings: duplicates within one part, identical images with different labels,
-    images that could not be read for hashing.
+    parts, near-duplicate images (perceptual-hash distance <= ``max_distance``; with ``flips`` also mirrored or
+    rotated copies) in two parts, a part that lacks a class present elsewhere. Warnings: duplicates within one
+    part, identical or near-identical images with different labels, images that could not be read for hashing.
     """
     df = manifest.df.reset_index(drop=True)
     if max_distance is None:
@@ -135,11 +143,11 @@ def audit_leaks(
     # fingerprints
     paths = manifest.paths()
     fps, failures = fingerprint_files(paths, hash_size=hash_size if near_duplicates else None,
-                                      cache=cache, workers=workers, sha_all=near_duplicates)
+                                      cache=cache, workers=workers, sha_all=False)
     if failures:
         warns.append(f"{len(failures)} image(s) could not be read for hashing and were not checked for duplicates")
 
-    identical, same_part_dups, label_conflicts = _identical_pairs(fps, ids, part, labels)
+    identical, same_part_dups, label_conflicts, identical_keys = _identical_pairs(fps, ids, part, labels)
     if identical:
         problems.append(f"{len(identical)} byte-identical image pair(s) across parts: "
                         + _pairs_listing(identical, max_listed))
@@ -151,8 +159,7 @@ def audit_leaks(
 
     near: list[dict] = []
     if near_duplicates:
-        identical_keys = {(d["a"], d["b"]) for d in identical}
-        all_near = [p for p in _near_pairs(fps, ids, part, max_distance, hash_size)
+        all_near = [p for p in _near_pairs(fps, ids, part, max_distance, hash_size, dihedral=flips)
                     if (p["a"], p["b"]) not in identical_keys]
         near = [p for p in all_near if p["parts"][0] != p["parts"][1] and all(p["parts"])]
         if near:
@@ -168,7 +175,7 @@ def audit_leaks(
             warns.append(f"{within} near-duplicate image pair(s) within one part (not a leak; inflates counts)")
 
     checked = {"n_images": len(df), "near_duplicates": near_duplicates, "hash_size": hash_size,
-               "max_distance": max_distance if near_duplicates else None,
+               "max_distance": max_distance if near_duplicates else None, "flips": bool(near_duplicates and flips),
                "patient_ids_from_source": manifest.patient_ids_from_source}
     return LeakAudit(ok=not problems, problems=problems, patients_in_several_parts=pats, identical_images=identical,
                      near_duplicates=near, missing_classes=missing, unsplit_rows=unsplit, warnings=warns,
@@ -181,6 +188,7 @@ def duplicate_groups(
     near_duplicates: bool = True,
     hash_size: int = 8,
     max_distance: int | None = None,
+    flips: bool = True,
     cache: str | os.PathLike | None = None,
     workers: int = 0,
 ) -> np.ndarray:
@@ -210,14 +218,14 @@ def duplicate_groups(
     for i, pid in enumerate(df["patient_id"].astype(str)):
         union(i, first.setdefault(pid, i))
     fps, _ = fingerprint_files(manifest.paths(), hash_size=hash_size if near_duplicates else None, cache=cache,
-                               workers=workers, sha_all=near_duplicates)
+                               workers=workers, sha_all=False)
     by_sha: dict[str, int] = {}
     for i, fp in enumerate(fps):
         if fp.sha256:
             union(i, by_sha.setdefault(fp.sha256, i))
     if near_duplicates:
         ids = np.arange(n).astype(str)
-        for p in _near_pairs(fps, ids, np.full(n, ""), max_distance, hash_size):
+        for p in _near_pairs(fps, ids, np.full(n, ""), max_distance, hash_size, dihedral=flips):
             union(int(p["a"]), int(p["b"]))
     roots = np.array([find(i) for i in range(n)])
     return np.array([f"dup:{df['patient_id'].iloc[r]}" for r in roots], dtype=object)
@@ -262,15 +270,16 @@ def fingerprint_files(
                 entry["sha256"] = _sha256(p)
             except OSError as e:
                 return Fingerprint(None, None), ImageFailure(str(p), f"cannot read file ({e})")
-        hkey = f"phash{hash_size}"
+        hkey = f"phash{hash_size}x8"
         if hash_size is not None and hkey not in entry:
             try:
                 entry[hkey] = _phash(p, hash_size)
             except ImageDecodeError as e:
                 failure = ImageFailure(e.path, e.problem)
         store[key] = entry
-        return Fingerprint(entry.get("sha256") if need_sha else None,
-                           entry.get(hkey) if hash_size is not None else None), failure
+        hashes = entry.get(hkey) if hash_size is not None else None
+        return Fingerprint(entry.get("sha256") if need_sha else None, hashes[0] if hashes else None,
+                           tuple(hashes[1:]) if hashes else ()), failure
 
     if workers > 0 and len(paths) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -290,12 +299,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _phash(path: Path, hash_size: int) -> str:
+def _phash(path: Path, hash_size: int) -> list[str]:
+    """Perceptual hashes of the decoded image and of its 7 flips/rotations (identity first)."""
     import imagehash
     from PIL import Image
 
-    arr = load_image_resized(path, max(_THUMB, hash_size * 4))
-    return str(imagehash.phash(Image.fromarray(arr), hash_size=hash_size))
+    im = Image.fromarray(load_image_resized(path, max(_THUMB, hash_size * 4))).convert("L")
+    ops = [getattr(Image.Transpose, t.upper()) for t in TRANSFORMS]
+    return [str(imagehash.phash(x, hash_size=hash_size)) for x in [im, *(im.transpose(op) for op in ops)]]
 
 
 def _cache_key(path: Path) -> str:
@@ -327,13 +338,14 @@ def _save_cache(cache: str | os.PathLike | None, store: dict) -> None:
 
 
 # ---- pair finding -----------------------------------------------------------------------------------------------
-def _identical_pairs(fps, ids, part, labels) -> tuple[list[dict], int, list[dict]]:
+def _identical_pairs(fps, ids, part, labels) -> tuple[list[dict], int, list[dict], set[tuple[str, str]]]:
     by_sha: dict[str, list[int]] = defaultdict(list)
     for i, fp in enumerate(fps):
         if fp.sha256:
             by_sha[fp.sha256].append(i)
     across: list[dict] = []
     conflicts: list[dict] = []
+    keys: set[tuple[str, str]] = set()
     within = 0
     for sha, idx in by_sha.items():
         for x in range(len(idx)):
@@ -341,40 +353,56 @@ def _identical_pairs(fps, ids, part, labels) -> tuple[list[dict], int, list[dict
                 i, j = idx[x], idx[y]
                 pair = _pair(ids, part, i, j)
                 pair["sha256"] = sha
+                keys.add((pair["a"], pair["b"]))
                 if labels[i] != labels[j]:
                     conflicts.append(pair)
                 if part[i] != part[j] and part[i] and part[j]:
                     across.append(pair)
                 else:
                     within += 1
-    return across, within, conflicts
+    return across, within, conflicts, keys
 
 
-def _near_pairs(fps, ids, part, max_distance: int, hash_size: int) -> list[dict]:
-    """All pairs (i < j) of hashed images within ``max_distance`` bits, blockwise (memory ~ 256 x N)."""
+def _near_pairs(fps, ids, part, max_distance: int, hash_size: int, dihedral: bool = True) -> list[dict]:
+    """All pairs (i < j) of hashed images within ``max_distance`` bits, blockwise (memory ~ 256 x N x 8).
+
+    With ``dihedral`` the distance is the minimum over the 8 flips/rotations of the second image, and the pair
+    says which transform matched (``"identity"`` for a plain copy).
+    """
     idx = np.array([i for i, fp in enumerate(fps) if fp.phash])
     if len(idx) < 2:
         return []
-    bits = np.stack([_hex_to_bytes(fps[i].phash, hash_size) for i in idx])
-    if bits.shape[1] % 8 == 0 and hasattr(np, "bitwise_count"):  # numpy >= 2: popcount on 64-bit words
+    use_variants = dihedral and all(len(fps[i].variants) == len(TRANSFORMS) for i in idx)
+    names = ("identity", *TRANSFORMS) if use_variants else ("identity",)
+    bits = np.stack([np.stack([_hex_to_bytes(h, hash_size)
+                               for h in ((fps[i].phash, *fps[i].variants) if use_variants else (fps[i].phash,))])
+                     for i in idx])  # (n, variants, bytes)
+    if bits.shape[2] % 8 == 0 and hasattr(np, "bitwise_count"):  # numpy >= 2: popcount on 64-bit words
         words = np.ascontiguousarray(bits).view(np.uint64)
 
-        def distances(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            return np.bitwise_count(words[rows][:, None, :] ^ words[cols][None, :, :]).sum(-1, dtype=np.int64)
+        def dist_to(rows: np.ndarray, cols: np.ndarray, v: int) -> np.ndarray:
+            return np.bitwise_count(words[rows, 0][:, None, :] ^ words[cols, v][None, :, :]).sum(-1, dtype=np.int64)
     else:
-        def distances(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            return _POPCOUNT[bits[rows][:, None, :] ^ bits[cols][None, :, :]].sum(-1, dtype=np.int64)
+        def dist_to(rows: np.ndarray, cols: np.ndarray, v: int) -> np.ndarray:
+            return _POPCOUNT[bits[rows, 0][:, None, :] ^ bits[cols, v][None, :, :]].sum(-1, dtype=np.int64)
 
     out: list[dict] = []
     n = len(idx)
     for start in range(0, n - 1, 256):
         rows = np.arange(start, min(start + 256, n))
         cols = np.arange(start + 1, n)
-        dist = distances(rows, cols)
+        dist = dist_to(rows, cols, 0)
+        which = np.zeros(dist.shape, dtype=np.int64)
+        for v in range(1, len(names)):
+            d = dist_to(rows, cols, v)
+            better = d < dist
+            dist = np.where(better, d, dist)
+            which = np.where(better, v, which)
         r, c = np.nonzero((dist <= max_distance) & (cols[None, :] > rows[:, None]))
         for x, y in zip(r, c, strict=True):
             pair = _pair(ids, part, int(idx[rows[x]]), int(idx[cols[y]]))
             pair["distance"] = int(dist[x, y])
+            pair["transform"] = names[int(which[x, y])]
             out.append(pair)
     out.sort(key=lambda d: (d["distance"], d["a"], d["b"]))
     return out
@@ -404,6 +432,8 @@ def _listing(d: dict[str, list[str]], limit: int) -> str:
 def _pairs_listing(pairs: list[dict], limit: int, show_distance: bool = False) -> str:
     def fmt(p: dict) -> str:
         dist = f", distance {p['distance']}" if show_distance else ""
+        if p.get("transform", "identity") != "identity":
+            dist += f", {p['transform'].replace('_', ' ')} copy"
         return f"{p['a']} ({p['parts'][0]}) ~ {p['b']} ({p['parts'][1]}{dist})"
 
     items = [fmt(p) for p in pairs[:limit]]

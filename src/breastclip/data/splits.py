@@ -69,9 +69,11 @@ def assign_splits(
         raise SplitError(
             f"manifest '{manifest.name}': {len(repeated)} image file(s) listed more than once, e.g. {repeated[:3]}; "
             "split before any oversampling or augmentation (a repeated row would land in several parts)")
-    groups_all = df["patient_id"].astype(str).to_numpy()
-    if group_duplicates:
-        groups_all = duplicate_groups(manifest, cache=cache, workers=workers)
+    def groups_of(rows: np.ndarray) -> np.ndarray:
+        if group_duplicates:  # hashing is costly: only when a split is actually computed
+            return duplicate_groups(manifest, cache=cache, workers=workers)[rows]
+        return df["patient_id"].astype(str).to_numpy()[rows]
+
     existing = df["split"].fillna("").astype(str)
     has_split = existing != ""
     notes = list(manifest.notes)
@@ -84,28 +86,36 @@ def assign_splits(
         if unknown:
             raise SplitError(f"manifest '{manifest.name}': unknown split values {unknown} (allowed {list(SPLITS)})")
         parts = set(existing)
-        if "val" not in parts and fr[1] > 0 and "train" in parts:
-            train = df.index[existing == "train"]
-            share = fr[1] / (fr[0] + fr[1])
-            labels = df.loc[train, "label"].to_numpy()
-            groups = groups_all[train.to_numpy()]
-            assign = grouped_stratified_assign(labels, groups, (1 - share, share), seed=seed)
-            df.loc[train, "split"] = np.where(assign == 1, "val", "train")
-            notes.append(f"official split kept; val carved out of train ({share:.0%} of train, grouped by patient, "
-                         f"stratified, seed {seed})")
-        else:
+        missing = [p for p, f in zip(SPLITS[1:], fr[1:], strict=True) if p not in parts and f > 0]
+        if not missing:
             notes.append("official split kept")
+            return _with(manifest, df, notes)
+        if "train" not in parts:
+            raise SplitError(f"manifest '{manifest.name}': the official split has no train part (parts: "
+                             f"{sorted(parts)}); pass keep_official=False to resplit everything")
+        # carve the missing parts (CBIS-DDSM: val) out of train, grouped and stratified, with their relative shares
+        train = np.flatnonzero(existing.to_numpy() == "train")
+        wanted = ["train", *missing]
+        sub = np.array([fr[SPLITS.index(p)] for p in wanted])
+        sub = sub / sub.sum()
+        assign = grouped_stratified_assign(df["label"].astype(str).to_numpy()[train], groups_of(train), sub,
+                                           seed=seed)
+        df.loc[df.index[train], "split"] = np.array(wanted)[assign]
+        shares = ", ".join(f"{p} {f:.0%}" for p, f in zip(wanted, sub, strict=True))
+        notes.append(f"official split kept; {' and '.join(missing)} carved out of train ({shares} of train, grouped "
+                     f"by patient, stratified, seed {seed})")
         return _with(manifest, df, notes)
 
     labels = df["label"].astype(str).to_numpy()
     names = np.array(SPLITS)
     if group_duplicates:
+        groups_all = groups_of(np.arange(len(df)))
         assign = grouped_stratified_assign(labels, groups_all, fr, seed=seed)
         n_groups = len(set(groups_all))
         how = (f"stratified, grouped by patient and duplicate image ({len(df) - n_groups} image(s) joined a "
                "duplicate's group)")
     elif manifest.patient_ids_from_source:
-        assign = grouped_stratified_assign(labels, groups_all, fr, seed=seed)
+        assign = grouped_stratified_assign(labels, groups_of(np.arange(len(df))), fr, seed=seed)
         how = "patient-grouped stratified"
     else:
         assign = _stratified_assign(labels, fr, seed)
