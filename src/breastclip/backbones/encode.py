@@ -264,10 +264,10 @@ def _embed(manifest, backbone, ctx: DistContext, rank_device, cache_root: Path, 
         entry = as_entry(backbone, **overrides)
         dev = rank_device or resolve_device(device)
         prec = resolve_precision(precision, dev)
-        fp = weights_fingerprint(entry)
+        fp = weights_fingerprint(entry, cache_root)
         if fp is None:  # weights not on disk yet (hub) or built from code: build to learn the fingerprint
             model = create_backbone(entry, dev, precision=prec)
-            fp = model.fingerprint
+            fp, entry = model.fingerprint, model.entry  # the loaded model may refine size/width (hf: ids)
     cache = EmbeddingCache(cache_root, entry.name, {
         "backbone": entry.name, "family": entry.family, "architecture": entry.architecture, "weights": fp,
         "preprocessing": entry.preprocessing_key(), "precision": prec})
@@ -295,6 +295,8 @@ def _embed(manifest, backbone, ctx: DistContext, rank_device, cache_root: Path, 
     if my_todo:
         if model is None:
             model = create_backbone(entry, dev, precision=prec)
+            if model.entry.preprocessing_key() != entry.preprocessing_key():
+                raise RuntimeError(f"backbone '{entry.name}': preprocessing changed on loading; rerun")
         bs = batch_size or auto_batch_size(entry, dev)
         nw = auto_num_workers(dev, ctx.world_size) if num_workers is None else num_workers
         pixels = None if pixel_policy == "never" else PixelCache(cache_root, spec_key(entry))

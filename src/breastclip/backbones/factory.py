@@ -57,7 +57,7 @@ def offline_status(entry: BackboneEntry) -> tuple[bool, str]:
     return True, str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1})"
 
 
-def weights_fingerprint(entry: BackboneEntry) -> str | None:
+def weights_fingerprint(entry: BackboneEntry, cache_dir: Path | None = None) -> str | None:
     """Fingerprint from the weight files on disk without building the model (None: build needed to know)."""
     files = local_weight_files(entry)
-    return files_fingerprint(files) if files else None
+    return files_fingerprint(files, cache_dir) if files else None

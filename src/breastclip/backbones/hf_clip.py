@@ -55,6 +55,7 @@ def build(entry: BackboneEntry, device: torch.device, precision: str) -> Backbon
     except Exception as e:
         raise BackboneUnavailable(unavailable_message(entry, tried, _first_line(e))) from e
     model = model.eval().requires_grad_(False)
+    entry = _entry_from_loaded(entry, model)
     files = local_weight_files(entry)
     fingerprint = files_fingerprint(files) if files else tensors_fingerprint(model.state_dict())
     tower = prepare_module(HFImageTower(model.vision_model, model.visual_projection), device, precision)
@@ -71,3 +72,20 @@ def build(entry: BackboneEntry, device: torch.device, precision: str) -> Backbon
 
     return Backbone(entry, image_model=tower, image_forward=tower, device=device, fingerprint=fingerprint,
                     precision=precision, text_forward=text_forward)
+
+
+def _entry_from_loaded(entry: BackboneEntry, model) -> BackboneEntry:
+    """Input size and width from the loaded model (an hf: id read before its config was cached may have guessed);
+    mean/std/filter from its image processor config when it is available locally."""
+    from dataclasses import replace
+
+    from .registry import _hf_cached, _hf_folder_preprocessing
+
+    size = int(model.config.vision_config.image_size)
+    dim = int(model.config.projection_dim)
+    folder = Path(entry.weights)
+    pp = folder / "preprocessor_config.json" if folder.is_dir() else _hf_cached(entry.weights, "preprocessor_config.json")
+    if pp is not None and pp.is_file():
+        _, mean, std, interp, _ = _hf_folder_preprocessing(Path("/nonexistent"), pp)
+        return replace(entry, image_size=size, embed_dim=dim, mean=mean, std=std, interpolation=interp)
+    return replace(entry, image_size=size, embed_dim=dim)

@@ -158,22 +158,35 @@ def _hf_entry(name: str) -> BackboneEntry:
     size, mean, std, interp, dim = 224, OPENAI_MEAN, OPENAI_STD, "bicubic", 512
     folder = Path(model_id)
     if folder.is_dir():
-        size, mean, std, interp, dim = _hf_folder_preprocessing(folder)
+        size, mean, std, interp, dim = _hf_folder_preprocessing(folder / "config.json",
+                                                                folder / "preprocessor_config.json")
+    else:  # a hub id: read its config from the local HF cache when it was downloaded before (never downloads)
+        cached = _hf_cached(model_id, "config.json"), _hf_cached(model_id, "preprocessor_config.json")
+        if cached[0] is not None:
+            size, mean, std, interp, dim = _hf_folder_preprocessing(*cached)
     return BackboneEntry(name=name, family="hf_clip", architecture="CLIPModel", weights=model_id, image_size=size,
                          mean=mean, std=std, interpolation=interp, embed_dim=dim,
                          licence="see the model card", description=f"Hugging Face CLIPModel {model_id}")
 
 
-def _hf_folder_preprocessing(folder: Path):
-    """Read image size, mean, std and projection width from a local Hugging Face CLIP folder."""
+def _hf_cached(model_id: str, filename: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(model_id, filename)
+    except Exception:
+        return None
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def _hf_folder_preprocessing(cfg_path: Path, pp: Path | None):
+    """Image size, mean, std, filter and projection width from a Hugging Face CLIP config + preprocessor config."""
     size, mean, std, interp, dim = 224, OPENAI_MEAN, OPENAI_STD, "bicubic", 512
-    cfg_path = folder / "config.json"
     if cfg_path.is_file():
         cfg = json.loads(cfg_path.read_text())
         dim = int(cfg.get("projection_dim", dim))
         size = int(cfg.get("vision_config", {}).get("image_size", size))
-    pp = folder / "preprocessor_config.json"
-    if pp.is_file():
+    if pp is not None and pp.is_file():
         p = json.loads(pp.read_text())
         mean = tuple(p.get("image_mean", mean))
         std = tuple(p.get("image_std", std))
@@ -188,7 +201,7 @@ def _local_entry(name: str, architecture: str | None) -> BackboneEntry:
     if not path.exists():
         raise FileNotFoundError(f"backbone '{name}': no file or folder at {path}")
     if path.is_dir() and (path / "config.json").is_file() and not (path / "open_clip_config.json").is_file():
-        size, mean, std, interp, dim = _hf_folder_preprocessing(path)
+        size, mean, std, interp, dim = _hf_folder_preprocessing(path / "config.json", path / "preprocessor_config.json")
         return BackboneEntry(name=name, family="hf_clip", architecture="CLIPModel", weights=str(path.resolve()),
                              image_size=size, mean=mean, std=std, interpolation=interp, embed_dim=dim,
                              licence="local checkpoint", description=f"local Hugging Face CLIP folder {path}")
