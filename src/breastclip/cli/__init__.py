@@ -14,7 +14,7 @@ app = typer.Typer(
 )
 
 # Each module below defines `register(app)`, adding its commands or command group.
-COMMAND_MODULES: tuple[str, ...] = ("data", "images", "embed", "finetune", "evaluate", "report", "run", "download")
+COMMAND_MODULES: tuple[str, ...] = ("data", "images", "embed", "zeroshot", "finetune", "evaluate", "report", "run", "download")
 
 
 @app.command()

@@ -26,6 +26,22 @@ HEADS: dict[str, type] = {
 TEXT_HEADS = frozenset({"zeroshot", "similarity_guided", "tip_adapter", "tip_adapter_f"})
 """Heads that take ``text_embeddings`` (zero-shot requires them; the others fall back without)."""
 
+def make_head(name: str, *, text_embeddings=None, text_aligned: bool = True, classes=None, **params):
+    """Build the head ``name`` from ``HEADS``; text arguments go only to heads that take them.
+
+    ``text_embeddings`` rows follow ``classes`` (zero-shot) or the sorted training labels (the other text heads).
+    ``name`` may be any registry key; unknown names raise, listing the known ones.
+    """
+    if name not in HEADS:
+        raise KeyError(f"unknown head {name!r}; known heads: {sorted(HEADS)}")
+    cls = HEADS[name]
+    if name == "zeroshot":
+        return cls(text_embeddings=text_embeddings, classes=classes, text_aligned=text_aligned, **params)
+    if name in TEXT_HEADS:
+        params = {"text_embeddings": text_embeddings, "text_aligned": text_aligned, **params}
+    return cls(**params)
+
+
 SAVEABLE: dict[str, type] = {**HEADS, MedicalGate.head_name: MedicalGate, EmbeddingOOD.head_name: EmbeddingOOD}
 
 
@@ -40,6 +56,6 @@ def registry_name(cls: type) -> str:
 __all__ = [
     "HEADS", "SAVEABLE", "TEXT_HEADS", "EmbeddingOOD", "FCHead", "FocalLoss", "GateResult", "HeadFormatError",
     "LinearProbe", "MLPHead", "MedicalGate", "SimilarityGuidedHead", "TipAdapter", "TipAdapterF",
-    "UnalignedTextError", "ZeroShotHead", "effective_number_weights", "load_head", "prompt_robustness",
+    "UnalignedTextError", "ZeroShotHead", "effective_number_weights", "load_head", "make_head", "prompt_robustness",
     "registry_name", "save_head",
 ]

@@ -66,12 +66,15 @@ class MedicalGate(ZeroShotHead):
 
     @classmethod
     def from_backbone(cls, backbone, *, bank: str = GATE_BANK, threshold: float = 0.5,
-                      logit_scale: float = 100.0) -> MedicalGate:
-        """Gate for a backbone with an aligned text tower, fitted (nothing to learn) and ready to ``check``."""
+                      logit_scale: float = 100.0, aligned: bool | None = None) -> MedicalGate:
+        """Gate for a backbone with an aligned text tower, fitted (nothing to learn) and ready to ``check``.
+
+        ``backbone`` may also be a bare ``encode_text`` callable; then say ``aligned`` explicitly."""
         from breastclip.prompts.loader import class_text_embeddings, load_bank, text_aligned
 
         b = load_bank(bank)
         T = class_text_embeddings(backbone, b)
-        gate = cls(T, classes=list(b.classes), text_aligned=text_aligned(backbone), logit_scale=logit_scale,
+        aligned = text_aligned(backbone) if aligned is None else aligned
+        gate = cls(T, classes=list(b.classes), text_aligned=aligned, logit_scale=logit_scale,
                    threshold=threshold)
         return gate.fit(np.zeros((1, T.shape[1])))

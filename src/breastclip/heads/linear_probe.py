@@ -10,6 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 from breastclip.heads._base import BaseHead, softmax
 
@@ -90,6 +91,11 @@ class LinearProbe(BaseHead):
     # ---- API ----------------------------------------------------------------------------------------------
     def fit(self, X, y, X_val=None, y_val=None):
         """Choose ``C`` on validation data, then fit on the training rows."""
+        # one BLAS thread: the sweep is many small fits, where threads cost more than they gain
+        with threadpool_limits(1):
+            return self._fit(X, y, X_val, y_val)
+
+    def _fit(self, X, y, X_val, y_val):
         if self.scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         X, y_idx = self._validate_train(X, y)

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import log_loss
 from torch.nn import functional as F
 
 from breastclip.heads._base import BaseHead, l2_normalize, softmax
@@ -24,7 +23,9 @@ class TipAdapter(BaseHead):
     unaligned text tower, the head is cache-only (``uses_text_`` says which). With validation data ``alpha`` and
     ``beta`` are chosen on a grid by validation log loss (the paper searches them on validation too).
     ``fine_tune=True`` is Tip-Adapter-F: the keys become trainable and are trained with cross-entropy on the shots
-    (AdamW, cosine schedule, ``epochs``), keeping the epoch of lowest validation loss.
+    (AdamW, cosine schedule, ``epochs``), keeping the epoch of lowest validation loss. ``center`` subtracts the
+    training mean before the cache's cosine affinities (helps non-negative CNN features, whose cosines all sit
+    near 1); the zero-shot term always uses the raw embeddings.
     """
 
     head_name = "tip_adapter"
@@ -38,6 +39,7 @@ class TipAdapter(BaseHead):
         beta: float = 5.5,
         search: bool = True,
         logit_scale: float = 100.0,
+        center: bool = False,
         fine_tune: bool = False,
         epochs: int = 20,
         batch_size: int = 256,
@@ -51,6 +53,7 @@ class TipAdapter(BaseHead):
         self.beta = beta
         self.search = search
         self.logit_scale = logit_scale
+        self.center = center
         self.fine_tune = fine_tune
         self.epochs = epochs
         self.batch_size = batch_size
@@ -63,13 +66,16 @@ class TipAdapter(BaseHead):
             return np.zeros((len(Xn), len(self.classes_)))
         return float(self.logit_scale) * Xn @ self.text_.T
 
-    def _cache_logits(self, Xn: np.ndarray, beta: float, keys: np.ndarray | None = None) -> np.ndarray:
+    def _cache_features(self, X: np.ndarray) -> np.ndarray:
+        return l2_normalize(X - self.mean_)
+
+    def _cache_logits(self, Xc: np.ndarray, beta: float, keys: np.ndarray | None = None) -> np.ndarray:
         keys = self.keys_ if keys is None else keys
-        affinity = Xn @ keys.T
+        affinity = Xc @ keys.T
         return np.exp(-beta * (1.0 - affinity)) @ self.values_
 
-    def _logits(self, Xn, alpha, beta, keys=None):
-        return self._zero_shot_logits(Xn) + alpha * self._cache_logits(Xn, beta, keys)
+    def _logits(self, X, alpha, beta, keys=None):
+        return self._zero_shot_logits(l2_normalize(X)) + alpha * self._cache_logits(self._cache_features(X), beta, keys)
 
     def _select_shots(self, y_idx: np.ndarray, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -98,49 +104,54 @@ class TipAdapter(BaseHead):
             self.text_ = l2_normalize(T)
         else:
             self.text_ = np.zeros((n_classes, X.shape[1]))
-        Xn = l2_normalize(X)
+        self.mean_ = X.mean(axis=0) if self.center else np.zeros(X.shape[1])
         idx = self._select_shots(y_idx, seed)
         self.shot_indices_ = idx
-        self.keys_ = Xn[idx].copy()
+        self.keys_ = self._cache_features(X[idx])
         self.values_ = np.eye(n_classes)[y_idx[idx]]
         self.history_: list[dict[str, Any]] = []
-        Xv = None if X_val is None else l2_normalize(X_val)
         if self.fine_tune:
             with torch_threads("cpu"):
-                self._fine_tune(Xn[idx], y_idx[idx], Xv, yv_idx, seed)
+                self._fine_tune(X[idx], y_idx[idx], X_val, yv_idx, seed)
         self.alpha_, self.beta_ = float(self.alpha), float(self.beta)
-        if self.search and Xv is not None:
-            self.alpha_, self.beta_ = self._search(Xv, yv_idx)
+        if self.search and X_val is not None:
+            self.alpha_, self.beta_ = self._search(X_val, yv_idx)
         return self
 
     def _search(self, Xv: np.ndarray, yv: np.ndarray) -> tuple[float, float]:
-        labels = np.arange(len(self.classes_))
+        rows = np.arange(len(yv))
         best = (np.inf, float(self.alpha), float(self.beta))
-        zs = self._zero_shot_logits(Xv)
+        zs = self._zero_shot_logits(l2_normalize(Xv))
+        Xc = self._cache_features(Xv)
         for beta in np.linspace(0.5, 10.0, 20):
-            cache = self._cache_logits(Xv, beta)
+            cache = self._cache_logits(Xc, beta)
             scale = np.abs(zs).max() if self.uses_text_ else 10.0
             for alpha in np.geomspace(0.01, 10.0, 19) * scale / max(np.abs(cache).max(), 1e-12):
                 p = softmax(zs + alpha * cache)
-                loss = log_loss(yv, np.clip(p, 1e-15, 1), labels=labels)
+                loss = -float(np.mean(np.log(np.clip(p[rows, yv], 1e-15, 1.0))))
                 if loss < best[0] - 1e-12:
                     best = (loss, float(alpha), float(beta))
         return best[1], best[2]
 
-    def _fine_tune(self, X_shots, y_shots, Xv, yv, seed: int) -> None:
+    def _fine_tune(self, X_shots, y_shots, X_val, yv, seed: int) -> None:
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        keys = torch.nn.Parameter(torch.as_tensor(X_shots, dtype=torch.float32).clone())
+        keys = torch.nn.Parameter(torch.as_tensor(self.keys_, dtype=torch.float32).clone())
         values = torch.as_tensor(self.values_, dtype=torch.float32)
         text = torch.as_tensor(self.text_, dtype=torch.float32)
         alpha, beta, scale = float(self.alpha), float(self.beta), float(self.logit_scale) * float(self.uses_text_)
         opt = torch.optim.AdamW([keys], lr=self.lr, eps=1e-4)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(self.epochs)))
-        xt = torch.as_tensor(X_shots, dtype=torch.float32)
-        yt = torch.as_tensor(y_shots, dtype=torch.long)
+        def pair(X):
+            return (torch.as_tensor(l2_normalize(X), dtype=torch.float32),
+                    torch.as_tensor(self._cache_features(X), dtype=torch.float32))
 
-        def logits(x):
-            aff = x @ F.normalize(keys, dim=1).T
+        xt, ct = pair(X_shots)
+        yt = torch.as_tensor(y_shots, dtype=torch.long)
+        xv, cv = pair(X_val) if X_val is not None else (None, None)
+
+        def logits(x, c):
+            aff = c @ F.normalize(keys, dim=1).T
             return scale * x @ text.T + alpha * torch.exp(-beta * (1.0 - aff)) @ values
 
         best = (math.inf, None, 0)
@@ -148,16 +159,15 @@ class TipAdapter(BaseHead):
             total = 0.0
             for b in torch.randperm(len(xt), generator=gen).split(max(1, int(self.batch_size))):
                 opt.zero_grad()
-                loss = F.cross_entropy(logits(xt[b]), yt[b])
+                loss = F.cross_entropy(logits(xt[b], ct[b]), yt[b])
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(b)
             sched.step()
             row = {"epoch": epoch, "train_loss": total / len(xt), "val_loss": None}
-            if Xv is not None:
+            if xv is not None:
                 with torch.no_grad():
-                    row["val_loss"] = float(F.cross_entropy(logits(torch.as_tensor(Xv, dtype=torch.float32)),
-                                                            torch.as_tensor(yv)))
+                    row["val_loss"] = float(F.cross_entropy(logits(xv, cv), torch.as_tensor(yv)))
                 if row["val_loss"] < best[0]:
                     best = (row["val_loss"], copy.deepcopy(keys.detach()), epoch)
             self.history_.append(row)
@@ -167,18 +177,19 @@ class TipAdapter(BaseHead):
 
     # ---- predict ------------------------------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
-        Xn = l2_normalize(self._check_predict_input(X))
-        return softmax(self._logits(Xn, self.alpha_, self.beta_))
+        X = self._check_predict_input(X)
+        return softmax(self._logits(X, self.alpha_, self.beta_))
 
     def _export_state(self):
-        arrays = {"keys": self.keys_, "values": self.values_, "text": self.text_, "shot_indices": self.shot_indices_}
+        arrays = {"keys": self.keys_, "values": self.values_, "text": self.text_, "shot_indices": self.shot_indices_,
+                  "mean": self.mean_}
         state = {"alpha": self.alpha_, "beta": self.beta_, "uses_text": bool(self.uses_text_),
                  "history": self.history_, "best_epoch": getattr(self, "best_epoch_", None)}
         return arrays, state
 
     def _import_state(self, arrays, state):
         self.keys_, self.values_, self.text_ = arrays["keys"], arrays["values"], arrays["text"]
-        self.shot_indices_ = arrays["shot_indices"]
+        self.shot_indices_, self.mean_ = arrays["shot_indices"], arrays["mean"]
         self.alpha_, self.beta_ = float(state["alpha"]), float(state["beta"])
         self.uses_text_ = bool(state["uses_text"])
         self.history_ = list(state["history"])
@@ -200,6 +211,7 @@ class TipAdapterF(TipAdapter):
         beta: float = 5.5,
         search: bool = True,
         logit_scale: float = 100.0,
+        center: bool = False,
         fine_tune: bool = True,
         epochs: int = 20,
         batch_size: int = 256,
@@ -207,5 +219,5 @@ class TipAdapterF(TipAdapter):
         random_state: int | None = None,
     ) -> None:
         super().__init__(text_embeddings=text_embeddings, text_aligned=text_aligned, shots=shots, alpha=alpha,
-                         beta=beta, search=search, logit_scale=logit_scale, fine_tune=fine_tune, epochs=epochs,
+                         beta=beta, search=search, logit_scale=logit_scale, center=center, fine_tune=fine_tune, epochs=epochs,
                          batch_size=batch_size, lr=lr, random_state=random_state)

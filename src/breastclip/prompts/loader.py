@@ -1,5 +1,17 @@
 """Prompt banks: per-class descriptive prompts and templates, stored as TOML (shipped) or TOML/JSON (user) data
-files, and their class text embeddings (every prompt x template encoded, normalised, averaged, renormalised)."""
+files, and their class text embeddings (every prompt x template encoded, normalised, averaged, renormalised).
+
+A bank file (JSON takes the same keys)::
+
+    name = "my_bank"
+    classes = ["benign", "malignant"]            # order = column order of the predictions
+    templates = ["a breast ultrasound image showing {}.", "{}, seen on ultrasound."]
+    [prompts]
+    benign = ["a benign lesion", "a circumscribed oval mass"]
+    malignant = ["a malignant tumour", "an irregular spiculated mass"]
+    [aliases]                                    # optional: other label spellings in data sets
+    malignant = ["MALIGNANT", "cancer"]
+"""
 
 from __future__ import annotations
 
