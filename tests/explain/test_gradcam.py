@@ -100,14 +100,14 @@ def test_clip_modified_resnet_tower_uses_layer4():
 
 
 def test_cnn_overlays_with_real_efficientnet_lite_weights(two_pngs, tmp_path):
-    model = build_model("efficientnet-lite0", 2, pretrained=True)
-    fm = FinetunedModel.wrap(model, "efficientnet-lite0", ["benign", "malignant"], image_size=96)
-    res = explain_images(two_pngs, cam_model_for_finetuned(fm), tmp_path / "out", target="malignant",
-                         fractions=FAST_FRACTIONS)
-    assert len(res.table) == 2 and (res.table["target"] == "malignant").all()
+    model = build_model("efficientnet-lite0", 1000, pretrained=True)  # real ImageNet classifier
+    fm = FinetunedModel.wrap(model, "efficientnet-lite0", [f"c{i}" for i in range(1000)], image_size=96)
+    res = explain_images(two_pngs, cam_model_for_finetuned(fm), tmp_path / "out", fractions=FAST_FRACTIONS)
+    assert len(res.table) == 2 and (res.table["target"] == res.table["top_output"]).all()
     assert all((tmp_path / "out" / n).is_file() for n in res.table["overlay"])
-    assert (res.table["map_std"] > 0).all()
+    assert (res.table["map_std"] > 0.01).all()
     assert np.isfinite(res.table[["deletion_auc_gradcam", "deletion_auc_random"]].to_numpy()).all()
+    assert (tmp_path / "out" / "faithfulness.json").is_file()
 
 
 def test_bce_checkpoint_explains_both_classes_and_bad_files_are_reported(two_pngs, tmp_path):
@@ -132,3 +132,39 @@ def test_prompt_targets_need_a_shared_space():
         cam_model_for_backbone(bb, target_embeddings=np.ones((2, bb.embed_dim + 1)))
     with pytest.raises(ValueError, match="prompts"):
         cam_model_for_backbone(bb)
+
+
+def test_hugging_face_clip_vision_tower_gets_a_token_reshape():
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from breastclip.backbones.hf_clip import HFImageTower
+
+    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8, projection_dim=16)
+    hf = CLIPVisionModelWithProjection(cfg).eval()
+    tower = HFImageTower(hf.vision_model, hf.visual_projection).requires_grad_(False)
+    layers, reshape = default_target_layers(tower)
+    assert layers == [tower.vision_model.encoder.layers[-1].layer_norm1]
+    cm = CamModel(model=SimilarityScores(tower, torch.randn(2, 16)), target_layers=layers, labels=["a", "b"],
+                  prepare=lambda im: torch.from_numpy(im).permute(2, 0, 1), normalize=lambda u: u.float() / 255,
+                  reshape_transform=reshape, score_kind="cosine similarity")
+    with GradCAMExplainer(cm) as cam:
+        out = cam(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), target=1)
+    assert out.cams.shape == (2, 32, 32) and np.isfinite(out.cams).all()
+
+
+@pytest.mark.slow
+def test_image_only_backbone_targets_an_image_space_embedding(two_pngs, tmp_path):
+    """efficientnet-lite0 (real weights, no text tower): explain similarity to a reference image's embedding."""
+    from breastclip.backbones import create_backbone
+
+    bb = create_backbone("efficientnet-lite0", device="cpu", precision="fp32")
+    with pytest.raises(ValueError, match="image-only"):
+        cam_model_for_backbone(bb, ["a malignant lesion"])
+    ref = cam_model_for_backbone(bb, target_embeddings=np.ones((1, bb.embed_dim)))  # to reach prepare()
+    x = ref.prepare(np.asarray(Image.open(two_pngs[0]).convert("RGB")))[None]
+    cm = cam_model_for_backbone(bb, target_embeddings=bb.encode_images(x), labels=["reference lesion"])
+    assert cm.target_layers[0] is bb.image_model.net._conv_head
+    res = explain_images(two_pngs, cm, tmp_path / "out", fractions=(0.5,))
+    assert res.table["cosine similarity"].iloc[0] == pytest.approx(1.0, abs=1e-4)  # itself
+    assert (res.table["map_std"] > 0).all()

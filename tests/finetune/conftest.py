@@ -48,5 +48,11 @@ def tiny_manifest(root: Path, n_per_class: dict[str, int] | None = None, size: i
 
 
 @pytest.fixture
+def make_tiny():
+    """The :func:`tiny_manifest` factory, for tests that need other class counts."""
+    return tiny_manifest
+
+
+@pytest.fixture
 def tiny(tmp_path: Path) -> Manifest:
     return tiny_manifest(tmp_path / "images")

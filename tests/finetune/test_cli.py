@@ -43,3 +43,8 @@ def test_explain_a_clip_backbone_against_prompts(tmp_path):
                                  "--no-faithfulness", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert len(pd.read_csv(tmp_path / "ex" / "explanations.csv")) == 2
+    r = CliRunner().invoke(app, ["explain", str(folder), "--backbone", "tiny-test", "--bank", "busi",
+                                 "--target", "malignant", "--out", str(tmp_path / "ex2"), "--no-faithfulness",
+                                 "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert set(pd.read_csv(tmp_path / "ex2" / "explanations.csv")["target"]) == {"malignant"}

@@ -73,10 +73,8 @@ def test_augmentation_touches_only_training_rows(tiny, tmp_path, monkeypatch):
         assert np.allclose(fm.predict_proba(by_split[s]), proba_of(part.loc[order].reset_index()), atol=1e-5)
 
 
-def test_minority_only_augments_only_the_minority_training_rows(tmp_path, monkeypatch):
-    from conftest import tiny_manifest
-
-    m = tiny_manifest(tmp_path / "img", {"benign": 12, "malignant": 6})
+def test_minority_only_augments_only_the_minority_training_rows(make_tiny, tmp_path, monkeypatch):
+    m = make_tiny(tmp_path / "img", {"benign": 12, "malignant": 6})
     labels_seen: list[int] = []
     real_cls = train_mod.ImageRows
 

@@ -74,6 +74,7 @@ def explain_command(
     run: Path | None = typer.Option(None, help="A fine-tuning run folder (or its best.safetensors)."),
     backbone: str | None = typer.Option(None, help="A CLIP backbone name (see breastclip backbones)."),
     prompt: list[str] = typer.Option([], "--prompt", "-p", help="Text prompt(s) to explain (CLIP backbones)."),
+    bank: str | None = typer.Option(None, help="Prompt bank name or TOML/JSON file: one target per class."),
     target: str | None = typer.Option(None, help="Class name or prompt to explain (default: the top output)."),
     method: str = typer.Option("gradcam", help="gradcam, gradcam++, hirescam or layercam."),
     faithfulness: bool = typer.Option(True, help="ROAD deletion curve vs random maps (figure + JSON)."),
@@ -98,11 +99,12 @@ def explain_command(
 
         cam_model = cam_model_for_finetuned(load_finetuned(run, device=device))
     else:
-        if not prompt:
-            raise typer.BadParameter("a CLIP backbone is explained against text prompts: add --prompt '...'")
+        if not prompt and not bank:
+            raise typer.BadParameter("a CLIP backbone is explained against text: add --prompt '...' or --bank NAME")
         from breastclip.backbones import create_backbone
 
-        cam_model = cam_model_for_backbone(create_backbone(backbone, device=device, precision="fp32"), prompt)
+        bb = create_backbone(backbone, device=device, precision="fp32")
+        cam_model = cam_model_for_backbone(bb, prompt or None, bank=bank)
     tgt: int | str | None = target
     res = explain_images(collect_images(source), cam_model, out, target=tgt, method=method,
                          faithfulness=faithfulness, overwrite=overwrite)

@@ -11,6 +11,7 @@ from breastclip.explain.gradcam import (
     default_target_layers,
     vit_reshape_transform,
 )
+from breastclip.explain.localisation import localisation_scores
 from breastclip.explain.overlays import ExplainResult, collect_images, explain_images, overlay
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "default_target_layers",
     "deletion_curves",
     "explain_images",
+    "localisation_scores",
     "overlay",
     "plot_deletion",
     "vit_reshape_transform",

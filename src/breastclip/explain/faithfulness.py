@@ -76,7 +76,7 @@ def deletion_curves(cam_model, images: torch.Tensor, cams: np.ndarray, targets: 
     tgt = [target_cls(int(t)) for t in targets]
     model = cam_model.model
     with torch.no_grad():
-        x = cam_model.normalize(images).float()
+        x = cam_model.normalize(images.to(cam_model.device)).float()
         base = np.array([t(o).cpu().numpy() for t, o in zip(tgt, model(x), strict=True)], dtype=np.float32)
     size = x.shape[-1]
     rand = [random_maps(len(x), size, grid, seed + r) for r in range(n_random)]

@@ -151,24 +151,34 @@ def cam_model_for_finetuned(fm, target_layers: Sequence[nn.Module] | None = None
                     score_kind="probability", description=f"fine-tuned {fm.arch}")
 
 
-def cam_model_for_backbone(backbone, prompts: Sequence[str] | None = None, *,
+def cam_model_for_backbone(backbone, prompts: Sequence[str] | None = None, *, bank=None,
                            target_embeddings: np.ndarray | None = None, labels: Sequence[str] | None = None,
                            target_layers: Sequence[nn.Module] | None = None,
                            reshape_transform: Callable | None = None) -> CamModel:
-    """A breastclip Backbone's image tower scored by cosine similarity to text prompts or given embeddings."""
+    """A breastclip Backbone's image tower scored by cosine similarity to K targets, one of:
+
+    ``prompts`` (each prompt its own target), ``bank`` (a prompt bank or its name: one target per class, the
+    zero-shot class embedding averaged over the bank's prompts and templates), or ``target_embeddings`` (vectors in
+    the image space, e.g. class-mean image embeddings; the only choice for image-only backbones)."""
     from breastclip.backbones.preprocess import resize_crop
 
     if getattr(backbone, "precision", "fp32") == "int8":
         raise ValueError("Grad-CAM needs gradients: build the backbone with precision='fp32' (not int8)")
-    if prompts:
+    if bank is not None:
+        from breastclip.prompts import class_text_embeddings, load_bank
+
+        bank = load_bank(bank) if isinstance(bank, str) else bank
+        targets = class_text_embeddings(backbone, bank)
+        labels = list(bank.classes) if labels is None else list(labels)
+    elif prompts:
         targets = backbone.encode_text(list(prompts))  # raises a clear error for image-only backbones
         labels = list(prompts) if labels is None else list(labels)
     elif target_embeddings is not None:
         targets = np.asarray(target_embeddings, dtype=np.float32)
         labels = list(labels) if labels is not None else [f"target {i}" for i in range(len(targets))]
     else:
-        raise ValueError("give prompts (backbones with a text tower) or target_embeddings (vectors in the image "
-                         "embedding space, e.g. class-mean embeddings of the training split)")
+        raise ValueError("give prompts or a prompt bank (backbones with a text tower) or target_embeddings "
+                         "(vectors in the image embedding space, e.g. class-mean embeddings of the training split)")
     if targets.ndim != 2 or len(labels) != len(targets):
         raise ValueError(f"{len(labels)} labels for target embeddings of shape {targets.shape}")
     if targets.shape[1] != backbone.embed_dim:
@@ -227,7 +237,8 @@ class GradCAMExplainer:
         if self._cam is None:
             raise RuntimeError("use GradCAMExplainer as a context manager: `with GradCAMExplainer(m) as cam:`")
         cm = self.cam_model
-        x = cm.normalize(images).float().contiguous().requires_grad_(True)  # frozen towers: grads flow via input
+        # frozen towers: gradients reach the hooked layer through the input
+        x = cm.normalize(images.to(cm.device)).float().contiguous().requires_grad_(True)
         idx = cm.target_index(target)
         chosen = None if idx is None else [ClassifierOutputTarget(idx) for _ in range(len(images))]
         cams = self._cam(input_tensor=x, targets=chosen)  # None: the library explains each row's top output

@@ -15,6 +15,7 @@ import torch
 from breastclip import RESEARCH_ONLY
 from breastclip.explain.faithfulness import DeletionCurves, deletion_curves, plot_deletion
 from breastclip.explain.gradcam import CamModel, GradCAMExplainer
+from breastclip.explain.localisation import localisation_scores, mask_to_bool
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".dcm", ".dicom")
 
@@ -61,7 +62,7 @@ def collect_images(source: str | Path) -> list[Path]:
 
 
 def _stem(path: Path, used: set[str]) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)[:80] or "image"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("_")[:80] or "image"
     name, i = stem, 1
     while name in used:
         i += 1
@@ -73,23 +74,33 @@ def _stem(path: Path, used: set[str]) -> str:
 def explain_images(paths: Sequence[str | Path], cam_model: CamModel, out_dir: str | Path, *,
                    target: int | str | None = None, method: str = "gradcam", batch_size: int = 8,
                    faithfulness: bool = True, faithfulness_max_images: int = 16,
-                   fractions: tuple[float, ...] | None = None, overwrite: bool = False) -> ExplainResult:
+                   fractions: tuple[float, ...] | None = None, masks: Sequence[str | Path | None] | None = None,
+                   overwrite: bool = False) -> ExplainResult:
     """Grad-CAM overlays for ``paths`` into ``out_dir`` (``<name>_gradcam.png``), ``explanations.csv``, and the
     ROAD deletion figure ``faithfulness.png`` (on the first ``faithfulness_max_images`` images). Undecodable files
-    are listed in ``failures`` and skipped."""
+    are listed in ``failures`` and skipped. ``masks`` (lesion masks aligned with ``paths``, None where absent)
+    adds pointing-game and energy-in-lesion columns."""
     from breastclip.data.images import load_image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "explanations.csv").exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already holds explanations.csv; choose another folder or overwrite=True")
-    prepared, sources, failures = [], [], []
-    for p in map(Path, paths):
+    paths = [Path(p) for p in paths]
+    if masks is not None and len(masks) != len(paths):
+        raise ValueError(f"{len(masks)} masks for {len(paths)} images: give one (or None) per image")
+    prepared, sources, prepared_masks, failures = [], [], [], []
+    for i, p in enumerate(paths):
         try:
-            prepared.append(cam_model.prepare(load_image(p)))
-            sources.append(p)
+            image = cam_model.prepare(load_image(p))
+            mask_path = masks[i] if masks is not None else None
+            mask = mask_to_bool(cam_model.prepare(load_image(mask_path)).numpy()) if mask_path else None
         except (ValueError, OSError) as exc:
             failures.append((str(p), str(exc)))
+            continue
+        prepared.append(image)
+        sources.append(p)
+        prepared_masks.append(mask)
     rows, used = [], set()
     all_cams, all_targets, all_images = [], [], []
     with GradCAMExplainer(cam_model, method=method) as cam:
@@ -104,10 +115,13 @@ def explain_images(paths: Sequence[str | Path], cam_model: CamModel, out_dir: st
                 save_png(overlay(img, res.cams[j]), out_dir / name,
                          {"Source": src.name, "Model": cam_model.description, "Target": cam_model.labels[t],
                           "Method": method})
-                rows.append({"image": str(src), "target": cam_model.labels[t], "target_index": t,
-                             cam_model.score_kind: float(res.scores[j, t]),
-                             "top_output": cam_model.labels[int(res.scores[j].argmax())], "overlay": name,
-                             "map_std": float(res.cams[j].std())})
+                row = {"image": str(src), "target": cam_model.labels[t], "target_index": t,
+                       cam_model.score_kind: float(res.scores[j, t]),
+                       "top_output": cam_model.labels[int(res.scores[j].argmax())], "overlay": name,
+                       "map_std": float(res.cams[j].std())}
+                if prepared_masks[i + j] is not None:
+                    row.update(localisation_scores(res.cams[j], prepared_masks[i + j]))
+                rows.append(row)
             all_cams.append(res.cams)
             all_targets.append(res.targets)
             all_images.append(batch)
@@ -125,8 +139,10 @@ def explain_images(paths: Sequence[str | Path], cam_model: CamModel, out_dir: st
         table.loc[: k - 1, "deletion_auc_random"] = curves.random_auc
         figure = plot_deletion(curves, out_dir / "faithfulness.png",
                                title=f"Grad-CAM faithfulness (ROAD deletion): {cam_model.description}")
+        loc = {c: float(table[c].mean()) for c in ("pointing_hit", "energy_in_mask", "mask_fraction")
+               if c in table}
         (out_dir / "faithfulness.json").write_text(json.dumps(
-            {**curves.summary(), "fractions": curves.fractions.tolist(), "method": method,
+            {**curves.summary(), **loc, "fractions": curves.fractions.tolist(), "method": method,
              "model": cam_model.description, "research_only": RESEARCH_ONLY}, indent=2))
     table.to_csv(out_dir / "explanations.csv", index=False)
     if failures:

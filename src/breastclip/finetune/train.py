@@ -201,7 +201,7 @@ def finetune(manifest: Manifest, config: FinetuneConfig | None = None, out_dir: 
     _seed_everything(config.seed)
 
     # what must match to resume (epochs / patience / device may change: a finished run can be trained longer)
-    run_key = {"config": {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES},
+    run_key = {"config": {key: v for key, v in config.to_dict().items() if key not in _RESUMABLE_CHANGES},
                "data": _fingerprint(df), "classes": classes}
     resume_meta = None
     if ctx.is_main:
