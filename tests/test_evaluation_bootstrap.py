@@ -126,3 +126,41 @@ def test_bca_jackknife_leaves_out_whole_patients():
     seen = []
     jackknife_values(lambda idx: seen.append(tuple(idx)) or {"n": idx.size}, 6, groups)
     assert seen == [(2, 3, 4, 5), (0, 1, 3, 4, 5), (0, 1, 2)]
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_weighted_bootstrap_equals_the_replicate_loop(k):
+    """The vectorised path (weights per image) gives the same replicates, skips and intervals as resampling."""
+    from breastclip.evaluation.bootstrap import bootstrap_weighted
+    from breastclip.evaluation.metrics import sample_metrics
+    from breastclip.evaluation.weighted import weighted_sample_metrics
+
+    rng = np.random.default_rng(k)
+    n = 60
+    y = rng.integers(0, k, n)
+    y[:3] = k - 1  # the last class is rare (a few patients), so some replicates lack it and are skipped
+    y[3:] = np.where(y[3:] == k - 1, 0, y[3:])
+    proba = rng.dirichlet(np.ones(k), n)
+    proba = np.round(proba, 1) / np.round(proba, 1).sum(1, keepdims=True)  # ties
+    groups = np.repeat(np.arange(30), 2)
+    pos = 1 if k == 2 else None
+
+    def loop_stat(idx):
+        head, pc = sample_metrics(y[idx], proba[idx], pos)
+        return {**head, **{f"auc@{j}": pc["roc_auc"][j] for j in range(k)}}
+
+    def batch_stat(w):
+        head, pc = weighted_sample_metrics(y, proba, pos, w)
+        return {**head, **{f"auc@{j}": pc["roc_auc"][:, j] for j in range(k)}}
+
+    for interval in ("percentile", "bca"):
+        ref = bootstrap_metrics(loop_stat, n, groups=groups, required_labels=y, n_boot=120, seed=4,
+                                interval=interval)
+        got = bootstrap_weighted(batch_stat, n, groups=groups, required_labels=y, n_boot=120, seed=4,
+                                 interval=interval)
+        assert set(got) == set(ref)
+        for m in ref:
+            assert got[m]["n_boot_used"] == ref[m]["n_boot_used"], m
+            for key in ("estimate", "ci_lo", "ci_hi"):
+                assert got[m][key] == pytest.approx(ref[m][key], abs=1e-9, nan_ok=True), (m, key)
+    assert ref["accuracy"]["n_boot_skipped"] > 0

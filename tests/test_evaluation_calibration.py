@@ -93,3 +93,16 @@ def test_summary_fits_on_validation_only():
     shuffled = calibration_summary(np.random.default_rng(0).permutation(y_test), p_test, y_val, p_val)
     assert shuffled["temperature"] == out["temperature"]  # test labels do not enter the fit
     assert calibration_summary(y_test, p_test)["after"] is None
+
+
+def test_calibration_intervals_equal_a_replicate_loop():
+    from breastclip.evaluation.bootstrap import ClusterResampler, percentile_ci
+
+    y, logits = _sample(120, 3, 2.0, seed=6)
+    proba = softmax(logits, axis=1)
+    groups = np.repeat(np.arange(60), 2)
+    out = calibration_summary(y, proba, n_boot=80, seed=2, groups=groups)["before"]
+    reps = list(ClusterResampler(120, groups).replicates(80, 2))
+    for key, fn in (("ece", lambda i: expected_calibration_error(y[i], proba[i])),
+                    ("brier", lambda i: brier_score(y[i], proba[i]))):
+        np.testing.assert_allclose(out[f"{key}_ci"], percentile_ci(np.array([fn(i) for i in reps])))

@@ -149,3 +149,5 @@ def test_compare_methods_refuses_mismatched_tables():
         compare_methods(pd.concat([a, b]), n_boot=10)
     with pytest.raises(ValueError, match="at least two methods"):
         compare_methods(a, n_boot=10)
+    with pytest.raises(ValueError, match="duplicate image ids"):
+        compare_methods(pd.concat([a, a.iloc[:1], a.assign(method="c")]), n_boot=10)

@@ -128,3 +128,19 @@ def test_positive_class_resolution():
     assert resolve_positive_class(["a", "b", "c"], "b") == ("b", "argument")
     with pytest.raises(ValueError, match="not one of the classes"):
         resolve_positive_class(["a", "b"], "z")
+
+
+@SETTINGS
+@given(samples(k=4, all_present=False))
+def test_macro_metrics_with_absent_classes_follow_sklearn_defaults(sample):
+    import warnings
+
+    y, proba = sample
+    y_hat = proba.argmax(axis=1)
+    got = headline_metrics(y, proba)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns about classes predicted but absent from y
+        assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, y_hat))
+        for avg in ("precision", "recall", "f1"):
+            fn = getattr(skm, f"{avg}_score")
+            assert got[f"{avg}_macro"] == pytest.approx(fn(y, y_hat, average="macro", zero_division=0))

@@ -104,6 +104,10 @@ def test_multiclass_uses_one_vs_rest_for_the_named_positive_class():
     pred, manifest = _preds(classes=("benign", "malignant", "normal"), per_patient=1, n_patients=240, seed=3)
     ev = evaluate_predictions(pred, manifest, n_boot=30)
     assert ev.positive_class == "malignant" and ev.bootstrap["unit"] == "image"
+    assert any("every test patient has one image" in n for n in ev.notes)
+    no_ids = evaluate_predictions(pred.assign(patient_id=pred["id"]), n_boot=0)
+    assert any("no patient ids" in n for n in no_ids.notes) and no_ids.bootstrap["patient_ids"] is False
+    assert "without patient ids" in no_ids.methods_text()
     assert len(ev.operating_points) == 5 and set(ev.roc["class"]) == {"benign", "malignant", "normal"}
     test = pred[pred["split"] == "test"]
     y = (test["y_true"] == "malignant").to_numpy()

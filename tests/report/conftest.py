@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # the helpers beside the tests (synthetic.py, _chromium.py)
+sys.path.insert(0, str(Path(__file__).parent))  # the helpers beside the tests (report_synthetic.py, report_chromium.py)
 
-from synthetic import synthetic_predictions
+from report_synthetic import synthetic_predictions
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import docx
 import numpy as np
 import pandas as pd
 import pytest
-from _chromium import load_page, require_chromium
+from report_chromium import load_page, require_chromium
 
 from breastclip import RESEARCH_ONLY
 
@@ -33,6 +33,18 @@ def assert_loads_cleanly(html: Path, n_figures: int) -> dict:
     assert outside == [], f"the report requested resources beside itself: {outside}"
     assert "research use only" in page["title"].lower()
     return page
+
+
+def test_missing_chromium_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    import report_chromium
+
+    monkeypatch.setattr(report_chromium, "find_chromium", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Chromium is not installed"):
+        report_chromium.require_chromium()
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        report_chromium.require_chromium()
 
 
 def test_checker_catches_broken_images_and_console_errors(tmp_path):

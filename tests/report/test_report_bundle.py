@@ -9,7 +9,7 @@ import re
 
 import docx
 import pytest
-from synthetic import synthetic_predictions
+from report_synthetic import synthetic_predictions
 
 from breastclip import RESEARCH_ONLY
 from breastclip.evaluation import evaluate_predictions
@@ -37,7 +37,7 @@ def test_bundle_writes_every_file(synthetic_report):
     assert {p.suffix for p in paths.figures} == {".png", ".jpg"}
     assert all((paths.figures_dir / f"{s}.png").is_file() and (paths.figures_dir / f"{s}.jpg").is_file()
                for s in stems)
-    expected = {"class_distribution", "leaderboard", "loss_curves"} | {
+    expected = {"class_distribution", "leaderboard", "roc_comparison", "loss_curves"} | {
         f"{m}_{k}" for m in ("linear-probe", "zero-shot")
         for k in ("confusion_matrix", "roc", "pr", "calibration", "thresholds", "subgroups")}
     assert stems == expected
@@ -80,6 +80,10 @@ def test_docx_opens_with_the_expected_tables(synthetic_report):
     assert [r[0] for r in splits[0][1:]] == ["train", "val", "test", "all"]
     assert _table_with_header(tables, "attribute", "group")  # subgroups
     assert _table_with_header(tables, "rank", "P(predicted)")  # most confident errors
+    sub_ops = _table_with_header(tables, "attribute", "sensitivity (95% CI)")  # frozen threshold per subgroup
+    assert len(sub_ops) == 2 and {r[1] for r in sub_ops[0][1:]} == {"A", "B", "C"}
+    assert any("confidence intervals are percentile bootstrap intervals from 40 replicates" in p.text
+               for p in d.paragraphs)  # the evaluation's statistical-methods paragraph
     assert len(d.inline_shapes) == len(paths.figures) // 2  # every figure inserted once
     assert any("Figure 1." in p.text and "Research use only" in p.text for p in d.paragraphs)
     assert RESEARCH_ONLY in d.sections[0].footer.paragraphs[0].text

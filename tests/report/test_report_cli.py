@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from synthetic import synthetic_predictions
+import pytest
+from report_synthetic import synthetic_predictions
 from typer.testing import CliRunner
 
 from breastclip import RESEARCH_ONLY
@@ -38,6 +39,7 @@ def test_report_command_names_the_bad_file(tmp_path):
     assert "bad.csv" in res.output and "lacks columns" in res.output
 
 
+@pytest.mark.slow
 def test_report_command_with_a_manifest_runs_the_leak_audit(tmp_path):
     """A manifest written by Manifest.to_csv brings its root: the audit reads the (generated) image files."""
     import numpy as np

@@ -140,6 +140,6 @@ def compare(
     auc = table[table["metric"] == "roc_auc"]
     for _, r in auc.iterrows():
         typer.echo(f"{r['method']} vs {r['baseline']}: AUC difference {r['diff']:+.3f} "
-                   f"[{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}], p = {r['p_value']:.3g} ({r['test']})")
+                   f"[{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}], p = {r['p_value']:.3g} ({r['test']})", err=True)
     typer.echo(RESEARCH_ONLY, err=True)
     typer.echo(str(out))

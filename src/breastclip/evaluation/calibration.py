@@ -33,7 +33,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from breastclip.evaluation.bootstrap import bootstrap_metrics
+from breastclip.evaluation.bootstrap import bootstrap_weighted
 
 EPS = 1e-12
 LOG_T_BOUNDS = (np.log(0.01), np.log(100.0))
@@ -138,11 +138,24 @@ def _block(y: np.ndarray, proba: np.ndarray, n_bins: int, positive_index: int | 
         out["positive_bins"] = positive_reliability(y == positive_index, proba[:, positive_index],
                                                     n_bins).to_dict(orient="records")
 
-    def stat(idx: np.ndarray) -> dict[str, float]:
-        return {"ece": expected_calibration_error(y[idx], proba[idx], n_bins),
-                "brier": brier_score(y[idx], proba[idx], positive_index)}
+    # per-image terms, so a replicate's ECE and Brier are weighted sums (all replicates at once)
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y).astype(float)
+    onehot_bin = (np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], conf, side="left")[:, None]
+                  == np.arange(n_bins)).astype(float)
+    onehot_y = np.eye(proba.shape[1])[y]
+    if proba.shape[1] == 2:  # the binary Brier score (either column gives the same error)
+        sq = (proba[:, 1] - onehot_y[:, 1]) ** 2
+    else:
+        sq = np.sum((proba - onehot_y) ** 2, axis=1)
 
-    cis = bootstrap_metrics(stat, y.size, **boot)
+    def stat(w: np.ndarray) -> dict[str, np.ndarray]:
+        total = w.sum(axis=1)
+        gap = np.abs(w @ (onehot_bin * correct[:, None]) - w @ (onehot_bin * conf[:, None])).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {"ece": gap / total, "brier": (w @ sq) / total}
+
+    cis = bootstrap_weighted(stat, y.size, **boot)
     out["ece_ci"] = [cis["ece"]["ci_lo"], cis["ece"]["ci_hi"]]
     out["brier_ci"] = [cis["brier"]["ci_lo"], cis["brier"]["ci_hi"]]
     return out

@@ -33,6 +33,7 @@ from breastclip.evaluation.metrics import (
     headline_metrics,
     resolve_positive_class,
 )
+from breastclip.evaluation.weighted import weighted_sample_metrics
 from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
 
 
@@ -97,18 +98,18 @@ def paired_bootstrap(
     a = headline_metrics(y, proba_a, positive_index)
     b = headline_metrics(y, proba_b, positive_index)
     names = list(metrics) if metrics is not None else list(a)
-    needed = np.unique(y).size
-    diffs = {m: [] for m in names}
-    for idx in ClusterResampler(y.size, groups).replicates(n_boot, seed):
-        if np.unique(y[idx]).size < needed:
-            continue
-        ra = headline_metrics(y[idx], proba_a[idx], positive_index)
-        rb = headline_metrics(y[idx], proba_b[idx], positive_index)
+    labels = np.unique(y, return_inverse=True)[1]
+    onehot = (labels[:, None] == np.arange(labels.max() + 1 if y.size else 0)).astype(float)
+    diffs: dict[str, list[np.ndarray]] = {m: [] for m in names}
+    for w in ClusterResampler(y.size, groups).multiplicities(n_boot, seed):
+        ok = ((w @ onehot) > 0).all(axis=1)  # skip replicates lacking a class of the full sample
+        ra = weighted_sample_metrics(y, proba_a, positive_index, w)[0]
+        rb = weighted_sample_metrics(y, proba_b, positive_index, w)[0]
         for m in names:
-            diffs[m].append(ra[m] - rb[m])
+            diffs[m].append((ra[m] - rb[m])[ok])
     out = {}
     for m in names:
-        d = np.asarray(diffs[m], dtype=float)
+        d = np.concatenate(diffs[m]) if diffs[m] else np.zeros(0)
         d = d[~np.isnan(d)]
         lo, hi = percentile_ci(d, alpha)
         p = float(min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0)))) if d.size >= 10 else float("nan")
@@ -154,7 +155,13 @@ def compare_methods(
     if k == 2 and pos is None:
         pos = 1
     names = list(metrics) if metrics is not None else list(BINARY_HEADLINE if k == 2 else MULTICLASS_HEADLINE)
-    tables = {m: g.drop_duplicates("id").set_index("id") for m, g in part.groupby("method", sort=False)}
+    tables = {}
+    for m, g in part.groupby("method", sort=False):
+        dup = g["id"][g["id"].duplicated()]
+        if len(dup):
+            raise ValueError(f"method {m!r} has {len(dup)} duplicate image ids on split {split!r} "
+                             f"(first: {dup.iloc[0]!r})")
+        tables[m] = g.set_index("id")
     if baseline_method is None:
         def auc(m):
             t = tables[m]

@@ -23,12 +23,13 @@ from breastclip.evaluation.metrics import _cumulative_counts, average_precision,
 
 FPR_GRID = np.linspace(0.0, 1.0, 101)
 RECALL_GRID = np.linspace(0.0, 1.0, 101)
+GRID_TOL = 1e-9  # grid points equal to a rate up to rounding (0.6 vs 6/10) count as reached
 
 
 def tpr_on_grid(y_bin: np.ndarray, score: np.ndarray, fpr_grid: np.ndarray = FPR_GRID) -> np.ndarray:
     """Best TPR with FPR <= f, for each f of the grid."""
     fpr, tpr, _ = roc_points(y_bin, score)
-    idx = np.searchsorted(fpr, fpr_grid, side="right") - 1
+    idx = np.searchsorted(fpr, np.asarray(fpr_grid) + GRID_TOL, side="right") - 1
     return tpr[np.clip(idx, 0, None)]
 
 
@@ -41,8 +42,50 @@ def precision_on_grid(y_bin: np.ndarray, score: np.ndarray, recall_grid: np.ndar
     recall = np.concatenate(([0.0], tps / tps[-1]))
     # running max from the right gives max precision at recall >= recall[i]
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    idx = np.searchsorted(recall, recall_grid, side="left")
+    idx = np.searchsorted(recall, np.asarray(recall_grid) - GRID_TOL, side="left")
     return envelope[np.clip(idx, 0, recall.size - 1)]
+
+
+def _row_searchsorted(rows: np.ndarray, values: np.ndarray, side: str) -> np.ndarray:
+    """``searchsorted`` of ``values`` (G,) in every row of ``rows`` (B, E), each row sorted within [0, 1]."""
+    b, e = rows.shape
+    offset = 2.0 * np.arange(b)[:, None]
+    flat = (rows + offset).ravel()
+    pos = np.searchsorted(flat, (values[None, :] + offset).ravel(), side=side).reshape(b, -1)
+    return pos - e * np.arange(b)[:, None]
+
+
+def weighted_curves(
+    y_bin: np.ndarray, score: np.ndarray, weights: np.ndarray, fpr_grid: np.ndarray, recall_grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TPR on ``fpr_grid`` and interpolated precision on ``recall_grid`` for each row of ``weights`` (B, n),
+    and a (B,) mask of the replicates holding both classes. Same values as :func:`tpr_on_grid` and
+    :func:`precision_on_grid` on the resampled rows (tested)."""
+    y_bin = np.asarray(y_bin).astype(bool)
+    score = np.asarray(score, dtype=float)
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    b = w.shape[0]
+    order = np.argsort(-score, kind="stable")
+    s = score[order]
+    ends = np.flatnonzero(np.append(s[1:] != s[:-1], True))
+    wo = w[:, order]
+    tps = np.cumsum(wo * y_bin[order], axis=1)[:, ends]
+    fps = np.cumsum(wo * ~y_bin[order], axis=1)[:, ends]
+    n_pos, n_neg = tps[:, -1], fps[:, -1]
+    ok = (n_pos > 0) & (n_neg > 0)
+    zeros = np.zeros((b, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.concatenate([zeros, tps / n_pos[:, None]], axis=1)
+        fpr = np.concatenate([zeros, fps / n_neg[:, None]], axis=1)
+        precision = np.concatenate([np.ones((b, 1)), np.nan_to_num(tps / (tps + fps))], axis=1)
+        recall = tpr.copy()
+    tpr, fpr, precision, recall = (np.nan_to_num(a) for a in (tpr, fpr, precision, recall))
+    idx = _row_searchsorted(fpr, np.asarray(fpr_grid) + GRID_TOL, "right") - 1
+    tpr_grid = np.take_along_axis(tpr, np.clip(idx, 0, None), axis=1)
+    envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    idx = _row_searchsorted(recall, np.asarray(recall_grid) - GRID_TOL, "left")
+    prec_grid = np.take_along_axis(envelope, np.clip(idx, 0, recall.shape[1] - 1), axis=1)
+    return tpr_grid, prec_grid, ok
 
 
 def curve_bands(
@@ -64,7 +107,7 @@ def curve_bands(
     k = proba.shape[1]
     targets = [positive_index if positive_index is not None else 1] if k == 2 else list(range(k))
     sampler = ClusterResampler(y.size, groups)
-    reps = list(sampler.replicates(n_boot, seed)) if n_boot else []
+    weights = list(sampler.multiplicities(n_boot, seed)) if n_boot > 0 else []
     roc_parts, pr_parts = [], []
     for j in targets:
         yb = (y == j).astype(int)
@@ -72,11 +115,10 @@ def curve_bands(
         if yb.sum() in (0, yb.size):
             continue  # one-vs-rest curve undefined for a class absent (or alone) in this sample
         tprs, precs = [], []
-        for idx in reps:
-            if yb[idx].sum() in (0, idx.size):
-                continue
-            tprs.append(tpr_on_grid(yb[idx], s[idx], fpr_grid))
-            precs.append(precision_on_grid(yb[idx], s[idx], recall_grid))
+        for w in weights:
+            t, p, ok = weighted_curves(yb, s, w, fpr_grid, recall_grid)
+            tprs.extend(t[ok])
+            precs.extend(p[ok])
         lo_q, hi_q = alpha / 2, 1 - alpha / 2
         t_lo, t_hi = (np.quantile(tprs, [lo_q, hi_q], axis=0) if len(tprs) >= 10
                       else (np.full(len(fpr_grid), np.nan),) * 2)

@@ -30,9 +30,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from breastclip.evaluation.bootstrap import bootstrap_metrics
-from breastclip.evaluation.metrics import BINARY_HEADLINE, MULTICLASS_HEADLINE, headline_metrics
+from breastclip.evaluation.bootstrap import bootstrap_weighted
+from breastclip.evaluation.metrics import BINARY_HEADLINE, MULTICLASS_HEADLINE
 from breastclip.evaluation.thresholds import apply_thresholds
+from breastclip.evaluation.weighted import weighted_sample_metrics
 from breastclip.predictions import BASE_COLUMNS, PROB_PREFIX
 
 NOT_METADATA = {"id", "image", "label", "patient_id", "split", *BASE_COLUMNS}
@@ -148,9 +149,9 @@ def subgroup_table(
                 rows += [{**base, "status": "too_small", "metric": m, "estimate": np.nan, "ci_lo": np.nan,
                           "ci_hi": np.nan, "n_boot_used": 0} for m in names]
                 continue
-            res = bootstrap_metrics(lambda idx, yy=yy, pp=pp: headline_metrics(yy[idx], pp[idx], positive_index),
-                                    yy.size, groups=gg, required_labels=yy, n_boot=n_boot, seed=seed, alpha=alpha,
-                                    interval=interval)
+            res = bootstrap_weighted(
+                lambda w, yy=yy, pp=pp: weighted_sample_metrics(yy, pp, positive_index, w)[0],
+                yy.size, groups=gg, required_labels=yy, n_boot=n_boot, seed=seed, alpha=alpha, interval=interval)
             rows += [{**base, "status": "ok", "metric": m, "estimate": res[m]["estimate"], "ci_lo": res[m]["ci_lo"],
                       "ci_hi": res[m]["ci_hi"], "n_boot_used": res[m]["n_boot_used"]} for m in names]
     return pd.DataFrame(rows, columns=COLUMNS), skipped

@@ -9,7 +9,8 @@ the operating-point thresholds and the calibration temperature. Without validati
 
     method, classes, positive_class, positive_class_reason, disclaimer
     n:               {"val": {"images", "patients"}, "test": {...}}
-    bootstrap:       {"unit": "patient" | "image", "n_boot", "seed", "alpha", "interval": "percentile" | "bca"}
+    bootstrap:       {"unit": "patient" | "image", "n_boot", "seed", "alpha", "interval": "percentile" | "bca",
+                      "patient_ids": bool (False: the data set has none, each image is its own patient)}
     headline:        {metric: {"estimate", "ci_lo", "ci_hi", "n_boot_used", "n_boot_skipped"}}   (test)
     per_class:       [{class, support, precision, precision_ci_lo, precision_ci_hi, recall, recall_ci_lo, ...,
                        f1, specificity, roc_auc, average_precision (each with _ci_lo / _ci_hi)}]
@@ -45,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
-from breastclip.evaluation.bootstrap import ClusterResampler, bootstrap_metrics
+from breastclip.evaluation.bootstrap import ClusterResampler, bootstrap_weighted
 from breastclip.evaluation.calibration import calibration_summary
 from breastclip.evaluation.compare import compare_methods
 from breastclip.evaluation.curves import curve_bands
@@ -55,10 +56,10 @@ from breastclip.evaluation.metrics import (
     confusion_matrices,
     per_class_table,
     resolve_positive_class,
-    sample_metrics,
 )
 from breastclip.evaluation.subgroups import subgroup_operating_points, subgroup_table
 from breastclip.evaluation.thresholds import DEFAULT_POLICIES, operating_points, parse_policy, threshold_sweep
+from breastclip.evaluation.weighted import weighted_sample_metrics
 from breastclip.predictions import classes_of, proba_of, validate_predictions, y_true_index
 
 __all__ = ["Evaluation", "compare_methods", "evaluate_predictions", "jsonable"]
@@ -98,13 +99,16 @@ class Evaluation:
         """A statistical-methods paragraph stating this evaluation's actual settings (for a report or a paper)."""
         b, st, n = self.bootstrap, self.settings, self.n.get(self.settings.get("test_split", "test"), {})
         level = round(100 * (1 - b.get("alpha", 0.05)))
+        who = (f"{n.get('patients', '?')} patients" if b.get("patient_ids", True)
+               else "a data set without patient ids")
         unit = ("patients with all of their images (cluster bootstrap)" if b.get("unit") == "patient"
-                else "images (every patient contributes one image)")
+                else "images (every patient contributes one image)" if b.get("patient_ids", True)
+                else "images (without patient ids, images of one patient may be correlated)")
         auc = (f"ROC AUC and average precision are those of class '{self.positive_class}'" if len(self.classes) == 2
                else "ROC AUC and average precision are one-vs-rest macro averages over the classes")
         parts = [
             f"Method '{self.method}' was evaluated on the held-out {st.get('test_split', 'test')} split "
-            f"({n.get('images', '?')} images from {n.get('patients', '?')} patients).",
+            f"({n.get('images', '?')} images from {who}).",
             (f"{level}% confidence intervals are {'BCa' if b.get('interval') == 'bca' else 'percentile'} bootstrap "
              f"intervals from {b.get('n_boot')} replicates "
              f"(seed {b.get('seed')}) resampling {unit}; replicates lacking a class of the test set were skipped."
@@ -228,7 +232,13 @@ def evaluate_predictions(
     sampler = ClusterResampler(len(test), groups)
     unit = "patient" if sampler.clustered else "image"
     boot_groups = groups if sampler.clustered else None
-    if not sampler.clustered:
+    pids = test["patient_id"].astype(str)
+    no_pids = (getattr(manifest_df, "patient_ids_from_source", True) is False
+               or bool(pids.str.startswith("img:").all()) or bool((pids == test["id"].astype(str)).all()))
+    if no_pids:
+        notes.append("the data set has no patient ids: each image counts as its own patient, so if patients "
+                     "contributed several images the intervals are too narrow")
+    elif not sampler.clustered:
         notes.append("every test patient has one image: the bootstrap resamples images")
     shared = set(val["patient_id"].astype(str)) & set(groups)
     if shared:
@@ -240,12 +250,12 @@ def evaluate_predictions(
 
     hl_pos = pos if k == 2 else None
 
-    def statistic(idx: np.ndarray) -> dict[str, float]:
-        head, pc = sample_metrics(y[idx], proba[idx], hl_pos)
-        return {**head, **{f"{m}@{j}": float(pc[m][j]) for m in PER_CLASS_METRICS for j in range(k)}}
+    def statistic(w: np.ndarray) -> dict[str, np.ndarray]:
+        head, pc = weighted_sample_metrics(y, proba, hl_pos, w)
+        return {**head, **{f"{m}@{j}": pc[m][:, j] for m in PER_CLASS_METRICS for j in range(k)}}
 
-    res = bootstrap_metrics(statistic, len(y), groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed,
-                            alpha=alpha, interval=interval)
+    res = bootstrap_weighted(statistic, len(y), groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed,
+                             alpha=alpha, interval=interval)
     headline = {m: v for m, v in res.items() if "@" not in m}
     per_class = per_class_table(y, proba, classes)
     for m in PER_CLASS_METRICS:
@@ -301,7 +311,7 @@ def evaluate_predictions(
         method=method, classes=classes, positive_class=pos_name, positive_class_reason=pos_reason,
         n={val_split: counts(val), test_split: counts(test)},
         bootstrap={"unit": unit, "n_boot": int(n_boot), "seed": int(seed), "alpha": float(alpha),
-                   "interval": interval},
+                   "interval": interval, "patient_ids": not no_pids},
         headline=headline, per_class=per_class,
         confusion=confusion_matrices(y, proba, classes), operating_points=ops, threshold_sweep=sweep,
         roc=roc, pr=pr, calibration=calibration, subgroups=subgroups, subgroups_skipped=skipped,

@@ -20,8 +20,9 @@ Ties go to the highest threshold (fewest positives). :func:`choose_threshold` se
     tp, fp, tn, fn, sensitivity, specificity, ppv, npv  (on test, at the frozen threshold)
     + <metric>_ci_lo / <metric>_ci_hi for sensitivity, specificity, ppv, npv (NaN when n_boot == 0)
 
-:func:`threshold_sweep` returns ``threshold, tp, fp, tn, fn, sensitivity, specificity, ppv, npv`` on a grid (the
-data of the false-positive / false-negative trade-off figure).
+:func:`apply_thresholds` applies frozen thresholds to any sample (the test split, or one subgroup of it) with
+bootstrap CIs. :func:`threshold_sweep` returns ``threshold, tp, fp, tn, fn, sensitivity, specificity, ppv, npv`` on
+a grid (the data of the false-positive / false-negative trade-off figure).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def apply_thresholds(
         row.update(confusion_at(y_bin, score, thr[j]))
     if n_boot > 0 and y_bin.size:
         sampler = ClusterResampler(y_bin.size, groups)
-        mult = np.stack([np.bincount(i, minlength=y_bin.size) for i in sampler.replicates(n_boot, seed)])
+        mult = np.concatenate(list(sampler.multiplicities(n_boot, seed)))
         tp, fp, tn, fn = (mult @ ind.astype(float) for ind in indicators)  # each (B, P)
         with np.errstate(invalid="ignore", divide="ignore"):
             reps = {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp), "ppv": tp / (tp + fp),

@@ -76,8 +76,8 @@ def environment(run_info: Mapping | None = None) -> dict[str, str]:
     return env
 
 
-def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None]:
-    """``(text, ok)`` from a LeakAudit-like object, a dict, a bool or a string.
+def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None, str]:
+    """``(text, ok, headline)`` from a LeakAudit-like object, a dict, a bool or a string.
 
     Without one, the data layer's audit runs when ``manifest`` is a split :class:`~breastclip.data.manifest.Manifest`
     (it needs the image root to fingerprint files); a bare table gets "not run".
@@ -88,11 +88,13 @@ def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None]:
 
             leak_audit = audit_leaks(manifest)
     if leak_audit is None:
-        return "not run (pass the split Manifest or leak_audit= to include it)", None
+        text = "not run (pass the split Manifest or leak_audit= to include it)"
+        return text, None, text
     if isinstance(leak_audit, str):
-        return leak_audit, None
+        return leak_audit, None, leak_audit
     if isinstance(leak_audit, bool):
-        return ("passed" if leak_audit else "FAILED"), leak_audit
+        text = "passed" if leak_audit else "FAILED"
+        return text, leak_audit, text
     get = leak_audit.get if isinstance(leak_audit, Mapping) else (lambda k, d=None: getattr(leak_audit, k, d))
     ok, problems, warns = get("ok"), list(get("problems") or []), list(get("warnings") or [])
     checked = get("checked") or {}
@@ -100,10 +102,13 @@ def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None]:
         what = f" on {checked['n_images']} images" if checked.get("n_images") else ""
         dup = " (patients, identical and near-duplicate images)" if checked.get("near_duplicates") else ""
         text = f"passed{what}{dup}" + (f"; warnings: {'; '.join(map(str, warns))}" if warns else "")
-        return text, True
+        return text, True, f"passed{what}" + (f" ({len(warns)} warning(s))" if warns else "")
     if ok is None:
-        return "unknown (the audit gave no verdict)", None
-    return ("FAILED: " + "; ".join(map(str, problems))) if problems else "FAILED", False
+        return "unknown (the audit gave no verdict)", None, "unknown"
+    if not problems:
+        return "FAILED", False, "FAILED"
+    heads = "; ".join(dict.fromkeys(str(p).split(":", 1)[0].strip() for p in problems))
+    return "FAILED: " + "; ".join(map(str, problems)), False, f"FAILED: {heads} (details under Data and splits)"
 
 
 def _check_free(out_dir: Path, overwrite: bool) -> None:
@@ -201,7 +206,8 @@ def write_report(
 
     name = dataset_name or run_info.get("dataset") or "data set"
     data = data_view(predictions, mdf, name=str(name), classes=classes, notes=list(run_info.get("notes") or []))
-    leak, leak_ok = leak_summary(leak_audit if leak_audit is not None else run_info.get("leak_audit"), manifest_df)
+    leak, leak_ok, leak_head = leak_summary(leak_audit if leak_audit is not None else run_info.get("leak_audit"),
+                                            manifest_df)
     env = environment(run_info)
     env.update({"bootstrap": f"{n_boot} replicates, seed {seed}", "operating-point rule": str(operating_policy)})
     extra_lims = list(limitations)
@@ -211,7 +217,7 @@ def write_report(
     lims = S.limitations(data, views, extra_lims)
 
     fw = S.FigureWriter(figures_dir)
-    summary, facts = S.summary_section(data, views, leak, operating_policy)
+    summary, facts = S.summary_section(data, views, leak_head, operating_policy)
     sections: list[Section | None] = [
         summary,
         S.data_section(data, leak, leak_ok, fw),
@@ -221,7 +227,7 @@ def write_report(
     ]
     card = _model_card(data, views, leak, lims, env, run_info, operating_policy)
     card_section = model_card_section(card)
-    sections += [card_section, S.environment_section(env, run_info),
+    sections += [card_section, S.environment_section(env, run_info, S.rank(views)),
                  Section("Limitations").add(Bullets(lims))]
     doc_title = title or f"breastclip report: {name}"
     counted = "1 method" if len(methods) == 1 else f"{len(methods)} methods"

@@ -16,7 +16,18 @@ import pandas as pd
 
 from breastclip import RESEARCH_ONLY
 from breastclip.report import figures as F
-from breastclip.report.content import Bullets, FigureRef, Note, Section, Table, ci_text, fmt, fmt_ci, slug
+from breastclip.report.content import (
+    Bullets,
+    FigureRef,
+    Heading,
+    Note,
+    Section,
+    Table,
+    ci_text,
+    fmt,
+    fmt_ci,
+    slug,
+)
 from breastclip.report.views import HEADLINE_LABELS, DataView, MethodView
 
 CAPTION_TAIL = "Research use only; not for diagnosis."
@@ -121,18 +132,9 @@ def rank(views: Sequence[MethodView]) -> list[MethodView]:
 
 
 # ---- sections ------------------------------------------------------------------------------------------------
-def leak_short(leak: str) -> str:
-    """The leak verdict for the first screen: each problem's headline, without the listed ids."""
-    if not leak.startswith("FAILED: "):
-        return leak if len(leak) <= 160 else leak[:150].rsplit(" ", 1)[0] + " ..."
-    heads = [p.split(":", 1)[0].strip() for p in leak[len("FAILED: "):].split("; ")]
-    heads = [h for h in heads if h and not h.startswith(("busi", "img"))] or ["see Data and splits"]
-    text = "FAILED: " + "; ".join(dict.fromkeys(heads))
-    return (text if len(text) <= 160 else text[:150].rsplit(" ", 1)[0] + " ...") + " (details under Data and splits)"
-
-
 def summary_section(data: DataView, views: Sequence[MethodView], leak: str, policy: str | None) -> tuple[
         Section, list[tuple[str, str]]]:
+    """The first screen: key facts and a short narrative. ``leak`` is the audit's one-line verdict."""
     ranked = rank(views)
     best = ranked[0]
     op = best.operating_point(policy)
@@ -147,7 +149,7 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
             f"{s} {'/'.join(str(int(data.counts.loc[s, c])) for c in data.classes)}" for s in data.counts.index)),
         ("Best method (test ROC AUC, 95% CI)", f"{best.method}: {fmt_ci(*best.metric('roc_auc'))}"),
         ("Operating point on test", op_short(op, best.positive)),
-        ("Leak audit", leak_short(leak)),
+        ("Leak audit", leak),
         ("Methods compared", str(len(views))),
     ]
     s = Section("Summary")
@@ -202,10 +204,42 @@ def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: Fig
     if len(views) > 1:
         s.add(fw(F.leaderboard(lb), "leaderboard", "Methods ranked by test ROC AUC",
                  "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval."))
+    overlay = roc_overlay(ranked, fw)
+    if overlay is not None:
+        s.add(overlay)
     if comparisons is not None and len(comparisons):
         s.add(Table("comparisons", "Paired comparisons on the same test images", comparisons,
                     caption="DeLong test for AUC differences, paired bootstrap otherwise."))
     return s
+
+
+def roc_overlay(views: Sequence[MethodView], fw: FigureWriter) -> FigureRef | None:
+    """Every method's ROC curve for the positive class (one-vs-rest) on one plot, with bands."""
+    positive = views[0].positive if views else None
+    if len(views) < 2 or positive is None:
+        return None
+    curves = []
+    for v in views:
+        if v.roc is None or v.positive != positive:
+            continue
+        g = v.roc[v.roc["class"].astype(str) == str(positive)]
+        if g.empty:
+            continue
+        per = v.per_class[v.per_class["class"].astype(str) == str(positive)] if v.per_class is not None else None
+        if len(v.classes) == 2:
+            ci = v.metric("roc_auc")[1:]
+        elif per is not None and len(per) and "roc_auc_ci_lo" in per:
+            ci = (float(per["roc_auc_ci_lo"].iloc[0]), float(per["roc_auc_ci_hi"].iloc[0]))
+        else:
+            ci = None
+        curves.append(F.Curve(label=v.method, x=g["fpr"].to_numpy(float), y=g["tpr"].to_numpy(float),
+                              lo=g["tpr_lo"].to_numpy(float), hi=g["tpr_hi"].to_numpy(float),
+                              score=float(g["auc"].iloc[0]), ci=ci))
+    if len(curves) < 2:
+        return None
+    return fw(F.roc_curves(curves, title=f"ROC curves, {positive} vs rest, all methods"), "roc_comparison",
+              f"ROC curves of all methods ({positive} vs rest)",
+              "Each method's ROC curve for the positive class on the same test images; shaded: 95% bootstrap bands.")
 
 
 def training_section(histories: Mapping[str, Sequence[Mapping]], fw: FigureWriter) -> Section | None:
@@ -238,6 +272,16 @@ def _curves(df: pd.DataFrame, x: str, y: str, score: str, headline: Mapping | No
                            score=float(g[score].iloc[0]), ci=ci,
                            baseline=float(g["prevalence"].iloc[0]) if "prevalence" in g else None))
     return out
+
+
+def class_cis(v: MethodView, metric: str) -> dict[str, tuple[float, float]]:
+    """Per-class CI of ``roc_auc`` / ``average_precision`` for curve legends (the headline CI for binary)."""
+    if len(v.classes) == 2 and v.positive is not None:
+        return {str(v.positive): v.metric(metric)[1:]}
+    if v.per_class is not None and f"{metric}_ci_lo" in v.per_class:
+        return {str(r["class"]): (float(r[f"{metric}_ci_lo"]), float(r[f"{metric}_ci_hi"]))
+                for _, r in v.per_class.iterrows()}
+    return {}
 
 
 def headline_table(v: MethodView) -> pd.DataFrame:
@@ -282,18 +326,14 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
     s.add(fw(F.confusion_matrix(v.confusion, v.classes), f"{key}_confusion_matrix", "Confusion matrix",
              "Rows: true class, normalised to one; each cell gives the share and the image count."))
     if v.roc is not None and len(v.roc):
-        ci = {}
-        if "roc_auc_ci_lo" in v.per_class:
-            ci = {str(r["class"]): (r["roc_auc_ci_lo"], r["roc_auc_ci_hi"]) for _, r in v.per_class.iterrows()}
-        elif len(v.classes) == 2:
-            ci = {str(v.positive): v.metric("roc_auc")[1:]}
+        ci = class_cis(v, "roc_auc")
         title = "ROC curve (95% CI band)" if len(v.classes) == 2 else (
             f"ROC curves, one-vs-rest\nmacro AUC {fmt_ci(*v.metric('roc_auc'))}")
         s.add(fw(F.roc_curves(_curves(v.roc, "fpr", "tpr", "auc", v.headline, ci), title=title), f"{key}_roc",
                  "ROC curves",
                  "One-vs-rest ROC curve per class on test; shaded: pointwise 95% bootstrap band."))
     if v.pr is not None and len(v.pr):
-        ci = {str(v.positive): v.metric("average_precision")[1:]} if len(v.classes) == 2 else {}
+        ci = class_cis(v, "average_precision")
         title = "Precision-recall curve (95% CI band)" if len(v.classes) == 2 else (
             f"Precision-recall curves, one-vs-rest\nmacro AP {fmt_ci(*v.metric('average_precision'))}")
         s.add(fw(F.pr_curves(_curves(v.pr, "recall", "precision", "average_precision", v.headline, ci), title=title),
@@ -315,7 +355,7 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
                          "ECE": after.get("ece"), "Brier": after.get("brier"), "NLL": after.get("nll")})
         s.add(Table(f"calibration-{key}", "Calibration on test", pd.DataFrame(rows)))
     if v.operating_points is not None and len(v.operating_points):
-        s.add(Table(f"operating-points-{key}", f"Operating points ('{v.positive}' vs rest)",
+        s.add(Table(f"operating-points-{key}", f"Operating points ({vs_text(v)})",
                     operating_table(v.operating_points),
                     caption="Each threshold was chosen on the validation split by its rule, frozen, and applied "
                             "to test; counts and rates are on test."))
@@ -323,12 +363,14 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
         ops = {} if v.operating_points is None else {
             str(r["policy"]): float(r["threshold"]) for _, r in v.operating_points.iterrows()
             if np.isfinite(float(r["threshold"]))}
-        s.add(fw(F.threshold_tradeoff(v.sweep, operating_points=ops, positive=str(v.positive)),
+        s.add(fw(F.threshold_tradeoff(v.sweep, operating_points=ops, positive=str(v.positive),
+                                      title=f"Threshold trade-off ({vs_text(v)})"),
                  f"{key}_thresholds", "Threshold trade-off",
                  f"False positives and false negatives on test across thresholds on P({v.positive}); vertical lines:"
                  " thresholds frozen on validation."))
     sub = subgroup_blocks(v, key, fw)
     s.add(*sub)
+    s.add(subgroup_operating_table(v, key, policy))
     if v.errors is not None and len(v.errors):
         errors = v.errors.head(15)
         if "patient_id" in errors and errors["patient_id"].astype(str).str.startswith("img:").all():
@@ -342,6 +384,12 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
     for n in v.notes:
         s.add(Note(n, "info"))
     return s
+
+
+def vs_text(v: MethodView) -> str:
+    """``malignant vs benign`` for binary problems, ``malignant vs rest`` otherwise."""
+    others = [c for c in v.classes if c != v.positive]
+    return f"{v.positive} vs {others[0] if len(others) == 1 else 'rest'}"
 
 
 def operating_table(op: pd.DataFrame) -> pd.DataFrame:
@@ -409,8 +457,36 @@ def subgroup_blocks(v: MethodView, key: str, fw: FigureWriter) -> list:
     return blocks
 
 
-def environment_section(environment: Mapping[str, str], run_info: Mapping | None) -> Section:
+def subgroup_operating_table(v: MethodView, key: str, policy: str | None) -> Table | None:
+    """Sensitivity and specificity per subgroup at one frozen threshold (the summary's rule)."""
+    ops = v.subgroup_ops
+    if ops is None or ops.empty:
+        return None
+    rule = policy if policy and (ops["policy"] == policy).any() else str(ops["policy"].iloc[0])
+    o = ops[ops["policy"] == rule].reset_index(drop=True)
+    table = pd.DataFrame({
+        "attribute": o["column"], "group": o["value"], "images": o["n"], f"{v.positive}": o.get("n_positive"),
+        "sensitivity (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(
+            o["sensitivity"], o.get("sensitivity_ci_lo", o["sensitivity"] * np.nan),
+            o.get("sensitivity_ci_hi", o["sensitivity"] * np.nan), strict=True)],
+        "specificity (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(
+            o["specificity"], o.get("specificity_ci_lo", o["specificity"] * np.nan),
+            o.get("specificity_ci_hi", o["specificity"] * np.nan), strict=True)],
+        "TP": o["tp"], "FP": o["fp"], "TN": o["tn"], "FN": o["fn"]})
+    small = [i for i, s in enumerate(o["status"]) if s != "ok"] if "status" in o else []
+    thr = fmt(float(o["threshold"].iloc[0])) if "threshold" in o and len(o) else "-"
+    return Table(f"subgroup-operating-{key}", f"Operating point by subgroup ({rule}, t={thr})", table,
+                 flag_rows=small, flag_note=f"groups under {v.min_group_size or 'the minimum'} images.",
+                 caption=f"The threshold frozen on validation ({rule}) applied in each subgroup of the test split; "
+                         f"'{v.positive}': positive images in the group.")
+
+
+def environment_section(environment: Mapping[str, str], run_info: Mapping | None,
+                        views: Sequence[MethodView] = ()) -> Section:
     s = Section("Environment and reproducibility")
+    texts = list(dict.fromkeys(v.methods_text for v in views if v.methods_text))
+    if texts:
+        s.add(Heading("Statistical methods"), *texts)
     s.add(Table("environment", "Software and settings",
                 pd.DataFrame([(k, str(v)) for k, v in environment.items()], columns=["item", "value"])))
     config = (run_info or {}).get("config")

@@ -48,6 +48,8 @@ class MethodView:
     subgroups_skipped: dict[str, str] = field(default_factory=dict)
     min_group_size: int | None = None
     errors: pd.DataFrame | None = None  # rank, id, y_true, y_pred, confidence, p_true, error_type, metadata...
+    subgroup_ops: pd.DataFrame | None = None  # column, value, n, n_positive, status, policy, tp, fp, ..., sensitivity
+    methods_text: str = ""  # the evaluation's statistical-methods paragraph
     notes: list[str] = field(default_factory=list)
     bootstrap: dict = field(default_factory=dict)  # unit (patient | image), n_boot, seed, alpha
     raw: dict = field(default_factory=dict)  # the evaluation's to_dict(), written to metrics.json
@@ -123,6 +125,10 @@ def _frame(value) -> pd.DataFrame | None:
 def method_view(evaluation, *, min_group_size: int | None = None, test_split: str = "test") -> MethodView:
     """Read one :class:`breastclip.evaluation.Evaluation` into a :class:`MethodView` (test split)."""
     ev = evaluation
+    settings = dict(getattr(ev, "settings", None) or {})
+    test_split = settings.get("test_split", test_split)
+    min_group_size = settings.get("min_group_size", min_group_size)
+    methods_text = ev.methods_text() if hasattr(ev, "methods_text") else ""
     n_test = (ev.n or {}).get(test_split, {})
     sweep = _frame(ev.threshold_sweep)
     if sweep is not None and "split" in sweep:
@@ -148,6 +154,8 @@ def method_view(evaluation, *, min_group_size: int | None = None, test_split: st
         subgroups_skipped=dict(ev.subgroups_skipped or {}),
         min_group_size=min_group_size,
         errors=_frame(ev.confident_errors),
+        subgroup_ops=_frame(getattr(ev, "subgroup_operating_points", None)),
+        methods_text=methods_text,
         notes=notes,
         bootstrap=dict(ev.bootstrap or {}),
         raw=ev.to_dict(),
