@@ -33,6 +33,11 @@ def test_examples_exist_for_each_notebook():
 def test_example_configs_validate(path, offline):
     cfg = load_config(path, offline=offline)
     validate_methods(cfg)  # every hyperparameter is one the head (or the CNN baseline) accepts
+    if cfg.data.format:  # every reader option is one the named reader accepts
+        from breastclip.data.sources import FORMATS
+        from breastclip.pipeline.options import check_options
+
+        check_options(FORMATS[cfg.data.format].read, dict(cfg.data.options), "data.options", fixed=("path",))
     assert Path(cfg.data.source).is_absolute()
     if offline:
         assert cfg.backbones in ((OFFLINE_BACKBONE,), (OFFLINE_TEXT_BACKBONE,))
@@ -67,6 +72,15 @@ def test_cross_field_validation_lists_every_problem(tiny_raw):
     with pytest.raises(ConfigError) as e:
         load_config(raw=raw)
     assert "split.fractions" in str(e.value) and "backbones is empty" in str(e.value)
+
+
+def test_unknown_reader_option_is_named(tiny_raw, tmp_path):
+    from breastclip.pipeline.data_step import load_manifest
+
+    (tmp_path / "d").mkdir()
+    raw = tiny_raw(data={"source": str(tmp_path / "d"), "format": "breakhis", "options": {"label": "subtype"}})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['label'\] in data.options.*labels"):
+        load_manifest(load_config(raw=raw))
 
 
 def test_unknown_hyperparameter_fails_before_any_work(tiny_raw):
