@@ -71,3 +71,30 @@ def test_demo_offline_on_the_synthetic_set(empty_medmnist_root, tmp_path):
     assert "zeroshot" in res.skipped  # no aligned text tower offline: said, not hidden
     html = res.report_html.read_text()
     assert "synthetic" in html
+
+
+def test_online_paths_fall_back_and_say_why(monkeypatch, tmp_path):
+    """With a network the demo downloads BreastMNIST and CLIP weights; when either fails it falls back, saying so.
+    (No network is touched: the download calls are replaced by ones that fail as a refused download would.)"""
+    import breastclip.backbones as bb
+    import breastclip.data.download as dl
+
+    monkeypatch.setenv("MEDMNIST_ROOT", str(tmp_path / "empty"))
+    monkeypatch.delenv("BREASTCLIP_OFFLINE", raising=False)
+
+    def refuse_download(name, **kw):
+        raise dl.DownloadError("downloading breastmnist.npz through medmnist failed: HTTP 503")
+
+    monkeypatch.setattr(dl, "download_dataset", refuse_download)
+    kind, path, why = choose_data(None, offline=False)
+    assert kind == "synthetic" and path is None and "synthetic" in why
+
+    monkeypatch.setattr(dl, "is_offline", lambda host, **kw: False)
+    monkeypatch.setattr(bb, "offline_status", lambda entry: (False, "needs one download"))
+
+    def refuse_weights(name, *a, **k):
+        raise bb.BackboneUnavailable("clip-vit-b32: could not download the OpenAI weights (HTTP 403)")
+
+    monkeypatch.setattr(bb, "create_backbone", refuse_weights)
+    name, why = choose_backbone(offline=False)
+    assert name == OFFLINE_BACKBONE and "could not be fetched" in why and "HTTP 403" in why

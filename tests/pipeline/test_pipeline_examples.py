@@ -109,3 +109,13 @@ def test_cbis_resnet18_gradcam_on_synthetic_with_report(tmp_path, run_example):
     overlays = list((out / "gradcam" / "resnet18").glob("*_gradcam.png"))
     assert len(overlays) == 2 and (out / "gradcam" / "resnet18" / "faithfulness.json").is_file()
     assert (out / "methods" / "resnet18" / "history.json").is_file()
+    # the fine-tuned CNN serves `predict` too (gate: the run's backbone OOD check; probabilities: the CNN)
+    from breastclip.predict import predict_images
+
+    manifest = pd.read_csv(out / "manifest.csv")
+    root = json.loads((out / "manifest.json").read_text())["root"]
+    img = Path(root) / manifest[manifest["split"] == "test"]["image"].iloc[0]
+    res = predict_images([img], out, method="resnet18", output=tmp_path / "cnn.csv")
+    row = res.table.iloc[0]
+    assert row["method"] == "resnet18" and row["policy"] == "youden" and row["threshold"] == row["threshold"]
+    assert abs(row["p_benign"] + row["p_malignant"] - 1) < 1e-6 or row["status"] == "rejected"

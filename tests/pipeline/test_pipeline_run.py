@@ -178,3 +178,22 @@ def test_mlflow_missing_is_a_clear_error(tiny_raw, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mlflow)
     with pytest.raises(RuntimeError, match="breastclip\\[tracking\\]"):
         _run(tiny_raw(tracking={"mlflow": True}))
+
+
+@pytest.mark.slow
+def test_several_backbones_label_methods_and_predict_picks_one(tiny_raw, tmp_path):
+    from breastclip.predict import predict_images
+
+    raw = tiny_raw(backbones=["tiny-test", "efficientnet-lite0"],
+                   methods=[{"name": "lp", "head": "linear_probe", "params": {"Cs": [1.0], "refine": 0}},
+                            {"name": "zs", "head": "zeroshot", "prompts": "cbis_ddsm"}])
+    res = _run(raw)
+    assert set(res.leaderboard["method"]) == {"lp@tiny-test", "lp@efficientnet-lite0", "zs@tiny-test"}
+    assert set(res.skipped) == {"zs@efficientnet-lite0"}
+    assert set(json.loads((res.out_dir / "gate" / "gate.json").read_text())["backbones"]) == {
+        "tiny-test", "efficientnet-lite0"}
+    manifest = pd.read_csv(res.out_dir / "manifest.csv")
+    root = json.loads((res.out_dir / "manifest.json").read_text())["root"]
+    img = f"{root}/{manifest[manifest['split'] == 'test']['image'].iloc[0]}"
+    table = predict_images([img], res.out_dir, method="lp@efficientnet-lite0", output=tmp_path / "p.csv").table
+    assert table.loc[0, "method"] == "lp@efficientnet-lite0" and "medical_score" not in table  # no text tower
