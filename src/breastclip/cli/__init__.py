@@ -14,7 +14,9 @@ app = typer.Typer(
 )
 
 # Each module below defines `register(app)`, adding its commands or command group.
-COMMAND_MODULES: tuple[str, ...] = ("data", "images", "embed", "zeroshot", "finetune", "evaluate", "report")
+COMMAND_MODULES: tuple[str, ...] = (
+    "run", "data", "images", "download", "embed", "zeroshot", "finetune", "evaluate", "report",
+)
 
 
 @app.command()

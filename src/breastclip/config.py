@@ -1,0 +1,450 @@
+"""Experiment configuration: frozen dataclasses loaded from TOML, with command-line overrides.
+
+One TOML file describes a whole comparison (data, split, backbones, methods, evaluation, report). Unknown keys are
+errors naming the key and the valid ones. Paths written in the file are relative to the file's folder; paths given
+on the command line (``--set data.source=...``) are relative to the current directory. The resolved configuration
+(absolute paths, every default filled in) is saved beside every result as ``config.resolved.toml``.
+
+Overrides use ``key.path=value`` with a TOML value (``--set backbones=["efficientnet-lite0"]``,
+``--set evaluation.n_bootstrap=200``); a bare word is taken as a string. Methods are addressed by name
+(``--set methods.mlp.params.epochs=3``) or index (``methods.0.params.epochs=3``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: Metrics every evaluation reports on the test split (sensitivity / specificity: binary tasks only).
+HEADLINE_METRICS = ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1_macro", "precision_macro",
+                    "recall_macro", "sensitivity", "specificity")
+#: The default backbone: OpenAI CLIP ViT-B/32 through open_clip.
+DEFAULT_BACKBONE = "clip-vit-b32"
+#: The backbone ``--offline`` swaps in: real ImageNet weights installed from the package index, image only ...
+OFFLINE_BACKBONE = "efficientnet-lite0"
+#: ... or paired with the MiniLM text encoder when a method needs text (not aligned: no zero-shot).
+OFFLINE_TEXT_BACKBONE = "efficientnet-lite0+minilm"
+#: Heads that use class text embeddings from a prompt bank; of those, the ones that cannot run without a text
+#: tower, and the ones that need it aligned with the image space (Tip-Adapter falls back to its cache model).
+TEXT_HEADS = frozenset({"similarity_guided", "zeroshot", "tip_adapter", "tip_adapter_f"})
+REQUIRES_TEXT_HEADS = frozenset({"similarity_guided", "zeroshot"})
+ALIGNED_TEXT_HEADS = frozenset({"zeroshot"})
+#: Method kinds (``head``) that are not a head from ``breastclip.heads.HEADS``.
+CNN_KIND = "cnn"
+#: The CNN architecture ``--offline`` fine-tunes (ImageNet weights from the package index).
+OFFLINE_CNN = "efficientnet-lite0"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and the problem."""
+
+
+# ---- sections -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExperimentSection:
+    """What the run is called, where it writes, and its master seed."""
+
+    name: str = "experiment"
+    description: str = ""
+    seed: int = 0
+    output: str = ""  # empty: ./results/<name>
+    on_existing: str = "auto"  # auto (resume identical, else new timestamped folder) | new | refuse
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """The data source in its native layout; ``options`` go to the reader as keyword arguments."""
+
+    source: str = ""
+    format: str = ""  # empty: auto-detect; "synthetic": generate the bundled synthetic set into `source`
+    subset: int = 0  # 0: all images; N: a stratified, deterministic subset of N images (tiny runs)
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SplitSection:
+    """Patient-grouped stratified split, then the leak audit."""
+
+    fractions: tuple[float, ...] = (0.64, 0.16, 0.20)
+    seed: int = -1  # -1: the experiment seed
+    keep_official: bool = True
+    on_leak: str = "refuse"  # refuse | warn
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmbedSection:
+    """How embeddings are computed and where the content-addressed cache lives."""
+
+    cache_dir: str = ""  # empty: the user cache (~/.cache/breastclip/embeddings or BREASTCLIP_CACHE)
+    device: str = ""  # empty: automatic
+    batch_size: int = 0  # 0: automatic
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodSection:
+    """One method to train and evaluate on every backbone (or the listed ones)."""
+
+    name: str = ""
+    head: str = ""  # a key of breastclip.heads.HEADS, or "cnn" for the end-to-end CNN baseline
+    params: dict = field(default_factory=dict)
+    prompts: str = ""  # prompt bank name or file, for methods that use text
+    backbones: tuple[str, ...] = ()  # empty: every backbone of the experiment
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    """Metrics, confidence intervals, operating points, calibration and subgroups."""
+
+    positive_class: str = ""  # binary tasks; empty: malignant/cancer when present, else the last class
+    n_bootstrap: int = 1000
+    ci: float = 0.95
+    operating_point: str = "youden"  # the frozen threshold `predict` applies (chosen on validation)
+    thresholds: tuple[str, ...] = ("youden",)
+    subgroups: tuple[str, ...] = ()
+    min_group_size: int = 10
+    calibration: bool = True
+    compare: bool = True
+    primary_metric: str = "roc_auc"  # ranks the leaderboard and picks the best method for the comparisons
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """The report bundle written into the results folder."""
+
+    enabled: bool = True
+    title: str = ""
+    gradcam: int = 0  # number of test images explained per CNN / CLIP method (0: none)
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateSection:
+    """The medical-image gate saved with the run for ``predict``."""
+
+    ood: bool = True  # fit an out-of-distribution check on training embeddings (threshold on validation)
+    medical_prompts: str = "medical_vs_nonmedical"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrackingSection:
+    """Optional MLflow tracking."""
+
+    mlflow: bool = False
+    tracking_uri: str = ""
+    experiment: str = ""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: the object ``breastclip run`` executes."""
+
+    experiment: ExperimentSection = field(default_factory=ExperimentSection)
+    data: DataSection = field(default_factory=DataSection)
+    split: SplitSection = field(default_factory=SplitSection)
+    backbones: tuple[str, ...] = (DEFAULT_BACKBONE,)
+    embed: EmbedSection = field(default_factory=EmbedSection)
+    methods: tuple[MethodSection, ...] = ()
+    evaluation: EvaluationSection = field(default_factory=EvaluationSection)
+    report: ReportSection = field(default_factory=ReportSection)
+    gate: GateSection = field(default_factory=GateSection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+
+    @property
+    def split_seed(self) -> int:
+        return self.split.seed if self.split.seed >= 0 else self.experiment.seed
+
+    def active_methods(self) -> list[MethodSection]:
+        return [m for m in self.methods if m.enabled]
+
+    def to_dict(self) -> dict:
+        return _to_plain(self)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(_drop_empty_tables(self.to_dict()))
+
+    def identity(self) -> str:
+        """Hash of everything that changes results (not the output folder, not tracking)."""
+        d = self.to_dict()
+        d["experiment"].pop("output", None)
+        d["experiment"].pop("on_existing", None)
+        d.pop("tracking", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# path-valued keys, resolved against the config file's folder (file) or the current directory (command line)
+PATH_KEYS = ("data.source", "embed.cache_dir", "experiment.output")
+
+
+# ---- loading ------------------------------------------------------------------------------------------------
+def load_config(
+    path: str | Path | None = None,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    offline: bool = False,
+    subset: int | None = None,
+    only_methods: list[str] | tuple[str, ...] = (),
+    raw: dict | None = None,
+    base_dir: str | Path | None = None,
+) -> ExperimentConfig:
+    """Load a TOML experiment (or a ``raw`` dict), apply overrides, and validate every key."""
+    if raw is None:
+        if path is None:
+            raise ConfigError("give a config file or a raw dict")
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from e
+        base = Path(base_dir) if base_dir is not None else path.resolve().parent
+    else:
+        raw = copy.deepcopy(raw)
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+    _resolve_paths(raw, base)
+    for item in overrides:
+        apply_override(raw, item, cwd=Path.cwd())
+    if subset is not None:
+        raw.setdefault("data", {})["subset"] = int(subset)
+    cfg = from_dict(raw)
+    if offline:
+        cfg = make_offline(cfg)
+    if only_methods:
+        cfg = select_methods(cfg, only_methods)
+    validate(cfg)
+    return cfg
+
+
+def from_dict(raw: dict) -> ExperimentConfig:
+    """Build the dataclasses from a plain dict; unknown keys and wrong types raise :class:`ConfigError`."""
+    return _build(ExperimentConfig, raw, "")
+
+
+def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Swap every backbone for the offline one (paired with MiniLM when a method needs text).
+
+    Methods that need a text tower *aligned* with the image space (zero-shot, Tip-Adapter) cannot run on it; the
+    pipeline skips them and says why in the log and the report.
+    """
+    needs_text = any(m.head in REQUIRES_TEXT_HEADS - ALIGNED_TEXT_HEADS for m in cfg.active_methods())
+    backbone = OFFLINE_TEXT_BACKBONE if needs_text else OFFLINE_BACKBONE
+    methods = []
+    for m in cfg.methods:
+        m = dataclasses.replace(m, backbones=())
+        if m.head == CNN_KIND and m.params.get("arch", "resnet18") != OFFLINE_CNN:
+            m = dataclasses.replace(m, params={**m.params, "arch": OFFLINE_CNN})  # torchvision weights need a download
+        methods.append(m)
+    return dataclasses.replace(cfg, backbones=(backbone,), methods=tuple(methods))
+
+
+def select_methods(cfg: ExperimentConfig, names: list[str] | tuple[str, ...]) -> ExperimentConfig:
+    """Keep only the named methods (by method name); an unknown name is an error listing the known ones."""
+    known = [m.name for m in cfg.methods]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {unknown}; the config defines {known}")
+    return dataclasses.replace(cfg, methods=tuple(m for m in cfg.methods if m.name in names))
+
+
+def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Cross-field checks that the dataclasses alone cannot express."""
+    problems = []
+    if not cfg.data.source:
+        problems.append("data.source is empty: name the data folder or file (or --set data.source=PATH)")
+    if cfg.data.subset < 0:
+        problems.append(f"data.subset must be >= 0, got {cfg.data.subset}")
+    fr = cfg.split.fractions
+    if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
+        problems.append(f"split.fractions must be three non-negative numbers summing to 1, got {list(fr)}")
+    if cfg.split.on_leak not in ("refuse", "warn"):
+        problems.append(f"split.on_leak must be 'refuse' or 'warn', got '{cfg.split.on_leak}'")
+    if cfg.experiment.on_existing not in ("auto", "new", "refuse"):
+        problems.append(f"experiment.on_existing must be auto, new or refuse, got '{cfg.experiment.on_existing}'")
+    if not cfg.backbones:
+        problems.append("backbones is empty: name at least one (e.g. backbones = [\"efficientnet-lite0\"])")
+    if not cfg.active_methods():
+        problems.append("no enabled method: add a [[methods]] table")
+    names = [m.name for m in cfg.methods]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        problems.append(f"method names must be unique; repeated: {dup}")
+    for i, m in enumerate(cfg.methods):
+        if not m.name or not m.head:
+            problems.append(f"methods[{i}] needs both 'name' and 'head' (got name='{m.name}', head='{m.head}')")
+        stray = [b for b in m.backbones if b not in cfg.backbones]
+        if stray:
+            problems.append(f"method '{m.name}' lists backbones {stray} that are not in backbones {list(cfg.backbones)}")
+    if cfg.evaluation.primary_metric not in HEADLINE_METRICS:
+        problems.append(f"evaluation.primary_metric '{cfg.evaluation.primary_metric}' is not a headline metric; "
+                        f"choose one of {', '.join(HEADLINE_METRICS)}")
+    if not 0 < cfg.evaluation.ci < 1:
+        problems.append(f"evaluation.ci must be in (0, 1), got {cfg.evaluation.ci}")
+    if cfg.evaluation.n_bootstrap < 0:
+        problems.append(f"evaluation.n_bootstrap must be >= 0, got {cfg.evaluation.n_bootstrap}")
+    if problems:
+        raise ConfigError("invalid experiment config:\n- " + "\n- ".join(problems))
+    return cfg
+
+
+# ---- overrides ----------------------------------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """A TOML value (``3``, ``true``, ``["a", "b"]``, ``"x"``); anything else is the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict, item: str, *, cwd: Path | None = None) -> dict:
+    """Apply one ``key.path=value`` override to a raw config dict, in place."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key.path=value")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    parts = [p for p in key.split(".") if p]
+    if not parts:
+        raise ConfigError(f"override '{item}' has an empty key")
+    value = parse_value(text.strip())
+    if key in PATH_KEYS and isinstance(value, str) and value:
+        value = str(_absolute(value, cwd or Path.cwd()))
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            node = _method_by_name(node, part, where)
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{item}': '{where}' is not a table")
+        node = node.setdefault(part, {}) if part != "methods" else node.setdefault(part, [])
+    last = parts[-1]
+    if isinstance(node, list):
+        raise ConfigError(f"override '{item}': address a method field, e.g. methods.<name>.params.<key>=value")
+    if not isinstance(node, dict):
+        raise ConfigError(f"override '{item}': '{'.'.join(parts[:-1])}' is not a table")
+    node[last] = value
+    return raw
+
+
+def _method_by_name(methods: list, part: str, where: str) -> dict:
+    if part.isdigit():
+        idx = int(part)
+        if idx >= len(methods):
+            raise ConfigError(f"override: {where} is out of range ({len(methods)} methods)")
+        return methods[idx]
+    for m in methods:
+        if isinstance(m, dict) and m.get("name") == part:
+            return m
+    names = [m.get("name") for m in methods if isinstance(m, dict)]
+    raise ConfigError(f"override: no method named '{part}' ({where}); methods are {names}")
+
+
+# ---- helpers ------------------------------------------------------------------------------------------------
+def _absolute(value: str, base: Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        sec = raw.get(section)
+        if isinstance(sec, dict) and isinstance(sec.get(name), str) and sec[name]:
+            sec[name] = str(_absolute(sec[name], base))
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{where or 'config'}' must be a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else key
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown key '{path}'{hint}; valid keys{' in [' + where + ']' if where else ''}: "
+                              f"{', '.join(valid)}")
+        kwargs[key] = _coerce(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]  # a single value where a list is expected
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{path}' must be a list, got {value!r}")
+        if dataclasses.is_dataclass(inner):
+            return tuple(_build(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
+        return tuple(_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{path}' must be a table, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{path}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{path}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"'{path}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"'{path}' must be a string, got {value!r}")
+        return value
+    if isinstance(tp, types.UnionType) or origin is typing.Union:  # pragma: no cover - not used by the sections
+        return value
+    return value
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): _to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _drop_empty_tables(d: dict) -> dict:
+    """TOML cannot hold None; empty tables are kept (they document the available sections)."""
+    out = {}
+    for k, v in d.items():
+        if v is None:
+            continue
+        out[k] = _drop_empty_tables(v) if isinstance(v, dict) else v
+    order = ["backbones", "experiment", "data", "split", "embed", "methods", "evaluation", "report", "gate",
+             "tracking"]
+    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))

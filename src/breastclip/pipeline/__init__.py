@@ -1,0 +1,78 @@
+"""``breastclip run``: one experiment config -> one results folder.
+
+Data flows one way: source -> Manifest (subset) -> split + leak audit -> embeddings (cached, per backbone) ->
+heads (+ the CNN baseline) -> predictions table -> evaluation + paired comparisons -> leaderboard -> report.
+Every step writes its output into the results folder as soon as it is done, so an interrupted run of the same
+config resumes where it stopped (see :mod:`breastclip.pipeline.results`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from breastclip import RESEARCH_ONLY
+from breastclip.config import ExperimentConfig
+from breastclip.pipeline.core import run_core
+from breastclip.pipeline.results import OutputDecision, prepare_output
+
+__all__ = ["RunResult", "run_experiment", "synthetic_overrides"]
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (everything is also on disk in ``out_dir``)."""
+
+    out_dir: Path
+    leaderboard: pd.DataFrame
+    best: str | None
+    report_html: Path | None
+    seconds: float
+    resumed: bool = False
+    notes: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def synthetic_overrides(root: str | Path | None = None) -> list[str]:
+    """Overrides that point an experiment at the bundled synthetic set (generated once into the user cache)."""
+    from breastclip.pipeline.embed_step import default_cache_dir
+
+    where = Path(root) if root else default_cache_dir().parent / "synthetic"
+    return ["data.format=synthetic", f"data.source={where}", "data.options={}", "data.subset=0"]
+
+
+def run_experiment(cfg: ExperimentConfig, *, progress: bool = True, console=None,
+                   decision: OutputDecision | None = None) -> RunResult:
+    """Run ``cfg`` end to end and return the leaderboard and where everything was written."""
+    from rich.console import Console
+
+    console = console or Console(stderr=False)
+    t0 = time.perf_counter()
+    decision = decision or prepare_output(cfg)
+    console.print(f"[bold]breastclip run[/bold] {cfg.experiment.name}: {decision.message}")
+    result = run_core(cfg, decision, console=console, progress=progress)
+    result.seconds = time.perf_counter() - t0
+    print_summary(result, console)
+    return result
+
+
+def print_summary(result, console) -> None:
+    from breastclip.pipeline.leaderboard import rich_table
+
+    if result.leaderboard is not None and not result.leaderboard.empty:
+        console.print(rich_table(result.leaderboard))
+    for label, why in result.skipped.items():
+        console.print(f"[yellow]skipped[/yellow] {label}: {why}")
+    for label, why in result.failed.items():
+        console.print(f"[red]FAILED[/red] {label}: {why} (details in run.log)")
+    console.print(f"best: [bold]{result.best}[/bold]   time: {result.seconds:.1f} s"
+                  + ("   (resumed)" if result.resumed else ""))
+    console.print(f"results: {result.out_dir}")
+    if result.report_html is not None:
+        console.print(f"report:  {result.report_html}")
+    console.print(f"[dim]{RESEARCH_ONLY}[/dim]")
+

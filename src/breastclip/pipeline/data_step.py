@@ -1,0 +1,110 @@
+"""Data step of a run: read the source in its native layout, optionally subset, split by patient, audit leaks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from breastclip.config import ConfigError, ExperimentConfig
+from breastclip.data.manifest import Manifest
+from breastclip.pipeline.options import check_options, split_options
+
+log = logging.getLogger("breastclip.run")
+
+
+class LeakError(RuntimeError):
+    """The split leaks (patient in two parts, duplicate images across parts, a part without a class)."""
+
+
+def load_manifest(cfg: ExperimentConfig) -> Manifest:
+    """The data set as a Manifest: the bundled synthetic generator or a native-layout reader."""
+    source = Path(cfg.data.source)
+    options = dict(cfg.data.options)
+    if cfg.data.format == "synthetic":
+        from breastclip.data.synthetic import make_synthetic
+
+        options = check_options(make_synthetic, options, "data.options (synthetic)", fixed=("root",))
+        return make_synthetic(source, **options)
+    from breastclip.data.sources import FORMATS, read_source
+
+    fmt = FORMATS.get(cfg.data.format.lower().replace("-", "_")) if cfg.data.format else None
+    if fmt is not None:
+        options = check_options(fmt.read, options, f"data.options ({fmt.name} reader)", fixed=("path",))
+    if not source.exists():
+        raise ConfigError(f"data.source {source} does not exist (download it with `breastclip data download`, "
+                          f"or point data.source at your copy)")
+    return read_source(source, format=cfg.data.format or None, **options)
+
+
+def subset_manifest(manifest: Manifest, n: int, seed: int) -> Manifest:
+    """A deterministic stratified subset of about ``n`` images for tiny runs.
+
+    Strata are the label (and the official split when the source has one); each stratum keeps at least
+    ``min(size, 4)`` images so every split can still hold every class.
+    """
+    df = manifest.df
+    if n <= 0 or n >= len(df):
+        return manifest
+    keys = ["label"] + (["split"] if (df["split"] != "").any() else [])
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    groups = sorted(df.groupby(keys if len(keys) > 1 else keys[0]).groups.items(), key=lambda kv: str(kv[0]))
+    total = len(df)
+    for _key, idx in groups:
+        idx = sorted(idx, key=lambda i: str(df.at[i, "id"]))
+        want = max(min(len(idx), 4), round(n * len(idx) / total))
+        pick = rng.permutation(len(idx))[:want]
+        chosen.extend(idx[i] for i in sorted(pick))
+    mask = df.index.isin(chosen)
+    out = manifest.subset(mask)
+    out.notes = [*out.notes, f"subset: {int(mask.sum())} of {len(df)} images (stratified, seed {seed})"]
+    return out
+
+
+def split_and_audit(manifest: Manifest, cfg: ExperimentConfig) -> tuple[Manifest, dict]:
+    """Assign train/val/test (patient-grouped, stratified; official split kept) and audit for leaks."""
+    from breastclip.data.splits import assign_splits, audit_leaks
+
+    split_kw, audit_kw = split_options(dict(cfg.split.options), assign_splits, audit_leaks, where="split.options")
+    split_kw = {k: v for k, v in split_kw.items() if k not in ("fractions", "seed", "keep_official")}
+    if "cache" not in audit_kw:  # image fingerprints keyed by path, size and mtime: a rerun reads no pixels
+        from breastclip.pipeline.embed_step import cache_dir_for
+
+        audit_kw["cache"] = cache_dir_for(cfg).parent / "leak_fingerprints.json"
+    manifest = assign_splits(manifest, fractions=tuple(cfg.split.fractions), seed=cfg.split_seed,
+                             keep_official=cfg.split.keep_official, **split_kw)
+    audit = audit_leaks(manifest, **audit_kw)
+    report = audit_to_dict(audit)
+    report["counts"] = split_counts(manifest.df)
+    return manifest, report
+
+
+def audit_to_dict(audit) -> dict:
+    if hasattr(audit, "to_dict"):
+        d = dict(audit.to_dict())
+    else:
+        d = {"ok": bool(audit.ok), "problems": [str(p) for p in getattr(audit, "problems", [])]}
+    d.setdefault("ok", bool(audit.ok))
+    return d
+
+
+def split_counts(df: pd.DataFrame) -> dict:
+    """Images per split and class, and patients per split."""
+    out: dict = {}
+    for part, sub in df.groupby("split"):
+        out[str(part) or "unassigned"] = {"images": len(sub), "patients": int(sub["patient_id"].nunique()),
+                                          "classes": {str(k): int(v) for k, v in sub["label"].value_counts().items()}}
+    return out
+
+
+def enforce_audit(report: dict, cfg: ExperimentConfig) -> None:
+    if report.get("ok", True):
+        return
+    problems = report.get("problems", [])
+    text = "\n- ".join(str(p) for p in problems) or "(no details)"
+    if cfg.split.on_leak == "refuse":
+        raise LeakError(f"the split failed the leak audit (set split.on_leak = \"warn\" to go on anyway):\n- {text}")
+    log.warning("leak audit failed; going on because split.on_leak = 'warn':\n- %s", text)

@@ -1,0 +1,94 @@
+"""Evaluation step of a run: every method's predictions -> Evaluation, paired comparisons, frozen operating points."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from breastclip.config import ExperimentConfig
+from breastclip.data.manifest import Manifest
+from breastclip.pipeline.options import check_options
+from breastclip.pipeline.results import write_json
+
+log = logging.getLogger("breastclip.run")
+
+
+def evaluate_all(cfg: ExperimentConfig, predictions: dict[str, pd.DataFrame], manifest: Manifest,
+                 notes: list[str]) -> tuple[dict, pd.DataFrame | None]:
+    """Evaluate each method (thresholds and temperature fitted on val, metrics on test) and compare them."""
+    from breastclip.evaluation import compare_methods, evaluate_predictions
+
+    ev_cfg = cfg.evaluation
+    subgroups = list(ev_cfg.subgroups)
+    missing = [c for c in subgroups if c not in manifest.df.columns]
+    if missing:
+        notes.append(f"subgroup column(s) {missing} are not in this data set's metadata; skipped")
+        subgroups = [c for c in subgroups if c in manifest.df.columns]
+    fixed = ("pred", "manifest_df", "method", "positive_class", "n_boot", "seed", "alpha", "min_group_size",
+             "threshold_policies", "subgroup_columns")
+    extra = check_options(evaluate_predictions, dict(ev_cfg.options), "evaluation.options", fixed=fixed)
+    alpha = 1.0 - ev_cfg.ci
+    evaluations = {}
+    for label, pred in predictions.items():
+        evaluations[label] = evaluate_predictions(
+            pred, manifest.df, method=label, positive_class=ev_cfg.positive_class or None,
+            n_boot=ev_cfg.n_bootstrap, seed=cfg.experiment.seed, alpha=alpha,
+            min_group_size=ev_cfg.min_group_size, threshold_policies=tuple(ev_cfg.thresholds),
+            subgroup_columns=subgroups if ev_cfg.subgroups else None, **extra)
+    comparisons = None
+    if ev_cfg.compare and len(predictions) >= 2:
+        best = best_method(evaluations, ev_cfg.primary_metric)
+        all_pred = pd.concat(predictions.values(), ignore_index=True)
+        try:
+            comparisons = compare_methods(all_pred, baseline_method=best, split="test",
+                                          positive_class=ev_cfg.positive_class or None, n_boot=ev_cfg.n_bootstrap,
+                                          seed=cfg.experiment.seed, alpha=alpha)
+        except ValueError as e:  # e.g. methods evaluated on different test images
+            notes.append(f"paired comparisons skipped: {e}")
+            log.warning("paired comparisons skipped: %s", e)
+    return evaluations, comparisons
+
+
+def best_method(evaluations: dict, metric: str) -> str:
+    def score(label: str) -> float:
+        h = evaluations[label].headline.get(metric) or {}
+        v = h.get("estimate")
+        return float(v) if v is not None and v == v else float("-inf")
+
+    return max(evaluations, key=score)
+
+
+def operating_point(ev, policy: str) -> dict:
+    """The threshold ``policy`` chose on validation (binary / one-vs-rest), frozen for ``predict``."""
+    out = {"policy": policy, "positive_class": ev.positive_class, "threshold": None,
+           "classes": list(ev.classes), "note": ""}
+    ops = ev.operating_points
+    if ops is not None and len(ops):
+        row = ops[ops["policy"] == policy]
+        if len(row):
+            r = row.iloc[0].to_dict()
+            out.update({k: r.get(k) for k in ("threshold", "val_sensitivity", "val_specificity", "sensitivity",
+                                              "specificity")})
+        else:
+            out["note"] = f"policy {policy!r} was not evaluated (evaluation.thresholds lacks it)"
+    else:
+        out["note"] = "no operating point: multi-class without a positive class, or no validation split"
+    temp = (ev.calibration or {}).get("temperature") if isinstance(ev.calibration, dict) else None
+    if temp is not None:
+        out["temperature"] = temp
+    return out
+
+
+def save_evaluations(out_dir: Path, cfg: ExperimentConfig, evaluations: dict, comparisons: pd.DataFrame | None,
+                     folders: dict[str, Path]) -> dict:
+    """``metrics.json`` (every evaluation + comparisons) and each method's ``operating_point.json``."""
+    metrics = {"methods": {k: ev.to_dict() for k, ev in evaluations.items()},
+               "comparisons": [] if comparisons is None else comparisons.to_dict(orient="records")}
+    write_json(out_dir / "metrics.json", metrics)
+    if comparisons is not None:
+        comparisons.to_csv(out_dir / "comparisons.csv", index=False)
+    for label, ev in evaluations.items():
+        write_json(folders[label] / "operating_point.json", operating_point(ev, cfg.evaluation.operating_point))
+    return metrics

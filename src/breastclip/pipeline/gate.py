@@ -1,0 +1,58 @@
+"""The run's medical-image gate, saved for ``breastclip predict``.
+
+Per backbone: an out-of-distribution check fitted on the run's training embeddings with its threshold set on the
+validation embeddings (works for every backbone, text tower or not), and, for backbones with an aligned text tower,
+the zero-shot medical vs non-medical filter. Written to ``gate/<backbone>/{ood,medical}/`` + ``gate/gate.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from breastclip.config import ExperimentConfig
+from breastclip.data.manifest import Manifest
+from breastclip.pipeline.explain_step import save_class_means
+from breastclip.pipeline.results import safe_name, write_json
+
+log = logging.getLogger("breastclip.run")
+
+
+def fit_run_gate(cfg: ExperimentConfig, sets: dict, manifest: Manifest, ids: list[str], out: Path) -> dict:
+    from breastclip.heads import EmbeddingOOD, MedicalGate
+
+    df = manifest.df.set_index("id").loc[ids]
+    split = df["split"].to_numpy()
+    summary: dict = {"backbones": {}}
+    opts = dict(cfg.gate.options)
+    for name, emb in sets.items():
+        X = emb.rows(ids)
+        tr, va = split == "train", split == "val"
+        folder = out / "gate" / safe_name(name)
+        ood = EmbeddingOOD(random_state=cfg.experiment.seed, **opts)
+        ood.fit(X[tr], df["label"].to_numpy()[tr], X_val=X[va] if va.sum() >= 2 else None)
+        ood.save(folder / "ood", overwrite=True)
+        save_class_means(folder, X[tr], df["label"].to_numpy()[tr], list(manifest.classes))
+        flagged_test = float(ood.is_ood(X[split == "test"]).mean()) if (split == "test").any() else None
+        info = {"ood": {"path": str((folder / "ood").relative_to(out)), "method": ood.method,
+                        "threshold": float(ood.threshold_), "quantile": ood.quantile,
+                        "test_flagged_fraction": flagged_test}}
+        if emb.text_aligned:
+            try:
+                gate = MedicalGate.from_backbone(emb.backbone, bank=cfg.gate.medical_prompts)
+                gate.save(folder / "medical", overwrite=True)
+                scores = gate.medical_score(X[split == "test"]) if (split == "test").any() else None
+                info["medical"] = {"path": str((folder / "medical").relative_to(out)), "bank": cfg.gate.medical_prompts,
+                                   "threshold": float(gate.threshold),
+                                   "test_rejected_fraction": None if scores is None else
+                                   float((scores < gate.threshold).mean())}
+            except Exception as e:  # a gate is a safety net: say why it is missing
+                info["medical"] = {"error": f"{type(e).__name__}: {e}"}
+                log.warning("%s: zero-shot medical gate not available: %s", name, e)
+        else:
+            info["medical"] = {"error": f"{name} has no text tower aligned with its images: the OOD check is the gate"}
+        summary["backbones"][name] = info
+        log.info("%s: OOD gate threshold %.4f (%.0f%% of test images flagged)", name, ood.threshold_,
+                 100 * (flagged_test or 0.0))
+    write_json(out / "gate" / "gate.json", summary)
+    return summary

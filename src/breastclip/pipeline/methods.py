@@ -1,0 +1,237 @@
+"""Method step of a run: fit each head on the training split of each backbone's embeddings, predict every split,
+and save model, predictions and loss history under ``methods/<label>/``. Finished methods are reused on resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from breastclip.config import (
+    ALIGNED_TEXT_HEADS,
+    CNN_KIND,
+    REQUIRES_TEXT_HEADS,
+    ConfigError,
+    ExperimentConfig,
+    MethodSection,
+)
+from breastclip.data.manifest import Manifest
+from breastclip.pipeline.embed_step import EmbeddingSet
+from breastclip.pipeline.results import atomic_write_csv, safe_name, write_json
+from breastclip.predictions import make_predictions
+
+log = logging.getLogger("breastclip.run")
+
+
+@dataclass(frozen=True)
+class Plan:
+    label: str
+    method: MethodSection
+    backbone: str | None  # None for the end-to-end CNN baseline
+
+
+@dataclass
+class MethodOutcome:
+    label: str
+    method: MethodSection
+    backbone: str | None
+    folder: Path
+    predictions: pd.DataFrame | None = None
+    history: list | None = None
+    skipped: str | None = None
+    reused: bool = False
+    seconds: float = 0.0
+    model: object = None
+
+
+def plan_methods(cfg: ExperimentConfig) -> list[Plan]:
+    """Every (method, backbone) pair to run; labels read ``name`` or ``name@backbone`` when several backbones."""
+    plans = []
+    for m in cfg.active_methods():
+        if m.head == CNN_KIND:
+            plans.append(Plan(m.name, m, None))
+            continue
+        for b in (m.backbones or cfg.backbones):
+            label = m.name if len(cfg.backbones) == 1 else f"{m.name}@{b}"
+            plans.append(Plan(label, m, b))
+    return plans
+
+
+def validate_methods(cfg: ExperimentConfig) -> None:
+    """Check every method's head and hyperparameters before any image is read (fail fast, naming the key)."""
+    for plan in plan_methods(cfg):
+        if plan.method.head == CNN_KIND:
+            from breastclip.pipeline.cnn import finetune_config
+
+            finetune_config(plan, cfg)
+        else:
+            build_head(plan, cfg, None)
+
+
+def method_identity(cfg: ExperimentConfig, plan: Plan) -> str:
+    d = {"run": cfg.identity(), "method": cfg.to_dict()["methods"][[m.name for m in cfg.methods].index(plan.method.name)],
+         "backbone": plan.backbone}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_finished(folder: Path, identity: str) -> MethodOutcome | None:
+    meta = folder / "method.json"
+    if not (meta.is_file() and (folder / "predictions.csv").is_file()):
+        return None
+    info = json.loads(meta.read_text())
+    if info.get("identity") != identity or not info.get("complete"):
+        return None
+    pred = pd.read_csv(folder / "predictions.csv", dtype={"id": str, "patient_id": str, "split": str,
+                                                          "y_true": str, "y_pred": str})
+    hist = json.loads((folder / "history.json").read_text()) if (folder / "history.json").is_file() else None
+    return MethodOutcome(info["label"], None, info.get("backbone"), folder, pred, hist, reused=True,  # type: ignore[arg-type]
+                         seconds=float(info.get("seconds", 0.0)))
+
+
+def skip_reason(plan: Plan, emb: EmbeddingSet | None) -> str | None:
+    if emb is None or plan.method.head == CNN_KIND:
+        return None
+    if plan.method.head in ALIGNED_TEXT_HEADS and not emb.text_aligned:
+        return (f"{plan.method.head} needs a text tower aligned with the image space; {plan.backbone} has "
+                f"{'an unaligned text encoder' if emb.has_text else 'no text tower'}")
+    if plan.method.head in REQUIRES_TEXT_HEADS and not emb.has_text:
+        return f"{plan.method.head} needs a text tower; {plan.backbone} has none"
+    return None
+
+
+def head_class(head: str):
+    from breastclip.heads import HEADS
+
+    if head not in HEADS:
+        raise ConfigError(f"unknown head '{head}'; available: {', '.join(sorted(HEADS))}, or '{CNN_KIND}' for the "
+                          f"end-to-end CNN baseline")
+    return HEADS[head]
+
+
+#: Constructor arguments the pipeline supplies itself (from the backbone and the prompt bank).
+SUPPLIED = ("text_embeddings", "text_aligned", "classes")
+
+
+def build_head(plan: Plan, cfg: ExperimentConfig, text: dict | None = None):
+    """The estimator with the method's hyperparameters; unknown hyperparameters are errors naming the valid ones.
+
+    ``text``: ``{"text_embeddings", "text_aligned", "classes"}`` for heads that use class text embeddings.
+    """
+    cls = head_class(plan.method.head)
+    valid = set(_init_args(cls))
+    params = dict(plan.method.params)
+    unknown = sorted(set(params) - (valid - set(SUPPLIED)))
+    if unknown:
+        raise ConfigError(f"method '{plan.method.name}': unknown hyperparameter(s) {unknown} for head "
+                          f"'{plan.method.head}'; valid: {', '.join(sorted(valid - set(SUPPLIED)))}")
+    if "random_state" in valid and params.get("random_state") is None:
+        params["random_state"] = cfg.experiment.seed
+    if "device" in valid and cfg.embed.device and "device" not in params:
+        params["device"] = cfg.embed.device
+    for k, v in (text or {}).items():
+        if k in valid and v is not None:
+            params[k] = v
+    for k, v in list(params.items()):  # TOML arrays arrive as lists; heads store tuples
+        if isinstance(v, list):
+            params[k] = tuple(v)
+    return cls(**params)
+
+
+def _init_args(cls) -> list[str]:
+    import inspect
+
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+def fit_predict(plan: Plan, cfg: ExperimentConfig, manifest: Manifest, ids: list[str], emb: EmbeddingSet,
+                text: dict | None, folder: Path) -> MethodOutcome:
+    """Fit on train (validation rows for model selection), predict every split, save everything."""
+    t0 = time.perf_counter()
+    df = manifest.df.set_index("id").loc[ids]
+    X = emb.rows(ids)
+    split = df["split"].to_numpy()
+    y = df["label"].to_numpy()
+    tr, va = split == "train", split == "val"
+    head = build_head(plan, cfg, text)
+    fit_kw = {}
+    if "X_val" in _fit_args(head) and va.any():
+        fit_kw = {"X_val": X[va], "y_val": y[va]}
+    head.fit(X[tr], y[tr], **fit_kw)
+    proba = align_proba(head.predict_proba(X), [str(c) for c in head.classes_], manifest.classes)
+    pred = make_predictions(ids=ids, y_true=y, proba=proba, classes=manifest.classes, method=plan.label,
+                            split=list(split), patient_id=df["patient_id"].tolist())
+    history = _history(head)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_dir = folder / "model"
+    head.save(model_dir, overwrite=True) if "overwrite" in _save_args(head) else head.save(model_dir)
+    secs = time.perf_counter() - t0
+    return MethodOutcome(plan.label, plan.method, plan.backbone, folder, pred, history, seconds=secs, model=head)
+
+
+def _fit_args(head) -> list[str]:
+    import inspect
+
+    return list(inspect.signature(head.fit).parameters)
+
+
+def _save_args(head) -> list[str]:
+    import inspect
+
+    return list(inspect.signature(head.save).parameters)
+
+
+def _history(est) -> list | None:
+    h = getattr(est, "history_", None)
+    if h is None:
+        return None
+    if isinstance(h, pd.DataFrame):
+        return h.to_dict(orient="records")
+    if isinstance(h, dict):  # {"train_loss": [...], "val_loss": [...]}
+        keys = list(h)
+        n = max((len(v) for v in h.values() if hasattr(v, "__len__")), default=0)
+        return [{"epoch": i + 1, **{k: _num(h[k][i]) for k in keys if i < len(h[k])}} for i in range(n)]
+    return [dict(r) if isinstance(r, dict) else r for r in h]
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def align_proba(proba: np.ndarray, head_classes: list[str], classes: list[str]) -> np.ndarray:
+    """Reorder probability columns to the manifest's class order (a class the head never saw gets 0)."""
+    proba = np.asarray(proba, dtype=float)
+    out = np.zeros((proba.shape[0], len(classes)))
+    for j, c in enumerate(head_classes):
+        if c not in classes:
+            raise ValueError(f"the head predicts class '{c}' that the data set does not have ({classes})")
+        out[:, classes.index(c)] = proba[:, j]
+    s = out.sum(axis=1, keepdims=True)
+    return out / np.where(s > 0, s, 1.0)
+
+
+def save_outcome(outcome: MethodOutcome, identity: str) -> None:
+    """Write predictions, history and the completion record (last, so a crash leaves the method unfinished)."""
+    folder = outcome.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    if outcome.predictions is not None:
+        atomic_write_csv(folder / "predictions.csv", outcome.predictions)
+    if outcome.history is not None:
+        write_json(folder / "history.json", outcome.history)
+    m = outcome.method
+    write_json(folder / "method.json", {
+        "label": outcome.label, "name": m.name, "head": m.head, "backbone": outcome.backbone,
+        "params": m.params, "prompts": m.prompts, "identity": identity, "complete": outcome.skipped is None,
+        "skipped": outcome.skipped, "seconds": round(outcome.seconds, 3)})
+
+
+def method_folder(out_dir: Path, label: str) -> Path:
+    return out_dir / "methods" / safe_name(label)

@@ -1,0 +1,59 @@
+"""Report step of a run: the report bundle (figures, .docx, HTML, model card) from the run's evaluations."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from breastclip.config import ExperimentConfig
+from breastclip.data.manifest import Manifest
+
+log = logging.getLogger("breastclip.run")
+
+
+def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, manifest: Manifest,
+                     evaluations: dict, comparisons: pd.DataFrame | None, outcomes: list, board: pd.DataFrame,
+                     notes: list[str], skipped: dict, failed: dict) -> Path:
+    """Write the bundle into the results folder and return the HTML report's path."""
+    from breastclip.pipeline.options import check_options
+    try:
+        from breastclip.report import write_report
+    except ImportError:  # older layout: the bundle module only
+        from breastclip.report.bundle import write_report
+
+    histories = {o.label: o.history for o in outcomes if o.history and o.predictions is not None}
+    env = json.loads((out / "environment.json").read_text()) if (out / "environment.json").is_file() else {}
+    audit = json.loads((out / "leak_audit.json").read_text()) if (out / "leak_audit.json").is_file() else None
+    all_notes = list(notes)
+    all_notes += [f"{k} skipped: {v}" for k, v in skipped.items()]
+    all_notes += [f"{k} failed: {v}" for k, v in failed.items()]
+    all_notes += list(manifest.notes)
+    if cfg.experiment.description:
+        all_notes.insert(0, cfg.experiment.description)
+    heads = sorted({o.method.head for o in outcomes if o.method is not None and o.predictions is not None})
+    run_info = {
+        "dataset": manifest.name, "backbone": ", ".join(cfg.backbones), "head": ", ".join(heads),
+        "seed": cfg.experiment.seed, "config": cfg.to_dict(),
+        "environment": {"git commit": (env.get("git") or {}).get("commit"),
+                        "device": "cuda" if (env.get("device") or {}).get("cuda_available") else "cpu",
+                        "torch": (env.get("packages") or {}).get("torch")},
+        "leak_audit": audit, "data_source": f"{cfg.data.source} ({cfg.data.format or 'auto-detected'})",
+        "notes": all_notes,
+    }
+    extra = check_options(write_report, dict(cfg.report.options), "report.options",
+                          fixed=("out_dir", "predictions", "manifest_df", "evaluations", "histories", "run_info",
+                                 "comparisons", "leak_audit", "overwrite"))
+    extra.setdefault("title", cfg.report.title or f"breastclip: {cfg.experiment.name}")
+    extra.setdefault("positive_class", cfg.evaluation.positive_class or None)
+    extra.setdefault("operating_policy", cfg.evaluation.operating_point)
+    extra.setdefault("n_boot", cfg.evaluation.n_bootstrap)
+    extra.setdefault("seed", cfg.experiment.seed)
+    extra.setdefault("min_group_size", cfg.evaluation.min_group_size)
+    paths = write_report(out, predictions=all_pred, manifest_df=manifest.df, evaluations=evaluations,
+                         histories=histories, run_info=run_info, comparisons=comparisons, leak_audit=audit,
+                         overwrite=True, **extra)
+    log.info("report: %s (%d figures)", paths.html, len(paths.figures))
+    return Path(paths.html)

@@ -1,0 +1,288 @@
+"""``breastclip predict``: classify new images with a finished run.
+
+Order of work for every image: decode and embed (the run's backbone, through the same embedding cache) ->
+medical-image gate (the run's out-of-distribution check against its training embeddings, plus the zero-shot
+medical vs non-medical filter when the backbone has an aligned text tower) -> probabilities from the chosen
+method -> decision with the operating point the run froze on its validation split. Images the gate rejects get no
+probabilities. One CSV out (never overwriting a file), with a JSON sidecar saying what produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from breastclip import RESEARCH_ONLY
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".dcm", ".dicom", ".webp"}
+
+
+class PredictError(ValueError):
+    """The run or the inputs cannot be used for prediction; the message says which and why."""
+
+
+@dataclass
+class PredictResult:
+    table: pd.DataFrame
+    csv_path: Path
+    method: str
+    n_rejected: int
+    n_failed: int
+
+
+@dataclass
+class RunArtifacts:
+    """What ``predict`` needs from a results folder."""
+
+    run_dir: Path
+    config: object
+    method: str
+    method_info: dict
+    classes: list[str]
+    operating_point: dict
+
+    @property
+    def method_dir(self) -> Path:
+        from breastclip.pipeline.results import safe_name
+
+        return self.run_dir / "methods" / safe_name(self.method)
+
+
+def collect_images(items: list[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for image files (sorted); missing paths are an error."""
+    out: list[Path] = []
+    missing = []
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                              and not f.name.startswith(".")))
+        elif p.is_file():
+            out.append(p)
+        else:
+            missing.append(str(p))
+    if missing:
+        raise PredictError(f"{len(missing)} input path(s) do not exist: {missing[:10]}")
+    if not out:
+        raise PredictError(f"no image files found in {[str(i) for i in items]} (looked for {sorted(IMAGE_SUFFIXES)})")
+    return list(dict.fromkeys(p.resolve() for p in out))
+
+
+def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
+    """Read a finished run's config, leaderboard and the chosen method's frozen operating point."""
+    from breastclip.config import from_dict
+    from breastclip.pipeline.results import CONFIG_FILE, read_state, safe_name
+
+    run_dir = Path(run_dir).expanduser().resolve()
+    state = read_state(run_dir)
+    if state is None or not (run_dir / CONFIG_FILE).is_file():
+        raise PredictError(f"{run_dir} is not a breastclip results folder (no {CONFIG_FILE} / run_state.json)")
+    if not state.get("complete"):
+        raise PredictError(f"the run in {run_dir} did not finish; run `breastclip run` on its config again to "
+                           f"resume it")
+    cfg = from_dict(tomllib.loads((run_dir / CONFIG_FILE).read_text()))
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    methods = board["method"].astype(str).tolist()
+    if method is None:
+        method = methods[0]
+    elif method not in methods:
+        raise PredictError(f"method {method!r} is not in this run; its methods are {methods}")
+    mdir = run_dir / "methods" / safe_name(method)
+    info = json.loads((mdir / "method.json").read_text())
+    op_path = mdir / "operating_point.json"
+    op = json.loads(op_path.read_text()) if op_path.is_file() else {}
+    meta = json.loads((run_dir / "manifest.json").read_text())
+    return RunArtifacts(run_dir, cfg, method, info, list(meta["classes"]), op)
+
+
+def predict_images(
+    images: list[str | Path],
+    run_dir: str | Path,
+    *,
+    method: str | None = None,
+    output: str | Path | None = None,
+    gradcam: bool = False,
+    gate: bool = True,
+    console: bool = False,
+) -> PredictResult:
+    """Gate, classify and decide for every image; write the CSV and return the table."""
+    run = load_run(run_dir, method)
+    paths = collect_images(images)
+    out_csv = _output_path(run, output)
+    head = run.method_info.get("head")
+    backbone = run.method_info.get("backbone") or _gate_backbone(run)
+    table = pd.DataFrame({"image": [str(p) for p in paths], "status": "ok", "error": ""})
+    X, ok = _embed(paths, run, backbone, table) if backbone else (None, np.ones(len(paths), bool))
+    if gate and backbone:
+        _apply_gate(run, backbone, X, ok, table)
+    elif not gate:
+        table["gate"] = "skipped (--no-gate)"
+    keep = ok & (table["status"].to_numpy() == "ok")
+    proba = np.full((len(paths), len(run.classes)), np.nan)
+    if keep.any():
+        if head == "cnn":
+            proba[keep] = _cnn_proba(run, [paths[i] for i in np.flatnonzero(keep)])
+        else:
+            proba[keep] = _head_proba(run, X[keep[ok]] if X is not None else None)
+    for j, c in enumerate(run.classes):
+        table[f"p_{c}"] = proba[:, j]
+    _decide(run, proba, keep, table)
+    table.insert(1, "method", run.method)
+    if gradcam and keep.any():
+        _gradcam(run, paths, keep, table, out_csv.parent / (out_csv.stem + "_gradcam"))
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_csv, index=False)
+    sidecar = {"run": str(run.run_dir), "method": run.method, "backbone": backbone, "classes": run.classes,
+               "operating_point": run.operating_point, "gate": gate, "created": datetime.now().isoformat(),
+               "notice": RESEARCH_ONLY}
+    out_csv.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
+    n_rej = int((table["status"] == "rejected").sum())
+    n_fail = int((table["status"] == "error").sum())
+    if console:
+        _print(table, run, out_csv, n_rej, n_fail)
+    return PredictResult(table, out_csv, run.method, n_rej, n_fail)
+
+
+# ---- steps --------------------------------------------------------------------------------------------------
+def _output_path(run: RunArtifacts, output: str | Path | None) -> Path:
+    if output is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        return run.run_dir / "predict" / f"predict-{stamp}.csv"
+    out = Path(output).expanduser()
+    if out.exists():
+        raise PredictError(f"{out} exists; choose another --output (predict never overwrites a file)")
+    return out
+
+
+def _gate_backbone(run: RunArtifacts) -> str | None:
+    """For the CNN baseline the gate uses the run's first backbone (its OOD check is saved per backbone)."""
+    bbs = list(run.config.backbones)
+    return bbs[0] if bbs else None
+
+
+def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    from breastclip.backbones import embed_manifest
+    from breastclip.data.manifest import Manifest
+    from breastclip.pipeline.embed_step import cache_dir_for
+
+    records = [{"id": f"predict:{i}", "image": str(p), "label": "unknown"} for i, p in enumerate(paths)]
+    manifest = Manifest.from_records(records, Path("/"), name="predict", source="predict")
+    res = embed_manifest(manifest, backbone, cache_dir=cache_dir_for(run.config), progress=False,
+                         **({"device": run.config.embed.device} if run.config.embed.device else {}))
+    X, ids, failures = res
+    pos = {i: k for k, i in enumerate(ids)}
+    ok = np.array([f"predict:{i}" in pos for i in range(len(paths))])
+    for f in failures:
+        i = int(str(f[0]).split(":")[1])
+        table.loc[i, ["status", "error"]] = ["error", str(f[-1])]
+    order = [pos[f"predict:{i}"] for i in range(len(paths)) if ok[i]]
+    return np.asarray(X)[order], ok
+
+
+def _apply_gate(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray, table: pd.DataFrame) -> None:
+    from breastclip.heads import load_head
+    from breastclip.pipeline.results import safe_name
+
+    gdir = run.run_dir / "gate" / safe_name(backbone)
+    if not (gdir / "ood").is_dir():
+        raise PredictError(f"the run has no medical-image gate for {backbone} ({gdir}); it was run with "
+                           f"gate.ood = false. Re-run it with the gate, or pass --no-gate to go on without it")
+    ood = load_head(gdir / "ood")
+    idx = np.flatnonzero(ok)
+    score = np.full(len(ok), np.nan)
+    score[idx] = ood.ood_score(X)
+    flag = np.zeros(len(ok), bool)
+    flag[idx] = score[idx] > ood.threshold_
+    table["ood_score"] = score
+    table["ood_threshold"] = float(ood.threshold_)
+    table["ood_flag"] = flag
+    reasons = np.where(flag, "unlike the run's training images (out-of-distribution)", "")
+    if (gdir / "medical").is_dir():
+        med = load_head(gdir / "medical")
+        m = np.full(len(ok), np.nan)
+        m[idx] = med.medical_score(X)
+        not_med = np.zeros(len(ok), bool)
+        not_med[idx] = m[idx] < float(med.threshold)
+        table["medical_score"] = m
+        table["medical_flag"] = not_med
+        reasons = np.where(not_med, np.where(flag, "not a medical image; " + reasons, "not a medical image"), reasons)
+        flag = flag | not_med
+    rejected = flag & ok
+    table.loc[rejected, "status"] = "rejected"
+    table.loc[rejected, "error"] = reasons[rejected]
+
+
+def _head_proba(run: RunArtifacts, X: np.ndarray) -> np.ndarray:
+    from breastclip.heads import load_head
+    from breastclip.pipeline.methods import align_proba
+
+    head = load_head(run.method_dir / "model")
+    return align_proba(head.predict_proba(X), [str(c) for c in head.classes_], run.classes)
+
+
+def _cnn_proba(run: RunArtifacts, paths: list[Path]) -> np.ndarray:
+    from breastclip.data.images import load_image
+    from breastclip.finetune import load_finetuned
+    from breastclip.pipeline.methods import align_proba
+
+    fm = load_finetuned(run.method_dir / "model")
+    images = [load_image(p) for p in paths]
+    return align_proba(fm.predict_proba(images), list(fm.classes), run.classes)
+
+
+def _decide(run: RunArtifacts, proba: np.ndarray, keep: np.ndarray, table: pd.DataFrame) -> None:
+    op = run.operating_point or {}
+    thr, pos = op.get("threshold"), op.get("positive_class")
+    decision = np.array([""] * len(table), dtype=object)
+    if thr is not None and pos in run.classes and len(run.classes) == 2:
+        j = run.classes.index(pos)
+        other = run.classes[1 - j]
+        decision[keep] = np.where(proba[keep, j] >= float(thr), pos, other)
+        table["threshold"] = float(thr)
+        table["policy"] = op.get("policy", "")
+    else:
+        decision[keep] = [run.classes[k] for k in np.nanargmax(proba[keep], axis=1)] if keep.any() else []
+        table["threshold"] = np.nan
+        table["policy"] = "argmax (no frozen operating point for this method)"
+    decision[table["status"].to_numpy() == "rejected"] = "rejected by the medical-image gate"
+    decision[table["status"].to_numpy() == "error"] = "error"
+    table["decision"] = decision
+
+
+def _gradcam(run: RunArtifacts, paths: list[Path], keep: np.ndarray, table: pd.DataFrame, folder: Path) -> None:
+    from breastclip.pipeline.explain_step import overlays_for_predict
+
+    table["gradcam"] = ""
+    written = overlays_for_predict(run, [paths[i] for i in np.flatnonzero(keep)], folder)
+    for i, path in zip(np.flatnonzero(keep), written, strict=True):
+        table.loc[i, "gradcam"] = str(path) if path else ""
+
+
+def _print(table: pd.DataFrame, run: RunArtifacts, out_csv: Path, n_rej: int, n_fail: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"breastclip predict ({run.method})", caption=RESEARCH_ONLY)
+    cols = ["image", "decision"] + [f"p_{c}" for c in run.classes] + (["ood_score"] if "ood_score" in table else [])
+    for c in cols:
+        t.add_column(c)
+    for _, r in table.head(50).iterrows():
+        t.add_row(*[Path(str(r[c])).name if c == "image" else (f"{r[c]:.3f}" if isinstance(r[c], float) and
+                                                               r[c] == r[c] else str(r[c] if r[c] == r[c] else ""))
+                    for c in cols])
+    con = Console()
+    con.print(t)
+    if len(table) > 50:
+        con.print(f"... {len(table) - 50} more rows in the CSV")
+    con.print(f"{len(table)} image(s): {n_rej} rejected by the gate, {n_fail} unreadable. CSV: {out_csv}")

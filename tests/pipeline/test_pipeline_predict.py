@@ -1,0 +1,83 @@
+"""`breastclip predict`: medical gate first (the run's OOD check flags photos even without a text tower),
+probabilities, the run's frozen threshold, CSV out, never overwriting."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from breastclip.cli import app
+from breastclip.config import load_config
+from breastclip.pipeline import run_experiment
+from breastclip.predict import PredictError, predict_images
+
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def busi_run(shared_data, tmp_path_factory):
+    """A finished run on a BUSI subset with the offline efficientnet-lite0 backbone (no text tower)."""
+    tmp = tmp_path_factory.mktemp("busi_run")
+    raw = {
+        "backbones": ["efficientnet-lite0"],
+        "experiment": {"name": "busi", "seed": 0, "output": str(tmp / "run")},
+        "data": {"source": str(shared_data / "busi" / "Dataset_BUSI_with_GT"), "format": "folders", "subset": 72},
+        "embed": {"cache_dir": str(tmp / "cache")},
+        "methods": [{"name": "linear_probe", "head": "linear_probe", "params": {"class_weight": "balanced"}}],
+        "evaluation": {"n_bootstrap": 20},
+        "report": {"enabled": False},
+    }
+    return run_experiment(load_config(raw=raw), progress=False, console=QUIET)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_gate_flags_photos_among_busi_images(busi_run, shared_data, tmp_path):
+    out = busi_run.out_dir
+    manifest = pd.read_csv(out / "manifest.csv")
+    test_rows = manifest[manifest["split"] == "test"].head(6)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    root = json.loads((out / "manifest.json").read_text())["root"]
+    for i, rel in enumerate(test_rows["image"]):
+        shutil.copy(f"{root}/{rel}", mixed / f"busi_{i}.png")
+    photos = sorted((shared_data / "medical_vs_nonmedical" / "non_medical").glob("*"))[:6]
+    for p in photos:
+        shutil.copy(p, mixed / f"photo_{p.name}")
+    res = predict_images([mixed], out, output=tmp_path / "pred.csv")
+    t = res.table.assign(name=lambda d: d["image"].map(lambda s: s.rsplit("/", 1)[-1]))
+    is_photo = t["name"].str.startswith("photo_")
+    assert (t.loc[is_photo, "status"] == "rejected").all(), t.loc[is_photo, ["name", "ood_score", "status"]]
+    assert (t.loc[is_photo, "decision"] == "rejected by the medical-image gate").all()
+    assert t.loc[is_photo, [c for c in t.columns if c.startswith("p_")]].isna().all().all()  # no probabilities
+    busi = t[~is_photo]
+    assert (busi["status"] == "ok").sum() >= 4, busi[["name", "ood_score", "ood_threshold"]]
+    ok = busi[busi["status"] == "ok"]
+    assert ok["decision"].isin(["benign", "malignant", "normal"]).all()
+    assert (t.loc[is_photo, "ood_score"].min() > ok["ood_score"].max())
+    assert (tmp_path / "pred.csv").is_file() and json.loads((tmp_path / "pred.json").read_text())["notice"]
+    with pytest.raises(PredictError, match="never overwrites"):
+        predict_images([mixed], out, output=tmp_path / "pred.csv")
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_predict_cli_and_errors(busi_run, shared_data, tmp_path):
+    out = busi_run.out_dir
+    img = next((shared_data / "busi" / "Dataset_BUSI_with_GT" / "benign").glob("*).png"))
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", str(img), "--run", str(out), "-o", str(tmp_path / "one.csv")])
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(tmp_path / "one.csv").iloc[0]
+    assert row["method"] == "linear_probe" and row["policy"] == "argmax (no frozen operating point for this method)"
+    res = runner.invoke(app, ["predict", str(img), "--run", str(out), "--method", "nope"])
+    assert res.exit_code == 2 and "not in this run" in res.output
+    res = runner.invoke(app, ["predict", str(tmp_path / "missing.png"), "--run", str(out)])
+    assert res.exit_code == 2 and "do not exist" in res.output
+    res = runner.invoke(app, ["predict", str(img), "--run", str(tmp_path)])
+    assert res.exit_code == 2 and "not a breastclip results folder" in res.output
