@@ -172,7 +172,7 @@ def test_16bit_colour_png_not_truncated(tmp_path):
 
 
 def test_16bit_colour_tiff_not_truncated(tmp_path):
-    tifffile = pytest.importorskip("tifffile")  # only to write the fixture; decoding does not use it
+    import tifffile  # dev extra; only writes the fixture, decoding does not use it
     a = np.zeros((6, 6, 3), np.uint16)
     a[..., 1] = 4000
     tifffile.imwrite(tmp_path / "rgb16.tif", a, photometric="rgb")
