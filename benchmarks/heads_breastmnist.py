@@ -140,8 +140,13 @@ def classifier(kind: str, C: float, seed: int):
     return LogisticRegression(C=C, max_iter=5000)
 
 
-def cv_select(feats: dict, size_sets: list[tuple[int, ...]], y_tv: np.ndarray, seed: int):
-    """Out-of-fold probabilities and mean CV AUC/ACC of every grid configuration on train+val."""
+def _fit_predict(kind: str, C: float, seed: int, X_fit, y_fit, X_eval) -> np.ndarray:
+    return classifier(kind, C, seed).fit(X_fit, y_fit).predict_proba(X_eval)[:, 1]
+
+
+def cv_select(feats: dict, size_sets: list[tuple[int, ...]], y_tv: np.ndarray, seed: int, n_jobs: int = 2):
+    """Out-of-fold probabilities and mean CV AUC/ACC of every grid configuration on train+val (folds in parallel)."""
+    from joblib import Parallel, delayed
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import RepeatedStratifiedKFold
 
@@ -155,8 +160,9 @@ def cv_select(feats: dict, size_sets: list[tuple[int, ...]], y_tv: np.ndarray, s
             for kind, C in models:
                 oof = np.zeros((2, len(y_tv)))
                 aucs, accs = [], []
-                for k, (tr, te) in enumerate(folds):
-                    p = classifier(kind, C, seed).fit(X[tr], y_tv[tr]).predict_proba(X[te])[:, 1]
+                probas = Parallel(n_jobs=n_jobs)(
+                    delayed(_fit_predict)(kind, C, seed, X[tr], y_tv[tr], X[te]) for tr, te in folds)
+                for k, ((_, te), p) in enumerate(zip(folds, probas, strict=True)):
                     oof[k // 5, te] = p
                     aucs.append(roc_auc_score(y_tv[te], p))
                     accs.append(float(np.mean((p > 0.5) == y_tv[te])))
