@@ -135,7 +135,7 @@ def classifier(kind: str, C: float, seed: int):
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import SVC
 
-    if kind == "svm":
+    if kind == "svm":  # Platt-scaled probabilities (sklearn >= 1.9 deprecates the flag; same method until 1.11)
         return SVC(C=C, kernel="rbf", gamma="scale", probability=True, random_state=seed)
     return LogisticRegression(C=C, max_iter=5000)
 
@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--skip-library-heads", action="store_true")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
 
     import torch
 
@@ -269,7 +270,7 @@ def main() -> None:
             col = list(head.classes_).index(CLASSES[1])
             results[name] = {**evaluate(y["test"], head.predict_proba(Z["test"])[:, col]),
                              "val_auc": evaluate(y["val"], head.predict_proba(Z["val"])[:, col])["auc"]}
-    results["zeroshot"] = {"acc": None, "auc": None, "note": "not applicable: efficientnet-lite0 has no aligned text tower"}
+    results["zeroshot"] = {"acc": None, "auc": None, "note": f"not applicable: {args.backbone} has no aligned text tower"}
 
     print(f"BreastMNIST test split (n={len(y['test'])}), {args.backbone} multi-stage features, sizes {sizes}, "
           f"mirror TTA; embedding {embed_s:.0f}s, CV grid {cv_s:.0f}s ({len(table)} configs x 10 folds)")
