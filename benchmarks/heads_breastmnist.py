@@ -141,7 +141,9 @@ def classifier(kind: str, C: float, seed: int):
 
 
 def _fit_predict(kind: str, C: float, seed: int, X_fit, y_fit, X_eval) -> np.ndarray:
-    return classifier(kind, C, seed).fit(X_fit, y_fit).predict_proba(X_eval)[:, 1]
+    with warnings.catch_warnings():  # runs in joblib workers, which do not inherit the main process's filters
+        warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
+        return classifier(kind, C, seed).fit(X_fit, y_fit).predict_proba(X_eval)[:, 1]
 
 
 def cv_select(feats: dict, size_sets: list[tuple[int, ...]], y_tv: np.ndarray, seed: int, n_jobs: int = 2):
