@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from breastclip.distributed import DistContext, init_distributed
+
 from .base import Backbone, resolve_device, resolve_precision
 from .cache import EmbeddingCache, PixelCache
-from .distributed import DistContext, init_distributed
 from .factory import as_entry, create_backbone, weights_fingerprint
 from .hashing import default_cache_dir, file_hash
 from .preprocess import resize_crop, spec_key
@@ -247,22 +248,22 @@ def embed_manifest(
     if pixel_cache not in ("auto", "always", "never"):
         raise ValueError(f"pixel_cache must be 'auto', 'always' or 'never', got {pixel_cache!r}")
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    ctx, rank_device = init_distributed(device if not isinstance(backbone, Backbone) else backbone.device)
+    ctx = init_distributed(device if not isinstance(backbone, Backbone) else backbone.device)
     try:
-        return _embed(manifest, backbone, ctx, rank_device, cache_root, batch_size, num_workers, device, precision,
+        return _embed(manifest, backbone, ctx, cache_root, batch_size, num_workers, device, precision,
                       pixel_cache, progress, overrides, t0)
     finally:
         ctx.close()
 
 
-def _embed(manifest, backbone, ctx: DistContext, rank_device, cache_root: Path, batch_size, num_workers, device,
+def _embed(manifest, backbone, ctx: DistContext, cache_root: Path, batch_size, num_workers, device,
            precision, pixel_policy, progress, overrides, t0) -> EmbeddingResult:
     model: Backbone | None = backbone if isinstance(backbone, Backbone) else None
     if model is not None:
         entry, dev, prec, fp = model.entry, model.device, model.precision, model.fingerprint
     else:
         entry = as_entry(backbone, **overrides)
-        dev = rank_device or resolve_device(device)
+        dev = ctx.device or resolve_device(device)
         prec = resolve_precision(precision, dev)
         fp = weights_fingerprint(entry, cache_root)
         if fp is None:  # weights not on disk yet (hub) or built from code: build to learn the fingerprint

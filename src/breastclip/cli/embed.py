@@ -58,8 +58,8 @@ def embed(
     """Embed every image of a manifest into the content-addressed cache (resumable; torchrun-aware)."""
     from breastclip import RESEARCH_ONLY
     from breastclip.backbones import BackboneUnavailable, embed_manifest
-    from breastclip.backbones.distributed import launched_by_torchrun
     from breastclip.data.manifest import Manifest
+    from breastclip.distributed import launched_by_torchrun
 
     if out is not None and out.suffix != ".npz":
         raise typer.BadParameter("--out must end in .npz", param_hint="--out")

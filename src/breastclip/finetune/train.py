@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from breastclip import RESEARCH_ONLY, __version__
 from breastclip.data.manifest import Manifest
+from breastclip.distributed import init_distributed
 from breastclip.finetune import distributed as dist_utils
 from breastclip.finetune.augment import AugmentConfig, augmented_classes, build_augment
 from breastclip.finetune.checkpoint import load_checkpoint, read_meta, save_checkpoint
@@ -189,8 +190,8 @@ def finetune(manifest: Manifest, config: FinetuneConfig | None = None, out_dir: 
     k = len(classes)
     entry = get_arch(config.arch)
     size = config.input_size
-    ctx = dist_utils.setup(config.device)
-    device = ctx.device
+    ctx = init_distributed(config.device or None)
+    device = ctx.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not ctx.is_main:
         progress = None  # one progress display, from rank 0
     if device.type == "cuda":
@@ -206,7 +207,7 @@ def finetune(manifest: Manifest, config: FinetuneConfig | None = None, out_dir: 
     resume_meta = None
     if ctx.is_main:
         resume_meta = _prepare_out_dir(out_dir, run_key, overwrite)
-    resume_meta = dist_utils.broadcast_object(ctx, resume_meta)
+    resume_meta = ctx.broadcast_object(resume_meta)
 
     # ---- data ----------------------------------------------------------------------------------------------
     paths = [manifest.resolve(p) for p in df["image"]]
@@ -311,7 +312,7 @@ def finetune(manifest: Manifest, config: FinetuneConfig | None = None, out_dir: 
                 "bad_epochs": bad_epochs, "early_stopped": stop,
                 "run_key": run_key}, optimizer)
             pd.DataFrame(history).to_csv(out_dir / "history.csv", index=False)
-        dist_utils.barrier(ctx)
+        ctx.barrier()
         if stop:
             log.info("early stop after epoch %d (best %d)", epoch, best_epoch)
             break
@@ -331,7 +332,7 @@ def finetune(manifest: Manifest, config: FinetuneConfig | None = None, out_dir: 
         preds.to_csv(out_dir / "predictions.csv", index=False)
         if decoded.failures:
             pd.DataFrame(decoded.failures, columns=["path", "error"]).to_csv(out_dir / "failures.csv", index=False)
-    dist_utils.barrier(ctx)
-    dist_utils.teardown(ctx)
+    ctx.barrier()
+    ctx.close()
     return FinetuneResult(preds, pd.DataFrame(history), best_epoch, out_dir / "best.safetensors", out_dir, config,
                           decoded.failures, resumed_from)
