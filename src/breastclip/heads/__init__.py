@@ -6,6 +6,7 @@ any saved head, gate or OOD detector.
 
 from __future__ import annotations
 
+from breastclip.heads._torch_base import torch_threads as torch_threads  # one CPU thread for small heads
 from breastclip.heads.fc import FCHead
 from breastclip.heads.gate import GateResult, MedicalGate
 from breastclip.heads.io import HeadFormatError, load_head, save_head

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -184,8 +183,10 @@ def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, fail
                     finally:
                         bar.remove_task(sub)
                 else:
+                    from breastclip.heads import torch_threads
+
                     text = _text_embeddings(plan, emb, manifest, text_cache)
-                    with _head_threads():
+                    with torch_threads("cpu"):  # small heads: one intra-op thread (see torch_threads)
                         outcome = methods.fit_predict(plan, cfg, manifest, ids, emb, text, folder)
             except Exception as e:  # one failing method must not lose the others
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -201,20 +202,6 @@ def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, fail
             outcomes.append(outcome)
             bar.advance(task)
     return outcomes
-
-
-@contextmanager
-def _head_threads():
-    """Train small heads on one CPU thread: their matrices are tiny, so intra-op threading costs more in
-    synchronisation than it gains, and badly so when other processes share the cores. GPUs are untouched."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _is_config_error(e: Exception) -> bool:

@@ -81,6 +81,18 @@ def fmt_ci(est, lo, hi, digits: int = 3) -> str:
     return f"{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _vs_best_cell(r, fmt) -> str:
+    """'best' for the top row, '' without a comparison, else ``fmt(diff, p)`` with the Holm-adjusted p-value
+    (the raw one when no adjusted value exists)."""
+    if int(r["rank"]) == 1:
+        return "best"
+    d = _f(r.get("vs_best_diff"))
+    if d is None:
+        return ""
+    p = _f(r.get("vs_best_p_holm"))
+    return fmt(d, p if p is not None else _f(r.get("vs_best_p")))
+
+
 def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRICS) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows (estimate [95% CI], and the primary metric's difference to the best)."""
     shown = [m for m in metrics if m in board.columns]
@@ -92,15 +104,9 @@ def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRI
     for _, r in board.iterrows():
         cells = [str(r["rank"]), str(r["method"]), *[str(r[c]) if r[c] is not None else "" for c in extra]]
         cells += [fmt_ci(_f(r[m]), _f(r.get(f"{m}_ci_lo")), _f(r.get(f"{m}_ci_hi"))) for m in shown]
-        d = _f(r.get("vs_best_diff"))
-        if int(r["rank"]) == 1:
-            cells.append("best")
-        elif d is None:
-            cells.append("")
-        else:
-            p = _f(r.get("vs_best_p_holm")) if _f(r.get("vs_best_p_holm")) is not None else _f(r.get("vs_best_p"))
-            cells.append(f"{d:+.3f} [{_f(r['vs_best_ci_lo']) or 0:+.3f}, {_f(r['vs_best_ci_hi']) or 0:+.3f}]"
-                         + (f" (p={p:.3g})" if p is not None else ""))
+        lo, hi = _f(r.get("vs_best_ci_lo")) or 0, _f(r.get("vs_best_ci_hi")) or 0
+        cells.append(_vs_best_cell(r, lambda d, p, lo=lo, hi=hi: f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                                   + (f" (p={p:.3g})" if p is not None else "")))
         rows.append(cells)
     return header, rows
 
@@ -151,14 +157,7 @@ def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard (test split)"):
                 cells.append(f"{v:.3f}" + (f" ({lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else ""))
             else:
                 cells.append(f"{v:.3f}")
-        d = _f(r.get("vs_best_diff"))
-        if int(r["rank"]) == 1:
-            cells.append("best")
-        elif d is None:
-            cells.append("")
-        else:
-            p = _f(r.get("vs_best_p_holm"))
-            p = p if p is not None else _f(r.get("vs_best_p"))
-            cells.append(f"{d:+.3f}" + ("" if p is None else " (<0.001)" if p < 0.001 else f" ({p:.2f})"))
+        cells.append(_vs_best_cell(
+            r, lambda d, p: f"{d:+.3f}" + ("" if p is None else " (<0.001)" if p < 0.001 else f" ({p:.2f})")))
         table.add_row(*cells)
     return table
