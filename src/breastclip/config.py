@@ -32,6 +32,8 @@ else:  # pragma: no cover - Python 3.10
 #: Metrics every evaluation reports on the test split (sensitivity / specificity: binary tasks only).
 HEADLINE_METRICS = ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1_macro", "precision_macro",
                     "recall_macro", "sensitivity", "specificity")
+#: Where ``evaluation.primary_metric`` is measured to select the recommended method (never on test).
+SELECTION_SOURCES = ("val", "cv")
 #: The default backbone: OpenAI CLIP ViT-B/32 through open_clip.
 DEFAULT_BACKBONE = "clip-vit-b32"
 #: The backbone ``--offline`` swaps in: real ImageNet weights installed from the package index, image only ...
@@ -121,7 +123,8 @@ class EvaluationSection:
     min_group_size: int = 10
     calibration: bool = True
     compare: bool = True
-    primary_metric: str = "roc_auc"  # ranks the leaderboard and picks the best method for the comparisons
+    primary_metric: str = "roc_auc"  # the selection figure: ranks the leaderboard, picks the recommended method
+    selection: str = "val"  # where primary_metric is measured to select: "val" (validation split) | "cv" (train+val)
     options: dict = field(default_factory=dict)
 
 
@@ -298,6 +301,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     if cfg.evaluation.primary_metric not in HEADLINE_METRICS:
         problems.append(f"evaluation.primary_metric '{cfg.evaluation.primary_metric}' is not a headline metric; "
                         f"choose one of {', '.join(HEADLINE_METRICS)}")
+    if cfg.evaluation.selection not in SELECTION_SOURCES:
+        problems.append(f"evaluation.selection must be one of {list(SELECTION_SOURCES)} (where the method is chosen; "
+                        f"never the test split), got '{cfg.evaluation.selection}'")
     if not 0 < cfg.evaluation.ci < 1:
         problems.append(f"evaluation.ci must be in (0, 1), got {cfg.evaluation.ci}")
     if cfg.evaluation.n_bootstrap < 0:

@@ -28,7 +28,7 @@ class RunResult:
 
     out_dir: Path
     leaderboard: pd.DataFrame
-    best: str | None
+    best: str | None  # the selected method (chosen on validation or CV, never test); None: no method learned
     report_html: Path | None
     seconds: float
     resumed: bool = False
@@ -61,16 +61,20 @@ def run_experiment(cfg: ExperimentConfig, *, progress: bool = True, console=None
 
 
 def print_summary(result, console) -> None:
-    from breastclip.pipeline.leaderboard import rich_table
+    from rich.markup import escape
 
-    if result.leaderboard is not None and not result.leaderboard.empty:
-        console.print(rich_table(result.leaderboard))
+    from breastclip.pipeline.leaderboard import rich_table, summary_lines
+
+    board = result.leaderboard
+    if board is not None and not board.empty:
+        console.print(rich_table(board))
+        for line in summary_lines(board):
+            console.print(escape(line))
     for label, why in result.skipped.items():
         console.print(f"[yellow]skipped[/yellow] {label}: {why}")
     for label, why in result.failed.items():
         console.print(f"[red]FAILED[/red] {label}: {why} (details in run.log)")
-    console.print(f"best: [bold]{result.best}[/bold]   time: {result.seconds:.1f} s"
-                  + ("   (resumed)" if result.resumed else ""))
+    console.print(f"time: {result.seconds:.1f} s" + ("   (resumed)" if result.resumed else ""))
     console.print(f"results: {result.out_dir}")
     if result.report_html is not None:
         console.print(f"report:  {result.report_html}")

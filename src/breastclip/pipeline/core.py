@@ -13,7 +13,7 @@ from breastclip.config import CNN_KIND, ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.pipeline import data_step, embed_step, evaluate_step, methods
 from breastclip.pipeline.environment import capture_environment, set_seeds
-from breastclip.pipeline.leaderboard import build_leaderboard, to_markdown
+from breastclip.pipeline.leaderboard import to_markdown
 from breastclip.pipeline.logs import run_logging
 from breastclip.pipeline.results import (
     CONFIG_FILE,
@@ -71,14 +71,15 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
         atomic_write_csv(out / "predictions.csv", all_pred)
 
         log.info("evaluating %d method(s): %d bootstrap resamples", len(predictions), cfg.evaluation.n_bootstrap)
-        evaluations, comparisons = evaluate_step.evaluate_all(cfg, predictions, manifest, notes)
-        evaluate_step.save_evaluations(out, cfg, evaluations, comparisons, {o.label: o.folder for o in outcomes})
         info = {o.label: {"backbone": o.backbone or "(end to end)", "head": o.method.head if o.method else ""}
                 for o in outcomes if o.predictions is not None}
-        board = build_leaderboard(evaluations, comparisons, info=info, primary=cfg.evaluation.primary_metric)
+        evaluations, comparisons, board = evaluate_step.evaluate_all(
+            cfg, predictions, manifest, notes, info=info,
+            histories={o.label: o.history for o in outcomes if o.history})
+        evaluate_step.save_evaluations(out, cfg, evaluations, comparisons, {o.label: o.folder for o in outcomes})
         atomic_write_csv(out / "leaderboard.csv", board)
         atomic_write_text(out / "leaderboard.md", to_markdown(board))
-        best = board.attrs.get("best")
+        best = board.attrs["selected"]  # chosen on validation (or CV); None when no method learned the task
 
         _fit_gate(cfg, sets, manifest, ids, out, notes)
         if cfg.report.gradcam > 0:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
+from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
+from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, leaderboard_for
+from breastclip.evaluation.selection import SelectionScore
 from breastclip.pipeline.options import check_options
 from breastclip.pipeline.results import write_json
 
@@ -16,10 +20,13 @@ log = logging.getLogger("breastclip.run")
 
 
 def evaluate_all(cfg: ExperimentConfig, predictions: dict[str, pd.DataFrame], manifest: Manifest,
-                 notes: list[str]) -> tuple[dict, pd.DataFrame | None]:
-    """Evaluate each method (thresholds and temperature fitted on val, metrics on test) and compare them."""
-    from breastclip.evaluation import compare_methods, evaluate_predictions
-
+                 notes: list[str], *, histories: Mapping[str, Sequence[Mapping]] | None = None,
+                 info: Mapping[str, Mapping[str, object]] | None = None,
+                 selection: Mapping[str, SelectionScore] | None = None,
+                 ) -> tuple[dict[str, Evaluation], pd.DataFrame | None, pd.DataFrame]:
+    """Evaluate each method (thresholds and temperature fitted on val, metrics on val and test), select on the
+    validation figure (or the given cross-validation ``selection``), compare every method with the selected one on
+    test, and return ``(evaluations, comparisons, leaderboard)``."""
     ev_cfg = cfg.evaluation
     subgroups = list(ev_cfg.subgroups)
     missing = [c for c in subgroups if c not in manifest.df.columns]
@@ -37,27 +44,27 @@ def evaluate_all(cfg: ExperimentConfig, predictions: dict[str, pd.DataFrame], ma
             n_boot=ev_cfg.n_bootstrap, seed=cfg.experiment.seed, alpha=alpha,
             min_group_size=ev_cfg.min_group_size, threshold_policies=tuple(ev_cfg.thresholds),
             subgroup_columns=subgroups if ev_cfg.subgroups else None, **extra)
+    if ev_cfg.selection == "cv" and selection is None:
+        raise ValueError("evaluation.selection = 'cv' but no cross-validation selection figures were computed")
+    all_pred = pd.concat(predictions.values(), ignore_index=True)
+    board = leaderboard_for(evaluations, all_pred, primary=ev_cfg.primary_metric, operating_point=ev_cfg.operating_point,
+                            selection=selection, histories=histories, info=info)
     comparisons = None
     if ev_cfg.compare and len(predictions) >= 2:
-        best = best_method(evaluations, ev_cfg.primary_metric)
-        all_pred = pd.concat(predictions.values(), ignore_index=True)
         try:
-            comparisons = compare_methods(all_pred, baseline_method=best, split="test",
+            comparisons = compare_methods(all_pred, baseline_method=board.attrs["baseline"], split="test",
                                           positive_class=ev_cfg.positive_class or None, n_boot=ev_cfg.n_bootstrap,
                                           seed=cfg.experiment.seed, alpha=alpha)
         except ValueError as e:  # e.g. methods evaluated on different test images
             notes.append(f"paired comparisons skipped: {e}")
             log.warning("paired comparisons skipped: %s", e)
-    return evaluations, comparisons
-
-
-def best_method(evaluations: dict, metric: str) -> str:
-    def score(label: str) -> float:
-        h = evaluations[label].headline.get(metric) or {}
-        v = h.get("estimate")
-        return float(v) if v is not None and v == v else float("-inf")
-
-    return max(evaluations, key=score)
+        else:
+            board = leaderboard_for(evaluations, all_pred, primary=ev_cfg.primary_metric,
+                                    operating_point=ev_cfg.operating_point, selection=selection,
+                                    histories=histories, info=info, comparisons=comparisons)
+    if board.attrs["selected"] is None:
+        notes.append(f"{NO_METHOD_LEARNED}: every method's status flags it (see leaderboard.csv); none is selected")
+    return evaluations, comparisons, board
 
 
 def operating_point(ev, policy: str) -> dict:
@@ -71,6 +78,10 @@ def operating_point(ev, policy: str) -> dict:
             r = row.iloc[0].to_dict()
             out.update({k: r.get(k) for k in ("threshold", "val_sensitivity", "val_specificity", "sensitivity",
                                               "specificity")})
+            if not r.get("attainable", True):
+                out["threshold"] = None
+                out["note"] = (f"policy {policy!r} is not attainable on the validation split (no threshold that "
+                               "calls an image positive meets it): not applied; predict decides by argmax")
         else:
             out["note"] = f"policy {policy!r} was not evaluated (evaluation.thresholds lacks it)"
     else:

@@ -45,7 +45,7 @@ def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, m
     }
     extra = check_options(write_report, dict(cfg.report.options), "report.options",
                           fixed=("out_dir", "predictions", "manifest_df", "evaluations", "histories", "run_info",
-                                 "comparisons", "leak_audit", "overwrite"))
+                                 "comparisons", "leak_audit", "overwrite", "leaderboard", "primary_metric"))
     extra.setdefault("title", cfg.report.title or f"breastclip: {cfg.experiment.name}")
     extra.setdefault("positive_class", cfg.evaluation.positive_class or None)
     extra.setdefault("operating_policy", cfg.evaluation.operating_point)
@@ -54,6 +54,6 @@ def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, m
     extra.setdefault("min_group_size", cfg.evaluation.min_group_size)
     paths = write_report(out, predictions=all_pred, manifest_df=manifest.df, evaluations=evaluations,
                          histories=histories, run_info=run_info, comparisons=comparisons, leak_audit=audit,
-                         overwrite=True, **extra)
+                         overwrite=True, leaderboard=board, primary_metric=cfg.evaluation.primary_metric, **extra)
     log.info("report: %s (%d figures)", paths.html, len(paths.figures))
     return Path(paths.html)

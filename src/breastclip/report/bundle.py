@@ -29,6 +29,7 @@ import pandas as pd
 from breastclip import RESEARCH_ONLY, __version__
 from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
+from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, leaderboard_for
 from breastclip.evaluation.summary import jsonable
 from breastclip.predictions import classes_of, validate_predictions
 from breastclip.report import sections as S
@@ -121,16 +122,18 @@ def _check_free(out_dir: Path, overwrite: bool) -> None:
 
 
 def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[str], env: Mapping[str, str],
-                run_info: Mapping, policy: str | None) -> ModelCard:
-    best = S.rank(views)[0]
-    op = best.operating_point(policy)
-    ece = ((best.calibration or {}).get("before") or {}).get("ece")
-    model = [("Methods compared", ", ".join(v.method for v in views)), ("Best method (test ROC AUC)", best.method)]
+                run_info: Mapping, policy: str | None, board: pd.DataFrame) -> ModelCard:
+    best = S.selected_view(views, board)
+    sel_label = S._selection_label(board).replace("selection: ", "")
+    model = [("Methods compared", ", ".join(v.method for v in S.ordered(views, board))),
+             (f"Selected method ({sel_label}; never the test split)",
+              best.method if best is not None else f"none: {NO_METHOD_LEARNED}")]
     for key, label in (("backbone", "Backbone (frozen)"), ("head", "Head"), ("weights", "Weights"),
                        ("model_description", "Description")):
         if run_info.get(key):
             model.append((label, str(run_info[key])))
-    model += [("Classes", ", ".join(data.classes)), ("Positive class", str(best.positive)),
+    model += [("Classes", ", ".join(data.classes)),
+              ("Positive class", str(best.positive if best is not None else views[0].positive)),
               ("Output", "class probabilities (one per class, summing to one)"),
               ("breastclip version", __version__)]
     data_rows = [("Data set", data.name), ("Images", str(data.n_images)),
@@ -139,14 +142,22 @@ def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[s
     for key, label in (("data_source", "Source"), ("data_citation", "Citation"), ("data_licence", "Licence")):
         if run_info.get(key):
             data_rows.append((label, str(run_info[key])))
-    evaluation = [("Test images", str(best.n_test)),
-                  ("ROC AUC (95% CI)", fmt_ci(*best.metric("roc_auc"))),
-                  ("Balanced accuracy (95% CI)", fmt_ci(*best.metric("balanced_accuracy"))),
-                  ("Macro F1 (95% CI)", fmt_ci(*best.metric("f1_macro"))),
-                  ("Operating point", S.op_text(op, best.positive)),
-                  ("Expected calibration error", fmt(ece)),
-                  ("Bootstrap", f"{best.bootstrap.get('n_boot', '?')} replicates, resampling "
-                                f"{best.bootstrap.get('unit', '?')}s, percentile 95% intervals")]
+    if best is None:
+        evaluation = [("Verdict", f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: every method is flagged "
+                                  "(see the leaderboard's status column); nothing is selected or recommended.")]
+    else:
+        op = best.operating_point(policy)
+        ece = ((best.calibration or {}).get("before") or {}).get("ece")
+        sel_row = board[board["method"] == best.method].iloc[0]
+        evaluation = [(f"Selection figure ({sel_label})", S._sel_cell(sel_row)),
+                      ("Test images", str(best.n_test)),
+                      ("ROC AUC (95% CI)", fmt_ci(*best.metric("roc_auc"))),
+                      ("Balanced accuracy at argmax (95% CI)", fmt_ci(*best.metric("balanced_accuracy"))),
+                      ("Macro F1 at argmax (95% CI)", fmt_ci(*best.metric("f1_macro"))),
+                      ("Operating point", S.op_text(op, best.positive)),
+                      ("Expected calibration error", fmt(ece)),
+                      ("Bootstrap", f"{best.bootstrap.get('n_boot', '?')} replicates, resampling "
+                                    f"{best.bootstrap.get('unit', '?')}s, percentile 95% intervals")]
     env_rows = [(k, v) for k, v in env.items() if k in ("breastclip", "python", "torch", "scikit-learn", "seed",
                                                          "seeds", "backbone", "report generated")]
     return ModelCard(model=model, data=data_rows, splits=S.split_table(data), leak_audit=leak,
@@ -172,6 +183,8 @@ def write_report(
     min_group_size: int = 20,
     limitations: Sequence[str] = (),
     overwrite: bool = False,
+    leaderboard: pd.DataFrame | None = None,
+    primary_metric: str = "roc_auc",
 ) -> ReportPaths:
     """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
 
@@ -180,6 +193,10 @@ def write_report(
     ``n_boot``, ``seed``, ``min_group_size`` and ``positive_class``. ``histories`` holds per-epoch losses of trained
     methods; ``run_info`` may carry ``dataset``, ``backbone``, ``head``, ``seed``, ``config`` (dict),
     ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
+
+    ``leaderboard`` is the run's one leaderboard (:func:`breastclip.evaluation.leaderboard.build_leaderboard`): the
+    report renders it as given, in its order, with its selected method. Without one it is built here the same way
+    (selection by ``primary_metric`` on the validation rows, statuses, operating point ``operating_policy``).
     """
     validate_predictions(predictions)
     run_info = dict(run_info or {})
@@ -200,9 +217,18 @@ def write_report(
             evaluations[m] = evaluate_predictions(predictions, mdf, method=m, positive_class=positive_class,
                                                   n_boot=n_boot, seed=seed, min_group_size=min_group_size)
     views = [method_view(evaluations[m], min_group_size=min_group_size) for m in methods]
+    board = leaderboard
+    if board is None:
+        board = leaderboard_for(evaluations, predictions, primary=primary_metric, operating_point=operating_policy,
+                                histories=histories)
     if comparisons is None and len(methods) > 1:
-        comparisons = compare_methods(predictions, positive_class=positive_class, metrics=["roc_auc"],
-                                      n_boot=n_boot, seed=seed)
+        comparisons = compare_methods(predictions, baseline_method=board.attrs.get("baseline"),
+                                      positive_class=positive_class, metrics=["roc_auc"], n_boot=n_boot, seed=seed)
+        if leaderboard is None:
+            board = leaderboard_for(evaluations, predictions, primary=primary_metric,
+                                    operating_point=operating_policy, histories=histories, comparisons=comparisons)
+    views = S.ordered(views, board)
+    selected = S.selected_view(views, board)
 
     name = dataset_name or run_info.get("dataset") or "data set"
     data = data_view(predictions, mdf, name=str(name), classes=classes, notes=list(run_info.get("notes") or []))
@@ -217,21 +243,22 @@ def write_report(
     lims = S.limitations(data, views, extra_lims)
 
     fw = S.FigureWriter(figures_dir)
-    summary, facts = S.summary_section(data, views, leak_head, operating_policy)
+    summary, facts = S.summary_section(data, views, leak_head, operating_policy, board)
     sections: list[Section | None] = [
         summary,
         S.data_section(data, leak, leak_ok, fw),
-        S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons)),
+        S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons), board=board),
         S.training_section(histories or {}, fw),
-        *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in S.rank(views)],
+        *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in views],
     ]
-    card = _model_card(data, views, leak, lims, env, run_info, operating_policy)
+    card = _model_card(data, views, leak, lims, env, run_info, operating_policy, board)
     card_section = model_card_section(card)
-    sections += [card_section, S.environment_section(env, run_info, S.rank(views)),
+    sections += [card_section, S.environment_section(env, run_info, views),
                  Section("Limitations").add(Bullets(lims))]
     doc_title = title or f"breastclip report: {name}"
     counted = "1 method" if len(methods) == 1 else f"{len(methods)} methods"
-    doc = Document(title=doc_title, subtitle=f"{counted} evaluated on the held-out test split of {name}.",
+    verdict = (f"selected: {selected.method}" if selected is not None else NO_METHOD_LEARNED)
+    doc = Document(title=doc_title, subtitle=f"{counted} evaluated on the held-out test split of {name}; {verdict}.",
                    key_facts=facts, sections=[s for s in sections if s is not None])
 
     paths = ReportPaths(out_dir=out, predictions_csv=out / "predictions.csv", metrics_json=out / "metrics.json",
@@ -245,8 +272,9 @@ def write_report(
                     "patient_ids_from_source": data.patient_ids_from_source,
                     "counts": {s: {c: int(v) for c, v in row.items()} for s, row in data.counts.iterrows()}},
         "leak_audit": {"ok": leak_ok, "summary": leak},
-        "leaderboard": jsonable(S.leaderboard_table(S.rank(views), operating_policy)),
-        "best_method": S.rank(views)[0].method,
+        "leaderboard": jsonable(board),
+        "selected_method": selected.method if selected is not None else None,
+        "selection_metric": board.attrs.get("selection_metric"),
         "comparisons": jsonable(comparisons) if comparisons is not None else [],
         "methods": {v.method: v.raw for v in views},
         "environment": env,
@@ -255,7 +283,9 @@ def write_report(
     paths.metrics_json.write_text(json.dumps(metrics, indent=2, allow_nan=False))
     write_docx(doc, paths.docx)
     write_html(doc, paths.html)
-    paths.model_card.write_text(render_markdown(f"Model card: {S.rank(views)[0].method} on {name}",
+    card_title = (f"Model card: {selected.method} on {name}" if selected is not None
+                  else f"Model card: {name} ({NO_METHOD_LEARNED})")
+    paths.model_card.write_text(render_markdown(card_title,
                                                 [card_section], figures_prefix="figures/",
                                                 section_headings=False))
     paths.figures = [p for f in fw.saved for p in (f.png, f.jpg)]
