@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
+from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, selected_method, threshold_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +52,7 @@ class RunArtifacts:
     method_info: dict
     classes: list[str]
     operating_point: dict
+    chosen_by: str = ""  # how the method was chosen: the run's selection (e.g. "val_roc_auc") or "--method"
 
     @property
     def method_dir(self) -> Path:
@@ -95,15 +97,25 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
     board = pd.read_csv(run_dir / "leaderboard.csv")
     methods = board["method"].astype(str).tolist()
     if method is None:
-        method = methods[0]
+        if "selected" not in board.columns:
+            raise PredictError(f"{run_dir / 'leaderboard.csv'} has no 'selected' column (the run predates selection "
+                               f"on validation); pass --method NAME (one of {methods})")
+        method = selected_method(board)
+        chosen_by = f"selected by the run ({board['selection_metric'].iloc[0]}, never the test split)"
+        if method is None:
+            raise PredictError(f"{NO_METHOD_LEARNED} in the run {run_dir.name}: every method's status in "
+                               f"leaderboard.csv flags it, so none is selected. Pass --method NAME (one of "
+                               f"{methods}) to use one anyway")
     elif method not in methods:
         raise PredictError(f"method {method!r} is not in this run; its methods are {methods}")
+    else:
+        chosen_by = "--method"
     mdir = run_dir / "methods" / safe_name(method)
     info = json.loads((mdir / "method.json").read_text())
     op_path = mdir / "operating_point.json"
     op = json.loads(op_path.read_text()) if op_path.is_file() else {}
     meta = json.loads((run_dir / "manifest.json").read_text())
-    return RunArtifacts(run_dir, cfg, method, info, list(meta["classes"]), op)
+    return RunArtifacts(run_dir, cfg, method, info, list(meta["classes"]), op, chosen_by)
 
 
 def predict_images(
@@ -143,7 +155,8 @@ def predict_images(
         _gradcam(run, paths, keep, table, out_csv.parent / (out_csv.stem + "_gradcam"))
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_csv, index=False)
-    sidecar = {"run": str(run.run_dir), "method": run.method, "backbone": backbone, "classes": run.classes,
+    sidecar = {"run": str(run.run_dir), "method": run.method, "method_chosen_by": run.chosen_by,
+               "backbone": backbone, "classes": run.classes,
                "operating_point": run.operating_point, "gate": gate, "created": datetime.now().isoformat(),
                "notice": RESEARCH_ONLY}
     out_csv.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
@@ -242,19 +255,31 @@ def _cnn_proba(run: RunArtifacts, paths: list[Path]) -> np.ndarray:
 
 
 def _decide(run: RunArtifacts, proba: np.ndarray, keep: np.ndarray, table: pd.DataFrame) -> None:
+    """The decision for each image, with the operating point the run froze on validation.
+
+    Binary and multi-class alike: when the method has a frozen threshold for a positive class, an image is that
+    class when ``p_<positive> >= threshold``, else the most probable of the other classes (one-vs-rest, the rule
+    the run evaluated its operating point with). Without one (no positive class, no validation split, or the
+    policy was not attainable on validation) the decision is the most probable class, and ``policy`` says why.
+    """
     op = run.operating_point or {}
     thr, pos = op.get("threshold"), op.get("positive_class")
     decision = np.array([""] * len(table), dtype=object)
-    if thr is not None and pos in run.classes and len(run.classes) == 2:
+    rows = np.flatnonzero(keep)
+    if thr is not None and pos in run.classes:
         j = run.classes.index(pos)
-        other = run.classes[1 - j]
-        decision[keep] = np.where(proba[keep, j] >= float(thr), pos, other)
+        rest = proba[rows].copy()
+        rest[:, j] = -np.inf
+        others = [run.classes[k] for k in np.argmax(rest, axis=1)]
+        decision[rows] = np.where(proba[rows, j] >= float(thr), pos, np.array(others, dtype=object))
         table["threshold"] = float(thr)
-        table["policy"] = op.get("policy", "")
+        table["policy"] = (f"{op.get('policy', '')}: {pos} when p_{pos} >= {threshold_text(thr)}"
+                           + (", else the most probable other class" if len(run.classes) > 2 else ""))
     else:
-        decision[keep] = [run.classes[k] for k in np.nanargmax(proba[keep], axis=1)] if keep.any() else []
+        decision[rows] = [run.classes[k] for k in np.nanargmax(proba[rows], axis=1)] if len(rows) else []
         table["threshold"] = np.nan
-        table["policy"] = "argmax (no frozen operating point for this method)"
+        why = op.get("note") or "no frozen operating point for this method"
+        table["policy"] = f"argmax ({why})"
     decision[table["status"].to_numpy() == "rejected"] = "rejected by the medical-image gate"
     decision[table["status"].to_numpy() == "error"] = "error"
     table["decision"] = decision

@@ -64,6 +64,6 @@ def test_operating_point_summary_states_counts():
                                          "test at t=0.3 (youden, chosen on validation)")
     assert op_short(None, "malignant").startswith("not available")
     # enough digits to apply the threshold (never 't=1.000' for 0.99993), and an unattainable rule says so
-    assert "t=0.9999 " in op_short({**op, "threshold": 0.99993}, "malignant")
+    assert "t=0.99993 " in op_short({**op, "threshold": 0.99993}, "malignant")
     unattainable = op_short({**op, "policy": "spec>=0.90", "threshold": float("nan"), "attainable": False}, "m")
     assert unattainable == "m vs rest: spec>=0.90 not attainable on validation (not applied)"

@@ -212,9 +212,9 @@ def _f(v: object) -> float | None:
 
 
 def threshold_text(threshold: object) -> str:
-    """A frozen threshold with enough digits to apply it (4 significant), or "not attainable"."""
+    """A frozen threshold with enough digits to apply it (6 significant), or "not attainable"."""
     t = _f(threshold)
-    return "not attainable" if t is None else f"{t:.4g}"
+    return "not attainable" if t is None else f"{t:.6g}"
 
 
 def selection_text(board: pd.DataFrame) -> str:
