@@ -122,6 +122,9 @@ class EvaluationSection:
     calibration: bool = True
     compare: bool = True
     primary_metric: str = "roc_auc"  # ranks the leaderboard and picks the best method for the comparisons
+    level: str = "image"  # image | breast (patient + laterality) | exam (exam_id): the unit metrics are computed on
+    aggregate: str = "mean"  # mean | max | noisy_or: how image probabilities pool into a breast / exam
+    severity: tuple[str, ...] = ()  # classes from least to most severe (a unit's label is its worst image's)
     options: dict = field(default_factory=dict)
 
 
@@ -327,6 +330,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                         f"choose one of {', '.join(HEADLINE_METRICS)}")
     if not 0 < cfg.evaluation.ci < 1:
         problems.append(f"evaluation.ci must be in (0, 1), got {cfg.evaluation.ci}")
+    if cfg.evaluation.level not in ("image", "breast", "exam"):
+        problems.append(f"evaluation.level must be 'image', 'breast' or 'exam', got '{cfg.evaluation.level}'")
+    if cfg.evaluation.aggregate not in ("mean", "max", "noisy_or"):
+        problems.append(f"evaluation.aggregate must be 'mean', 'max' or 'noisy_or', got '{cfg.evaluation.aggregate}'")
     if cfg.evaluation.n_bootstrap < 0:
         problems.append(f"evaluation.n_bootstrap must be >= 0, got {cfg.evaluation.n_bootstrap}")
     if problems:
