@@ -129,12 +129,39 @@ class EvaluationSection:
 
 
 @dataclass(frozen=True)
+class StudySection:
+    """Facts only the investigators know, quoted by the report's reporting-guideline checklist (STARD 2015,
+    TRIPOD+AI, CLAIM). Empty: the checklist says the item is not reported and names this key."""
+
+    design: str = ""  # e.g. "retrospective analysis of a public data set"
+    intended_use: str = ""  # clinical role of the index test (triage, second reader, ...)
+    setting_and_dates: str = ""  # where and when the images were acquired
+    eligibility: str = ""  # inclusion / exclusion criteria of the source
+    series: str = ""  # consecutive, random or convenience series
+    reference_standard: str = ""  # how the labels were established (histopathology, follow-up, ...)
+    reference_rationale: str = ""
+    blinding: str = ""  # what the readers of the index test and the reference standard knew
+    annotators: str = ""  # who labelled the images, their qualifications, tools
+    acquisition: str = ""  # devices, protocols
+    deidentification: str = ""
+    time_interval: str = ""  # between the images and the reference standard
+    sample_size: str = ""  # intended sample size and how it was determined
+    ethics: str = ""
+    registration: str = ""
+    protocol: str = ""
+    funding: str = ""
+    data_availability: str = ""
+
+
+@dataclass(frozen=True)
 class ReportSection:
     """The report bundle written into the results folder."""
 
     enabled: bool = True
     title: str = ""
     gradcam: int = 0  # number of test images explained per CNN / CLIP method (0: none)
+    neighbours: int = 4  # most similar training images shown for each image of the error gallery (0: none)
+    study: StudySection = field(default_factory=StudySection)
     options: dict = field(default_factory=dict)
 
 
