@@ -74,7 +74,17 @@ def test_predict_cli_and_errors(busi_run, shared_data, tmp_path):
     res = runner.invoke(app, ["predict", str(img), "--run", str(out), "-o", str(tmp_path / "one.csv")])
     assert res.exit_code == 0, res.output
     row = pd.read_csv(tmp_path / "one.csv").iloc[0]
-    assert row["method"] == "linear_probe" and row["policy"] == "argmax (no frozen operating point for this method)"
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert row["method"] == "linear_probe" == board.loc[board["selected"], "method"].item()
+    # 3 classes, positive class 'malignant' (the default): the run's frozen one-vs-rest threshold decides, as the
+    # README says; below it, the most probable other class
+    op = json.loads((out / "methods" / "linear_probe" / "operating_point.json").read_text())
+    assert op["positive_class"] == "malignant" and row["threshold"] == pytest.approx(op["threshold"])
+    assert row["policy"].startswith("youden: malignant when p_malignant >= ")
+    other = max(("benign", "normal"), key=lambda c: row[f"p_{c}"])
+    assert row["decision"] == ("malignant" if row["p_malignant"] >= op["threshold"] else other)
+    sidecar = json.loads((tmp_path / "one.json").read_text())
+    assert sidecar["method"] == "linear_probe" and "val_roc_auc" in sidecar["method_chosen_by"]
     res = runner.invoke(app, ["predict", str(img), "--run", str(out), "--method", "nope"])
     assert res.exit_code == 2 and "not in this run" in res.output
     res = runner.invoke(app, ["predict", str(tmp_path / "missing.png"), "--run", str(out)])

@@ -211,10 +211,20 @@ def _f(v: object) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def threshold_text(threshold: object) -> str:
-    """A frozen threshold with enough digits to apply it (6 significant), or "not attainable"."""
+def threshold_text(threshold: object, missing: str = "not attainable") -> str:
+    """A frozen threshold with enough digits to tell it from 0 and 1 (``0.412``, ``0.99987``, never ``1.000``);
+    ``missing`` for a policy with no threshold (not attainable on validation)."""
     t = _f(threshold)
-    return "not attainable" if t is None else f"{t:.6g}"
+    if t is None:
+        return missing
+    text = f"{t:.3f}"
+    if text in ("0.000", "1.000", "-0.000") and t not in (0.0, 1.0):
+        distance = min(abs(t), abs(1.0 - t))
+        digits = min(12, 3 - int(math.floor(math.log10(distance))))
+        text = f"{t:.{digits}f}".rstrip("0")
+    elif t in (0.0, 1.0):
+        text = f"{t:.0f} (exactly)"
+    return text
 
 
 def selection_text(board: pd.DataFrame) -> str:
@@ -234,3 +244,17 @@ def selection_text(board: pd.DataFrame) -> str:
         fig += f" ± {sd:.3f}"
     where = "cross-validation over train+val" if metric.startswith("cv_") else "the validation split"
     return f"selected: {sel} (best {metric} = {fig}, chosen on {where}; the test split chose nothing)"
+
+
+def with_selection(board: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The board with ``method`` selected (moved to row 1): a selection made upstream by the caller's own protocol
+    (e.g. a report of a run whose leaderboard was computed elsewhere). Raises ValueError for an unknown method."""
+    if method not in set(board["method"].astype(str)):
+        raise ValueError(f"selected_method {method!r} is not in the leaderboard {board['method'].tolist()}")
+    attrs = dict(board.attrs)
+    first = board["method"].astype(str) == method
+    out = pd.concat([board[first], board[~first]], ignore_index=True)
+    out["selected"] = out["method"].astype(str) == method
+    out["rank"] = range(1, len(out) + 1)
+    out.attrs.update({**attrs, "selected": method, "no_method_learned": False})
+    return out

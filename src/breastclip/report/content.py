@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
+from breastclip.evaluation.leaderboard import threshold_text
 
 
 @dataclass
@@ -133,6 +134,12 @@ def ci_text(lo: float, hi: float, digits: int = 3) -> str:
         return "-"
     sep = " to " if min(lo, hi) < 0 else "-"
     return f"{lo:.{digits}f}{sep}{hi:.{digits}f}"
+
+
+def fmt_threshold(t: float | None) -> str:
+    """A threshold with enough digits to tell it from 0 and 1: ``0.412``, ``0.99987`` (not ``1.000``); "-" when
+    there is none (:func:`breastclip.evaluation.leaderboard.threshold_text`, the one formatter of thresholds)."""
+    return threshold_text(t, missing="-")
 
 
 def fmt_p(p: float | None) -> str:
