@@ -276,13 +276,15 @@ def _decide(run: RunArtifacts, proba: np.ndarray, keep: np.ndarray, table: pd.Da
         others = [run.classes[k] for k in np.argmax(rest, axis=1)]
         decision[rows] = np.where(proba[rows, j] >= float(thr), pos, np.array(others, dtype=object))
         table["threshold"] = float(thr)
-        table["policy"] = (f"{op.get('policy', '')}: {pos} when p_{pos} >= {threshold_text(thr)}"
-                           + (", else the most probable other class" if len(run.classes) > 2 else ""))
+        table["policy"] = op.get("policy", "")
+        table["rule"] = (f"{pos} when p_{pos} >= {threshold_text(thr)} (frozen on validation), else "
+                         + ("the most probable other class" if len(run.classes) > 2 else run.classes[1 - j]))
     else:
         decision[rows] = [run.classes[k] for k in np.nanargmax(proba[rows], axis=1)] if len(rows) else []
         table["threshold"] = np.nan
         why = op.get("note") or "no frozen operating point for this method"
         table["policy"] = f"argmax ({why})"
+        table["rule"] = "the most probable class"
     decision[table["status"].to_numpy() == "rejected"] = "rejected by the medical-image gate"
     decision[table["status"].to_numpy() == "error"] = "error"
     table["decision"] = decision

@@ -80,7 +80,8 @@ def test_predict_cli_and_errors(busi_run, shared_data, tmp_path):
     # README says; below it, the most probable other class
     op = json.loads((out / "methods" / "linear_probe" / "operating_point.json").read_text())
     assert op["positive_class"] == "malignant" and row["threshold"] == pytest.approx(op["threshold"])
-    assert row["policy"].startswith("youden: malignant when p_malignant >= ")
+    assert row["policy"] == "youden" and row["rule"].startswith("malignant when p_malignant >= ")
+    assert row["rule"].endswith("else the most probable other class")
     other = max(("benign", "normal"), key=lambda c: row[f"p_{c}"])
     assert row["decision"] == ("malignant" if row["p_malignant"] >= op["threshold"] else other)
     sidecar = json.loads((tmp_path / "one.json").read_text())

@@ -124,6 +124,16 @@ def _midpoint(thr: np.ndarray, i: int) -> float:
     return low / 2.0 if low > 0 else low
 
 
+def is_attainable(op: Mapping) -> bool:
+    """Whether an operating-point row (a dict of :func:`operating_points`' columns) has a usable threshold: False for
+    a policy that is not attainable on validation (NaN / missing threshold)."""
+    t = op.get("threshold")
+    try:
+        return bool(op.get("attainable", True)) and t is not None and bool(np.isfinite(float(t)))
+    except (TypeError, ValueError):
+        return False
+
+
 def _rate(num: float, den: float) -> float:
     return float(num / den) if den > 0 else float("nan")
 

@@ -31,10 +31,21 @@ from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
 from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, leaderboard_for, with_selection
 from breastclip.evaluation.summary import jsonable
+from breastclip.evaluation.thresholds import is_attainable
 from breastclip.predictions import classes_of, validate_predictions
 from breastclip.report import sections as S
 from breastclip.report.checklist import checklist_section, study_section
-from breastclip.report.content import Bullets, Document, Section, ci_text, fmt, fmt_ci, fmt_p, fmt_threshold
+from breastclip.report.content import (
+    Bullets,
+    Document,
+    Note,
+    Section,
+    ci_text,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    fmt_threshold,
+)
 from breastclip.report.contingency import contingency_appendix, contingency_section
 from breastclip.report.docx import write_docx
 from breastclip.report.flow import FlowView, flow_section, flow_view
@@ -269,7 +280,10 @@ def write_report(
         S.data_section(data, leak, leak_ok, fw),
         flow_section(fv, fw, data.patient_ids_from_source),
         S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons), board=board),
-        contingency_section(selected, operating_policy) if selected is not None else None,
+        contingency_section(selected, operating_policy) if selected is not None else Section(
+            "Diagnostic accuracy at the operating point (2x2 table)", anchor="contingency").add(Note(
+                f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: no method is selected, so there is no 2x2 "
+                "table of a selected method (every method's table is in the appendix).", "warn")),
         S.training_section(histories or {}, fw),
         *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in views],
     ]
@@ -280,7 +294,7 @@ def write_report(
                  Section("Limitations").add(Bullets(lims)), study_section(study),
                  contingency_appendix(views, operating_policy)]
     anchors = {s.anchor for s in sections if s is not None}
-    sections.append(checklist_section(_checklist_facts(selected or views[0], views, fv, data, leak_head, run_info,
+    sections.append(checklist_section(_checklist_facts(selected, views, fv, data, leak_head, run_info,
                                                        operating_policy, name), study, anchors))
     doc_title = title or f"breastclip report: {name}"
     counted = "1 method" if len(methods) == 1 else f"{len(methods)} methods"
@@ -319,20 +333,25 @@ def write_report(
     return paths
 
 
-def _checklist_facts(selected: MethodView, views: Sequence[MethodView], fv: FlowView, data: DataView, leak: str,
-                     run_info: Mapping, policy: str | None, name: str) -> dict[str, object]:
-    """The run's own answers to the checklist items (counts, thresholds, CI method)."""
-    op = selected.operating_point(policy) or {}
-    unit = selected.bootstrap.get("unit", "patient")
+def _checklist_facts(selected: MethodView | None, views: Sequence[MethodView], fv: FlowView, data: DataView,
+                     leak: str, run_info: Mapping, policy: str | None, name: str) -> dict[str, object]:
+    """The run's own answers to the checklist items (counts, thresholds, CI method); ``selected`` None when no
+    method learned the task."""
+    ref = selected or views[0]
+    op = (selected.operating_point(policy) or {}) if selected is not None else {}
+    if op and not is_attainable(op):
+        op = {"policy": op.get("policy")}
+    unit = ref.bootstrap.get("unit", "patient")
     subgroups = sorted({str(c) for v in views if v.subgroups is not None and len(v.subgroups)
                         for c in v.subgroups["column"]})
     excluded = sum(n for _, n in fv.exclusions)
     return {
         "source": str(run_info.get("data_source") or name), "methods": ", ".join(v.method for v in views),
-        "selected": selected.method, "positive": str(selected.positive), "policy": str(op.get("policy", policy)),
+        "selected": selected.method if selected is not None else f"no method ({NO_METHOD_LEARNED})",
+        "positive": str(ref.positive), "policy": str(op.get("policy", policy)),
         "threshold": fmt_threshold(op.get("threshold")) if op else "-",
         **{k: int(op[k]) if k in op else "-" for k in ("tp", "fp", "fn", "tn")},
-        "ci_method": f"95% percentile bootstrap CIs ({selected.bootstrap.get('n_boot', '?')} replicates resampling "
+        "ci_method": f"95% percentile bootstrap CIs ({ref.bootstrap.get('n_boot', '?')} replicates resampling "
                      f"{unit}s)",
         "excluded": excluded, "analysed": fv.analysed, "source_images": fv.source_images,
         "exclusions": "; ".join(f"{n} {r}" for r, n in fv.exclusions) or "none excluded",

@@ -21,6 +21,7 @@ from breastclip.evaluation.leaderboard import (
     selected_method,
     threshold_text,
 )
+from breastclip.evaluation.thresholds import is_attainable
 from breastclip.report import figures as F
 from breastclip.report.content import (
     Bullets,
@@ -67,7 +68,7 @@ def op_text(op: Mapping | None, positive: str | None) -> str:
     (95% CI) = 36/42, specificity ...``; says so when the rule is not attainable on validation."""
     if not op:
         return "not available"
-    if not _attainable(op):
+    if not is_attainable(op):
         return (f"'{positive}' vs rest: the {op.get('policy')} rule is not attainable on the validation split (no "
                 "threshold that calls an image positive meets it); it is not applied")
     tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
@@ -82,17 +83,12 @@ def op_short(op: Mapping | None, positive: str | None) -> str:
     """``malignant vs rest: sensitivity 0.83 (24/29), specificity 1.00 (61/61) on test at t=0.5683 (youden on val)``."""
     if not op:
         return "not available (needs a positive class and a validation split)"
-    if not _attainable(op):
+    if not is_attainable(op):
         return f"{positive} vs rest: {op.get('policy')} not attainable on validation (not applied)"
     tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
     return (f"{positive} vs rest: sensitivity {fmt(op.get('sensitivity'), 2)} ({tp}/{tp + fn}), specificity "
             f"{fmt(op.get('specificity'), 2)} ({tn}/{tn + fp}) on test at t={fmt_threshold(op.get('threshold'))} "
             f"({op.get('policy')}, chosen on validation)")
-
-
-def _attainable(op: Mapping) -> bool:
-    t = op.get("threshold")
-    return bool(op.get("attainable", True)) and t is not None and bool(np.isfinite(float(t)))
 
 
 PER_CLASS_NAMES = {"class": "class", "support": "test images", "precision": "precision (PPV)",
@@ -532,7 +528,7 @@ def vs_text(v: MethodView) -> str:
 def operating_table(op: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in op.iterrows():
-        if not _attainable(r.to_dict()):
+        if not is_attainable(r.to_dict()):
             rows.append({"rule": r["policy"], "threshold": "not attainable on validation (not applied)",
                          "validation sensitivity / specificity": "-", "sensitivity (95% CI)": "-", "specificity (95% CI)": "-", "PPV": math.nan,
                          "NPV": math.nan, "TP": "-", "FP": "-", "TN": "-", "FN": "-"})
