@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from breastclip.data.manifest import Manifest
 from breastclip.pipeline.options import check_options, split_options
 
 log = logging.getLogger("breastclip.run")
+FLOW_FILE = "flow.json"
+_COUNTED_SKIP = re.compile(r"^(\d+)\b.*\b(skipped|excluded|dropped|ignored)\b")
 
 
 class LeakError(RuntimeError):
@@ -37,6 +40,20 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
         raise ConfigError(f"data.source {source} does not exist (download it with `breastclip data download`, "
                           f"or point data.source at your copy)")
     return read_source(source, format=cfg.data.format or None, **options)
+
+
+def reader_flow(manifest: Manifest) -> dict:
+    """The start of the participant flow: images the reader returned plus those its notes say it skipped.
+
+    Readers report skipped files in their notes ("12 files not named like BreakHis were skipped ..."); a note
+    that opens with a count and says skipped / excluded / dropped becomes one exclusion with that reason.
+    """
+    exclusions = []
+    for note in manifest.notes:
+        m = _COUNTED_SKIP.match(str(note))
+        if m:
+            exclusions.append({"reason": f"by the reader: {note}", "images": int(m.group(1))})
+    return {"source_images": len(manifest) + sum(e["images"] for e in exclusions), "exclusions": exclusions}
 
 
 def subset_manifest(manifest: Manifest, n: int, seed: int) -> Manifest:
