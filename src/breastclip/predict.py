@@ -173,12 +173,15 @@ def _gate_backbone(run: RunArtifacts) -> str | None:
 
 def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     from breastclip.backbones import embed_manifest
+    from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
     from breastclip.data.manifest import Manifest
     from breastclip.pipeline.embed_step import cache_dir_for
 
     records = [{"id": f"predict:{i}", "image": str(p), "label": "unknown"} for i, p in enumerate(paths)]
     manifest = Manifest.from_records(records, Path("/"), name="predict", source="predict")
-    res = embed_manifest(manifest, backbone, cache_dir=cache_dir_for(run.config), progress=False,
+    # the run's pixel preprocessing (breast crop) must be the one its heads were trained on
+    pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS}
+    res = embed_manifest(manifest, backbone, cache_dir=cache_dir_for(run.config), progress=False, **pixels,
                          **({"device": run.config.embed.device} if run.config.embed.device else {}))
     X, ids, failures = res
     pos = {i: k for k, i in enumerate(ids)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -103,7 +104,9 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
                     skipped=skipped, failed=failed, notes=notes)
         for n in notes:
             log.info("note: %s", n)
-    return RunResult(out, board, best, report_html, 0.0, decision.resume, notes, dict(skipped), dict(failed))
+    audit = json.loads((out / "leak_audit.json").read_text()) if (out / "leak_audit.json").is_file() else None
+    return RunResult(out, board, best, report_html, 0.0, decision.resume, notes, dict(skipped), dict(failed),
+                     leak_audit=audit)
 
 
 # ---- steps --------------------------------------------------------------------------------------------------
@@ -114,9 +117,14 @@ def _manifest(cfg: ExperimentConfig, out: Path, resume: bool, notes: list[str]) 
         return Manifest.from_csv(path)
     log.info("reading %s (%s)", cfg.data.source, cfg.data.format or "format auto-detected")
     manifest = data_step.load_manifest(cfg)
+    flow = data_step.reader_flow(manifest)
     if cfg.data.subset:
+        n_read = len(manifest)
         manifest = data_step.subset_manifest(manifest, cfg.data.subset, cfg.experiment.seed)
         notes.append(f"tiny run: a stratified subset of {len(manifest)} images (data.subset = {cfg.data.subset})")
+        flow["exclusions"].append({"reason": f"not in the stratified subset (data.subset = {cfg.data.subset})",
+                                   "images": n_read - len(manifest)})
+    write_json(out / data_step.FLOW_FILE, flow)
     manifest, audit = data_step.split_and_audit(manifest, cfg)
     write_json(out / "leak_audit.json", audit)
     data_step.enforce_audit(audit, cfg)
