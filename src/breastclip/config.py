@@ -90,7 +90,7 @@ class SplitSection:
 class EmbedSection:
     """How embeddings are computed and where the content-addressed cache lives."""
 
-    cache_dir: str = ""  # empty: the user cache (~/.cache/breastclip/embeddings or BREASTCLIP_CACHE)
+    cache_dir: str = ""  # the cache ROOT (embeddings go to ROOT/embeddings); empty: $BREASTCLIP_CACHE or ~/.cache/breastclip
     device: str = ""  # empty: automatic
     batch_size: int = 0  # 0: automatic
     options: dict = field(default_factory=dict)
@@ -122,7 +122,35 @@ class EvaluationSection:
     calibration: bool = True
     compare: bool = True
     primary_metric: str = "roc_auc"  # ranks the leaderboard and picks the best method for the comparisons
+    level: str = "image"  # image | breast (patient + laterality) | exam (exam_id): the unit metrics are computed on
+    aggregate: str = "mean"  # mean | max | noisy_or: how image probabilities pool into a breast / exam
+    severity: tuple[str, ...] = ()  # classes from least to most severe (a unit's label is its worst image's)
     options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySection:
+    """Facts only the investigators know, quoted by the report's reporting-guideline checklist (STARD 2015,
+    TRIPOD+AI, CLAIM). Empty: the checklist says the item is not reported and names this key."""
+
+    design: str = ""  # e.g. "retrospective analysis of a public data set"
+    intended_use: str = ""  # clinical role of the index test (triage, second reader, ...)
+    setting_and_dates: str = ""  # where and when the images were acquired
+    eligibility: str = ""  # inclusion / exclusion criteria of the source
+    series: str = ""  # consecutive, random or convenience series
+    reference_standard: str = ""  # how the labels were established (histopathology, follow-up, ...)
+    reference_rationale: str = ""
+    blinding: str = ""  # what the readers of the index test and the reference standard knew
+    annotators: str = ""  # who labelled the images, their qualifications, tools
+    acquisition: str = ""  # devices, protocols
+    deidentification: str = ""
+    time_interval: str = ""  # between the images and the reference standard
+    sample_size: str = ""  # intended sample size and how it was determined
+    ethics: str = ""
+    registration: str = ""
+    protocol: str = ""
+    funding: str = ""
+    data_availability: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +160,8 @@ class ReportSection:
     enabled: bool = True
     title: str = ""
     gradcam: int = 0  # number of test images explained per CNN / CLIP method (0: none)
+    neighbours: int = 4  # most similar training images shown for each image of the error gallery (0: none)
+    study: StudySection = field(default_factory=StudySection)
     options: dict = field(default_factory=dict)
 
 
@@ -238,7 +268,33 @@ def load_config(
 
 def from_dict(raw: dict) -> ExperimentConfig:
     """Build the dataclasses from a plain dict; unknown keys and wrong types raise :class:`ConfigError`."""
-    return _build(ExperimentConfig, raw, "")
+    return _build(ExperimentConfig, _lift_split_options(raw), "")
+
+
+#: Keys of the [split] section that users also write under split.options (the splitter's keyword names).
+SPLIT_SECTION_KEYS = ("fractions", "seed", "keep_official")
+
+
+def _lift_split_options(raw: dict) -> dict:
+    """``split.options.fractions`` (seed, keep_official) means ``split.fractions``: honour it wherever it is put.
+
+    Given in both places with different values is an error rather than a silent choice.
+    """
+    split = raw.get("split")
+    options = split.get("options") if isinstance(split, dict) else None
+    if not isinstance(options, dict) or not any(k in options for k in SPLIT_SECTION_KEYS):
+        return raw
+    split, options = dict(split), dict(options)
+    for key in SPLIT_SECTION_KEYS:
+        if key not in options:
+            continue
+        value = options.pop(key)
+        if key in split and split[key] != value:
+            raise ConfigError(f"split.{key} = {split[key]!r} and split.options.{key} = {value!r} disagree: "
+                              f"keep one of them")
+        split[key] = value
+    split["options"] = options
+    return {**raw, "split": split}
 
 
 def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -300,6 +356,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                         f"choose one of {', '.join(HEADLINE_METRICS)}")
     if not 0 < cfg.evaluation.ci < 1:
         problems.append(f"evaluation.ci must be in (0, 1), got {cfg.evaluation.ci}")
+    if cfg.evaluation.level not in ("image", "breast", "exam"):
+        problems.append(f"evaluation.level must be 'image', 'breast' or 'exam', got '{cfg.evaluation.level}'")
+    if cfg.evaluation.aggregate not in ("mean", "max", "noisy_or"):
+        problems.append(f"evaluation.aggregate must be 'mean', 'max' or 'noisy_or', got '{cfg.evaluation.aggregate}'")
     if cfg.evaluation.n_bootstrap < 0:
         problems.append(f"evaluation.n_bootstrap must be >= 0, got {cfg.evaluation.n_bootstrap}")
     if problems:

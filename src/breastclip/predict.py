@@ -21,6 +21,7 @@ from rich.table import Table
 
 from breastclip import RESEARCH_ONLY
 from breastclip.backbones import embed_manifest
+from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
 from breastclip.config import CNN_KIND, ExperimentConfig
 from breastclip.data.images import load_image
 from breastclip.data.manifest import Manifest
@@ -177,7 +178,9 @@ def _gate_backbone(run: RunArtifacts) -> str | None:
 def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     records = [{"id": f"predict:{i}", "image": str(p), "label": "unknown"} for i, p in enumerate(paths)]
     manifest = Manifest.from_records(records, Path("/"), name="predict", source="predict")
-    res = embed_manifest(manifest, backbone, cache_dir=cache_dir_for(run.config), progress=False,
+    # the run's pixel preprocessing (breast crop) must be the one its heads were trained on
+    pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS}
+    res = embed_manifest(manifest, backbone, cache_dir=cache_dir_for(run.config), progress=False, **pixels,
                          **({"device": run.config.embed.device} if run.config.embed.device else {}))
     pos = {i: k for k, i in enumerate(res.ids)}
     ok = np.array([f"predict:{i}" in pos for i in range(len(paths))])

@@ -126,3 +126,19 @@ def test_summary_counts_classes_splits_and_metadata(tmp_path):
     assert s["metadata"]["density"]["top"] == {"1": 7, "2": 7}
     assert s["metadata"]["age"]["min"] == 40 and s["metadata"]["age"]["max"] == 53
     assert s["patients"] == 14 and s["patient_ids_from_source"] is False
+
+
+def test_mammography_columns_are_normalised_and_validated(tmp_path):
+    rows = [{"image": "1.png", "label": "a", "patient_id": "P1", "view": "cc", "laterality": "LEFT", "exam_id": "E1"},
+            {"image": "2.png", "label": "a", "patient_id": "P1", "view": "MLO", "laterality": "r", "exam_id": "E1"},
+            {"image": "3.png", "label": "a", "patient_id": "P2", "view": "CC2", "laterality": None, "exam_id": ""}]
+    m = _manifest(tmp_path, rows).validate(check_files=False)
+    assert m.df["view"].tolist() == ["CC", "MLO", "CC2"]
+    assert m.df["laterality"].tolist() == ["L", "R", ""] and m.df["exam_id"].tolist() == ["E1", "E1", ""]
+    bad = _manifest(tmp_path, [{**rows[0], "view": "AP", "laterality": "both"},
+                               {**rows[1], "patient_id": "P9"}])
+    with pytest.raises(ManifestError) as e:
+        bad.validate(check_files=False)
+    text = str(e.value)
+    assert "1 rows have an unknown view ['AP']" in text and "unknown laterality ['BOTH']" in text
+    assert "1 exam_id(s) hold images of more than one patient, e.g. ['E1']" in text

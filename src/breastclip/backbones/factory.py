@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ def _family(entry: BackboneEntry):
 
 def as_entry(backbone: str | BackboneEntry, **overrides) -> BackboneEntry:
     if isinstance(backbone, BackboneEntry):
-        return backbone
+        return replace(backbone, **overrides) if overrides else backbone
     return get_entry(backbone, **overrides)
 
 

@@ -49,16 +49,27 @@ class BackboneEntry:
     text_dim: int | None = None  # when the text tower's width differs from embed_dim
     install_hint: str = ""
     extra: tuple[tuple[str, str], ...] = field(default=())
+    # mammography: crop to the breast before resizing (breastclip.data.breast.crop_breast); with it, mirror every
+    # crop so the chest wall is on one side ("L" / "R"; "" keeps it) and pad the crop to a square
+    breast_crop: bool = False
+    flip_to: str = ""
+    pad_square: bool = False
 
     @property
     def text_embed_dim(self) -> int:
         return self.text_dim if self.text_dim is not None else self.embed_dim
 
+    def breast_key(self) -> dict:
+        """The breast-crop settings (empty when off, so the cache keys of plain entries never change)."""
+        if not self.breast_crop:
+            return {}
+        return {"breast": {"crop": True, "flip_to": self.flip_to, "pad_square": self.pad_square}}
+
     def preprocessing_key(self) -> str:
         """Canonical description of the preprocessing; part of every cache key."""
         return json.dumps({"size": self.image_size, "resize": self.resize_mode, "interp": self.interpolation,
-                           "mean": [round(v, 8) for v in self.mean], "std": [round(v, 8) for v in self.std]},
-                          sort_keys=True)
+                           "mean": [round(v, 8) for v in self.mean], "std": [round(v, 8) for v in self.std],
+                           **self.breast_key()}, sort_keys=True)
 
 
 def _oc(name: str, arch: str, size: int, dim: int, desc: str, **kw) -> BackboneEntry:

@@ -10,7 +10,15 @@ Columns (always present after :meth:`Manifest.validate`):
 - ``split``       ``train`` / ``val`` / ``test`` or empty (not yet split)
 - ``source``      the reader that produced the row (``busi``, ``cbis_ddsm``, ...)
 
-Any other column is metadata (density, view, magnification, ...), kept as-is for subgroup analysis.
+Optional mammography columns, validated when present (a blank cell means unknown):
+
+- ``view``        acquisition view: CC, MLO, ML, LM, LMO, XCCL, XCCM, FB, SIO, AT, CV (ACR codes); a trailing number
+                  marks a repeated view (``CC2``). Lower case is upper-cased on construction.
+- ``laterality``  ``L`` or ``R`` (``LEFT`` / ``RIGHT`` / ``l`` / ``r`` are normalised on construction)
+- ``exam_id``     one screening exam (study); breast- and exam-level evaluation group images by
+                  ``patient_id + laterality`` and by ``exam_id`` (see :mod:`breastclip.evaluation.levels`)
+
+Any other column is metadata (density, magnification, ...), kept as-is for subgroup analysis.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +35,11 @@ import pandas as pd
 
 REQUIRED_COLUMNS = ("id", "image", "label", "patient_id", "split", "source")
 SPLITS = ("train", "val", "test")
+#: ACR mammography view codes accepted in the optional ``view`` column (a trailing digit marks a repeat: CC2).
+VIEWS = ("CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "FB", "SIO", "AT", "CV")
+LATERALITIES = ("L", "R")
+_VIEW_RE = re.compile(r"^(" + "|".join(VIEWS) + r")\d*$")
+_LATERALITY_ALIASES = {"L": "L", "R": "R", "LEFT": "L", "RIGHT": "R"}
 
 
 class ManifestError(ValueError):
@@ -90,6 +104,7 @@ class Manifest:
         if "id" not in df.columns:
             df["id"] = [f"{source}:{p}" for p in df["image"]]
         df["id"] = df["id"].astype(str)
+        _normalise_mammo_columns(df)
         ordered = list(REQUIRED_COLUMNS) + [c for c in df.columns if c not in REQUIRED_COLUMNS]
         df = df[ordered].reset_index(drop=True)
         if classes is None:
@@ -165,6 +180,7 @@ class Manifest:
         bad_split = sorted(set(df["split"].astype(str)) - set(SPLITS) - {""})
         if bad_split:
             problems.append(f"unknown split values {bad_split} (allowed: {list(SPLITS)} or empty)")
+        problems.extend(_mammo_column_problems(df))
         root = Path(os.path.abspath(self.root))
         escaping = [p for p in df["image"].astype(str) if not Path(p).is_absolute() and not _inside(root, root / p)]
         if escaping:
@@ -239,6 +255,49 @@ class Manifest:
             return cls(df=df, root=Path(meta["root"]), classes=list(meta["classes"]), name=meta.get("name", path.stem),
                        patient_ids_from_source=meta.get("patient_ids_from_source", True), notes=meta.get("notes", []))
         return cls.from_records(df, path.parent, name=path.stem, source="csv")
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    return values.isna() | values.astype(str).str.strip().isin(["", "nan", "None"])
+
+
+def _normalise_mammo_columns(df: pd.DataFrame) -> None:
+    """Upper-case ``view``; map ``laterality`` LEFT/RIGHT/l/r to L/R; blanks become "" (unknown). In place."""
+    if "view" in df.columns:
+        blank = _blank(df["view"])
+        df["view"] = df["view"].astype(str).str.strip().str.upper().where(~blank, "")
+    if "laterality" in df.columns:
+        blank = _blank(df["laterality"])
+        lat = df["laterality"].astype(str).str.strip().str.upper()
+        df["laterality"] = lat.map(lambda v: _LATERALITY_ALIASES.get(v, v)).where(~blank, "")
+    if "exam_id" in df.columns:
+        blank = _blank(df["exam_id"])
+        df["exam_id"] = df["exam_id"].astype(str).str.strip().where(~blank, "")
+
+
+def _mammo_column_problems(df: pd.DataFrame) -> list[str]:
+    problems: list[str] = []
+    if "view" in df.columns:
+        v = df["view"].astype(str).str.strip()
+        bad = ~_blank(df["view"]) & ~v.str.upper().str.match(_VIEW_RE)
+        if bad.any():
+            problems.append(f"{int(bad.sum())} rows have an unknown view {sorted(v[bad].unique())[:5]} (rows "
+                            f"{bad[bad].index[:10].tolist()}; known: {list(VIEWS)}, optionally with a repeat number)")
+    if "laterality" in df.columns:
+        lat = df["laterality"].astype(str).str.strip().str.upper().map(lambda x: _LATERALITY_ALIASES.get(x, x))
+        bad = ~_blank(df["laterality"]) & ~lat.isin(LATERALITIES)
+        if bad.any():
+            problems.append(f"{int(bad.sum())} rows have an unknown laterality "
+                            f"{sorted(df.loc[bad, 'laterality'].astype(str).unique())[:5]} (rows "
+                            f"{bad[bad].index[:10].tolist()}; allowed: L or R, or blank when unknown)")
+    if "exam_id" in df.columns:
+        ex = df.loc[~_blank(df["exam_id"]), ["exam_id", "patient_id"]].astype(str)
+        shared = ex.groupby("exam_id")["patient_id"].nunique()
+        shared = shared[shared > 1]
+        if len(shared):
+            problems.append(f"{len(shared)} exam_id(s) hold images of more than one patient, e.g. "
+                            f"{shared.index[:5].tolist()} (an exam belongs to one patient)")
+    return problems
 
 
 def _inside(root: Path, p: Path) -> bool:

@@ -17,18 +17,18 @@ from breastclip import RESEARCH_ONLY
 from breastclip.config import ExperimentConfig
 from breastclip.pipeline.context import RunResult
 from breastclip.pipeline.core import run_core
-from breastclip.pipeline.embed_step import default_cache_dir
 from breastclip.pipeline.leaderboard import rich_table
 from breastclip.pipeline.methods import validate_methods
 from breastclip.pipeline.run_folder import RunClaim, RunFolder, claim_output
 from breastclip.pipeline.tracking import require_mlflow
+from breastclip.user_cache import synthetic_dir
 
 __all__ = ["RunFolder", "RunResult", "run_experiment", "synthetic_overrides"]
 
 
 def synthetic_overrides(root: str | Path | None = None) -> list[str]:
     """Overrides that point an experiment at the bundled synthetic set (generated once into the user cache)."""
-    where = Path(root) if root else default_cache_dir().parent / "synthetic"
+    where = Path(root) if root else synthetic_dir("synthetic")
     return ["data.format=synthetic", f"data.source={where}", "data.options={}", "data.subset=0"]
 
 
@@ -59,6 +59,11 @@ def print_summary(result: RunResult, console: Console) -> None:
         console.print(f"[yellow]skipped[/yellow] {label}: {why}")
     for label, why in result.failed.items():
         console.print(f"[red]FAILED[/red] {label}: {why} (details in run.log)")
+    audit = result.leak_audit or {}
+    if audit.get("ok") is False:
+        problems = "; ".join(str(p) for p in audit.get("problems") or []) or "no details"
+        console.print(f"[red]LEAK AUDIT FAILED[/red]: {problems}. The run went on (split.on_leak = 'warn'); every "
+                      "test estimate may be inflated (see leak_audit.json).")
     console.print(f"best: [bold]{result.best}[/bold]   time: {result.seconds:.1f} s"
                   + ("   (resumed)" if result.resumed else ""))
     console.print(f"results: {result.out_dir}")

@@ -79,3 +79,4 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    leak_audit: dict | None = None  # leak_audit.json of the run (ok, problems)

@@ -105,7 +105,7 @@ def _run_steps(ctx: RunContext) -> RunResult:
     for n in ctx.notes:
         log.info("note: %s", n)
     return RunResult(folder.path, board, best, report_html, 0.0, ctx.resume, list(ctx.notes), dict(ctx.skipped),
-                     dict(ctx.failed))
+                     dict(ctx.failed), leak_audit=folder.read_json_or(RunFolder.LEAK_AUDIT, None))
 
 
 # ---- steps --------------------------------------------------------------------------------------------------
@@ -116,9 +116,14 @@ def _manifest(ctx: RunContext) -> Manifest:
         return folder.read_manifest()
     log.info("reading %s (%s)", cfg.data.source, cfg.data.format or "format auto-detected")
     manifest = data_step.load_manifest(cfg)
+    flow = data_step.reader_flow(manifest)
     if cfg.data.subset:
+        n_read = len(manifest)
         manifest = data_step.subset_manifest(manifest, cfg.data.subset, cfg.experiment.seed)
         ctx.note(f"tiny run: a stratified subset of {len(manifest)} images (data.subset = {cfg.data.subset})")
+        flow["exclusions"].append({"reason": f"not in the stratified subset (data.subset = {cfg.data.subset})",
+                                   "images": n_read - len(manifest)})
+    folder.write_json(RunFolder.FLOW, flow)
     manifest, audit = data_step.split_and_audit(manifest, cfg)
     folder.write_json(RunFolder.LEAK_AUDIT, audit)
     data_step.enforce_audit(audit, cfg)

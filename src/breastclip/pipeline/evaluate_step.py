@@ -8,6 +8,7 @@ import pandas as pd
 
 from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
+from breastclip.evaluation.levels import aggregate_predictions, unit_manifest
 from breastclip.pipeline.context import RunContext
 from breastclip.pipeline.options import check_options
 from breastclip.pipeline.run_folder import RunFolder
@@ -17,14 +18,21 @@ log = logging.getLogger("breastclip.run")
 
 def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame],
                  manifest: Manifest) -> tuple[dict[str, Evaluation], pd.DataFrame | None]:
-    """Evaluate each method (thresholds and temperature fitted on val, metrics on test) and compare them."""
+    """Evaluate each method (thresholds and temperature fitted on val, metrics on test) and compare them.
+
+    ``evaluation.level`` = breast / exam: each method's image predictions are first pooled per unit
+    (``evaluation.aggregate``; label = worst image label) and everything is measured on units, the bootstrap still
+    resampling patients."""
     cfg = ctx.cfg
     ev_cfg = cfg.evaluation
+    meta = manifest.df
+    if ev_cfg.level != "image":
+        predictions, meta = unit_predictions(ctx, predictions, manifest)
     subgroups = list(ev_cfg.subgroups)
-    missing = [c for c in subgroups if c not in manifest.df.columns]
+    missing = [c for c in subgroups if c not in meta.columns]
     if missing:
         ctx.note(f"subgroup column(s) {missing} are not in this data set's metadata; skipped")
-        subgroups = [c for c in subgroups if c in manifest.df.columns]
+        subgroups = [c for c in subgroups if c in meta.columns]
     fixed = ("pred", "manifest_df", "method", "positive_class", "n_boot", "seed", "alpha", "min_group_size",
              "threshold_policies", "subgroup_columns")
     extra = check_options(evaluate_predictions, dict(ev_cfg.options), "evaluation.options", fixed=fixed)
@@ -32,7 +40,7 @@ def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame],
     evaluations = {}
     for label, pred in predictions.items():
         evaluations[label] = evaluate_predictions(
-            pred, manifest.df, method=label, positive_class=ev_cfg.positive_class or None,
+            pred, meta, method=label, positive_class=ev_cfg.positive_class or None,
             n_boot=ev_cfg.n_bootstrap, seed=cfg.experiment.seed, alpha=alpha,
             min_group_size=ev_cfg.min_group_size, threshold_policies=tuple(ev_cfg.thresholds),
             subgroup_columns=subgroups if ev_cfg.subgroups else None, **extra)
@@ -48,6 +56,25 @@ def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame],
             ctx.note(f"paired comparisons skipped: {e}")
             log.warning("paired comparisons skipped: %s", e)
     return evaluations, comparisons
+
+
+def unit_predictions(ctx: RunContext, predictions: dict[str, pd.DataFrame],
+                     manifest: Manifest) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Every method's predictions pooled to ``evaluation.level`` units, and the unit-level metadata table."""
+    ev_cfg = ctx.cfg.evaluation
+    level_notes: list[str] = []
+    pooled = {label: aggregate_predictions(pred, manifest.df, ev_cfg.level, ev_cfg.aggregate,
+                                           severity=ev_cfg.severity or None, notes=level_notes)
+              for label, pred in predictions.items()}
+    meta = unit_manifest(manifest.df, ev_cfg.level)
+    for note in dict.fromkeys(level_notes):
+        ctx.note(note)
+    n_units = len(meta)
+    ctx.note(f"evaluated per {ev_cfg.level} ({n_units} {ev_cfg.level}s of {len(manifest.df)} images): image "
+             f"probabilities pooled by {ev_cfg.aggregate}; a {ev_cfg.level}'s label is the worst label of its "
+             "images; the bootstrap resamples patients")
+    log.info("evaluation level %s: %d units, aggregate %s", ev_cfg.level, n_units, ev_cfg.aggregate)
+    return pooled, meta
 
 
 def best_method(evaluations: dict[str, Evaluation], metric: str) -> str:

@@ -13,6 +13,22 @@ from breastclip.report import write_report
 log = logging.getLogger("breastclip.run")
 
 
+UNDECODABLE = "could not be decoded or embedded (each file and its error: embeddings.json)"
+
+
+def run_flow(folder: RunFolder) -> dict:
+    """The flow of images of the run: what the data step excluded (flow.json) and the images no backbone could
+    embed (embeddings.json), by id, with the decoder's reason."""
+    flow = folder.read_json_or(RunFolder.FLOW, {})
+    emb = folder.read_json_or(RunFolder.EMBEDDINGS, {})
+    excluded: dict[str, list[str]] = {}
+    for f in emb.get("failures") or []:
+        if f.get("id"):
+            excluded.setdefault(UNDECODABLE, []).append(str(f["id"]))
+    flow["excluded_ids"] = {k: sorted(set(v)) for k, v in excluded.items()}
+    return flow
+
+
 def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Path:
     """Write the bundle into the results folder and return the HTML report's path."""
     cfg, folder, manifest = ctx.cfg, ctx.folder, data.manifest
@@ -38,7 +54,7 @@ def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Pa
     }
     extra = check_options(write_report, dict(cfg.report.options), "report.options",
                           fixed=("out_dir", "predictions", "manifest_df", "evaluations", "histories", "run_info",
-                                 "comparisons", "leak_audit", "overwrite"))
+                                 "comparisons", "leak_audit", "overwrite", "selected_method", "flow", "study"))
     extra.setdefault("title", cfg.report.title or f"breastclip: {cfg.experiment.name}")
     extra.setdefault("positive_class", cfg.evaluation.positive_class or None)
     extra.setdefault("operating_policy", cfg.evaluation.operating_point)
@@ -47,6 +63,8 @@ def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Pa
     extra.setdefault("min_group_size", cfg.evaluation.min_group_size)
     paths = write_report(folder.path, predictions=evaluated.predictions, manifest_df=manifest.df,
                          evaluations=evaluated.evaluations, histories=histories, run_info=run_info,
-                         comparisons=evaluated.comparisons, leak_audit=audit, overwrite=True, **extra)
-    log.info("report: %s (%d figures)", paths.html, len(paths.figures))
+                         comparisons=evaluated.comparisons, leak_audit=audit,
+                         selected_method=evaluated.leaderboard.attrs.get("best"), flow=run_flow(folder),
+                         study=cfg.to_dict()["report"]["study"], overwrite=True, **extra)
+    log.info("report: %s (%d figures, each as PNG and JPG)", paths.html, paths.n_figures)
     return Path(paths.html)

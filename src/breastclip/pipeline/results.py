@@ -1,40 +1,29 @@
-"""Atomic writes of the results folder's files (the folder's layout and claim: :mod:`.run_folder`)."""
+"""JSON and CSV files of the results folder, written atomically through :mod:`breastclip.atomic` (the folder's
+layout and claim: :mod:`.run_folder`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write through a temporary file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from breastclip.atomic import atomic_write_text
+
+__all__ = ["atomic_write_csv", "atomic_write_text", "write_json"]
 
 
 def write_json(path: Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default))
 
 
-def atomic_write_csv(path: Path, df) -> Path:
+def atomic_write_csv(path: Path, df: pd.DataFrame) -> Path:
     return atomic_write_text(path, df.to_csv(index=False))
 
 
 def _json_default(o: Any) -> Any:
-    import numpy as np
-
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

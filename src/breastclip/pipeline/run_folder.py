@@ -4,7 +4,7 @@ One owner: ``breastclip run`` writes through a :class:`RunFolder`, and ``predict
 read through one; no other module spells a file name of the folder. Layout (self-describing names)::
 
     config.resolved.toml   environment.json   run_state.json   run.log   .breastclip.lock
-    manifest.csv (+ manifest.json)   leak_audit.json   embeddings.json
+    manifest.csv (+ manifest.json)   leak_audit.json   flow.json   embeddings.json
     methods/<method>/{model/, predictions.csv, history.json, method.json, operating_point.json}
     predictions.csv   leaderboard.csv   leaderboard.md   metrics.json   comparisons.csv
     gate/gate.json   gate/<backbone>/{ood/, medical/, class_means.npz}   gradcam/<label>/
@@ -66,6 +66,7 @@ class RunFolder:
     MANIFEST = "manifest.csv"
     MANIFEST_META = "manifest.json"
     LEAK_AUDIT = "leak_audit.json"
+    FLOW = "flow.json"
     EMBEDDINGS = "embeddings.json"
     PREDICTIONS = "predictions.csv"
     LEADERBOARD = "leaderboard.csv"
@@ -85,7 +86,7 @@ class RunFolder:
     #: What a run writes before its first step; removed again when the run fails before doing any work.
     SETUP_FILES = (CONFIG, STATE, LOG, ENVIRONMENT, LOCK)
     #: What proves a run did work (the data step's outputs onwards).
-    WORK_FILES = (LEAK_AUDIT, MANIFEST, METHODS)
+    WORK_FILES = (FLOW, LEAK_AUDIT, MANIFEST, METHODS)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
