@@ -23,16 +23,15 @@ from breastclip import RESEARCH_ONLY
 from breastclip.backbones import embed_manifest
 from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
 from breastclip.config import CNN_KIND, ExperimentConfig
-from breastclip.data.images import load_image
+from breastclip.data.images import IMAGE_SUFFIXES, load_image
 from breastclip.data.manifest import Manifest
+from breastclip.data.sources._files import image_files
 from breastclip.finetune import load_finetuned
 from breastclip.heads import load_head
 from breastclip.pipeline.embed_step import cache_dir_for
 from breastclip.pipeline.explain_step import overlays_for_predict
 from breastclip.pipeline.methods import align_proba
 from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".dcm", ".dicom", ".webp"}
 
 
 class PredictError(ValueError):
@@ -71,8 +70,7 @@ def collect_images(items: list[str | Path]) -> list[Path]:
     for item in items:
         p = Path(item).expanduser()
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                              and not f.name.startswith(".")))
+            out.extend(image_files(p))
         elif p.is_file():
             out.append(p)
         else:
