@@ -74,6 +74,7 @@ class DataSection:
     source: str = ""
     format: str = ""  # empty: auto-detect; "synthetic": generate the bundled synthetic set into `source`
     subset: int = 0  # 0: all images; N: a stratified, deterministic subset of N images (tiny runs)
+    allow_outside_root: bool = False  # image paths leaving the data folder (../x.png) are refused unless true
     options: dict = field(default_factory=dict)
 
 
