@@ -17,6 +17,7 @@ from breastclip.heads import torch_threads
 from breastclip.pipeline import data_step, embed_step, evaluate_step, methods
 from breastclip.pipeline.cnn import run_cnn_baseline
 from breastclip.pipeline.context import Evaluated, RunContext, RunData, RunResult
+from breastclip.pipeline.cv_select import ENSEMBLE, CVSelector, cv_selection
 from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.environment import capture_environment, set_seeds
 from breastclip.pipeline.explain_step import run_gradcam
@@ -79,7 +80,7 @@ def _run_steps(ctx: RunContext) -> RunResult:
     log.info("evaluating %d method(s): %d bootstrap resamples", len(predictions), cfg.evaluation.n_bootstrap)
     evaluations, comparisons = evaluate_step.evaluate_all(ctx, predictions, manifest)
     evaluate_step.save_evaluations(ctx, evaluations, comparisons)
-    info = {o.label: {"backbone": o.backbone or "(end to end)", "head": o.method.head}
+    info = {o.label: {"backbone": o.backbone or "(end to end)", "head": o.method.head, **_selection_columns(o)}
             for o in outcomes if o.predictions is not None}
     board = build_leaderboard(evaluations, comparisons, info=info, primary=cfg.evaluation.primary_metric)
     folder.write_leaderboard(board, to_markdown(board))
@@ -149,6 +150,10 @@ def _write_embeddings_info(ctx: RunContext, data: RunData) -> None:
 
 def _run_methods(ctx: RunContext, data: RunData) -> list[methods.MethodOutcome]:
     plans = methods.plan_methods(ctx.cfg)
+    selector = None
+    if cv_selection(ctx.cfg):  # cross-validated selection; fold results are cached, so finished methods rerun cheaply
+        selector = CVSelector(ctx.cfg, data.manifest, data.ids)
+        plans = sorted(plans, key=lambda p: p.method.head == ENSEMBLE)  # an ensemble needs the others' CV first
     outcomes = []
     text_cache: dict = {}
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -157,18 +162,18 @@ def _run_methods(ctx: RunContext, data: RunData) -> list[methods.MethodOutcome]:
         task = bar.add_task("", total=len(plans))
         for plan in plans:
             bar.update(task, description=f"[bold]methods[/bold] {plan.label}")
-            outcome = _run_method(ctx, data, plan, bar, text_cache)
+            outcome = _run_method(ctx, data, plan, bar, text_cache, selector)
             if outcome is not None:
                 outcomes.append(outcome)
             bar.advance(task)
     return outcomes
 
 
-def _run_method(ctx: RunContext, data: RunData, plan: methods.Plan, bar: Progress,
-                text_cache: dict) -> methods.MethodOutcome | None:
+def _run_method(ctx: RunContext, data: RunData, plan: methods.Plan, bar: Progress, text_cache: dict,
+                selector: CVSelector | None) -> methods.MethodOutcome | None:
     """One method: reuse its finished result, skip it (saying why), or fit it; a failure loses only this method."""
     identity = methods.method_identity(ctx.cfg, plan)
-    done = methods.load_finished(ctx.folder, plan, identity)
+    done = methods.load_finished(ctx.folder, plan, identity) if selector is None else None
     if done is not None:
         log.info("%s: reusing the finished result in %s", plan.label, done.folder)
         return done
@@ -195,7 +200,10 @@ def _run_method(ctx: RunContext, data: RunData, plan: methods.Plan, bar: Progres
             assert emb is not None
             text = _text_embeddings(plan, emb, data.manifest, text_cache)
             with torch_threads("cpu"):  # small heads: one intra-op thread (see torch_threads)
-                outcome = methods.fit_predict(ctx, plan, data, emb, text)
+                if selector is not None:
+                    outcome = selector.fit_predict(plan, emb, text, ctx.folder)
+                else:
+                    outcome = methods.fit_predict(ctx, plan, data, emb, text)
     except Exception as e:  # one failing method must not lose the others
         ctx.fail(plan.label, f"{type(e).__name__}: {e}")
         if isinstance(e, ConfigError):
@@ -204,6 +212,15 @@ def _run_method(ctx: RunContext, data: RunData, plan: methods.Plan, bar: Progres
     methods.save_outcome(ctx.folder, outcome, identity)
     log.info("%s: done in %.1f s", plan.label, outcome.seconds)
     return outcome
+
+
+def _selection_columns(outcome: methods.MethodOutcome) -> dict:
+    """The cross-validated selection figure of a method, as leaderboard columns (none under validation)."""
+    sel = outcome.selection
+    if sel is None:
+        return {}
+    return {"selection_metric": sel.metric, "selection_value": sel.value, "selection_sd": sel.sd,
+            "selection_n_folds": sel.n_folds}
 
 
 def _text_embeddings(plan: methods.Plan, emb: EmbeddingSet, manifest: Manifest, cache: dict) -> dict | None:

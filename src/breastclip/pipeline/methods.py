@@ -8,7 +8,7 @@ import inspect
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from breastclip.config import (
     ExperimentConfig,
     MethodSection,
 )
+from breastclip.evaluation.selection import SelectionScore
 from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
 from breastclip.predictions import make_predictions
@@ -52,6 +53,7 @@ class MethodOutcome:
     reused: bool = False
     seconds: float = 0.0
     model: object = None
+    selection: SelectionScore | None = None  # set by cross-validated selection (pipeline.cv_select)
 
 
 def plan_methods(cfg: ExperimentConfig) -> list[Plan]:
@@ -75,7 +77,20 @@ def validate_methods(cfg: ExperimentConfig) -> None:
 
             finetune_config(plan, cfg)
         else:
-            build_head(plan, cfg, None)
+            method = plan.method
+            if method.head == "ensemble":  # top_k is the run's (members come from CV); the head takes members
+                method = replace(method, params={k: v for k, v in method.params.items() if k != "top_k"})
+            for point in _grid_points(method):
+                build_head(Plan(plan.label, replace(method, params=point), plan.backbone), cfg, None)
+
+
+def _grid_points(method: MethodSection) -> list[dict]:
+    """The fixed params alone, or combined with the first and last value of each ``params_grid`` entry."""
+    grid = dict(method.params_grid)
+    if not grid:
+        return [dict(method.params)]
+    return [{**method.params, **{k: v[0] for k, v in grid.items()}},
+            {**method.params, **{k: v[-1] for k, v in grid.items()}}]
 
 
 def method_identity(cfg: ExperimentConfig, plan: Plan) -> str:
@@ -98,8 +113,10 @@ def load_finished(folder: RunFolder, plan: Plan, identity: str) -> MethodOutcome
     except ResultsFolderError as e:  # a damaged file of an unfinished run: fit the method again
         log.warning("%s: not reusing the earlier result (%s)", plan.label, e)
         return None
+    sel = info.get("selection")
     return MethodOutcome(plan.label, plan.method, plan.backbone, mdir, pred, history, reused=True,
-                         seconds=float(info.get("seconds", 0.0)))
+                         seconds=float(info.get("seconds", 0.0)),
+                         selection=SelectionScore(**sel) if isinstance(sel, dict) else None)
 
 
 def skip_reason(plan: Plan, emb: EmbeddingSet | None) -> str | None:
@@ -197,4 +214,5 @@ def save_outcome(folder: RunFolder, outcome: MethodOutcome, identity: str) -> No
     folder.write_method_record(outcome.label, {
         "label": outcome.label, "name": m.name, "head": m.head, "backbone": outcome.backbone,
         "params": m.params, "prompts": m.prompts, "identity": identity, "complete": outcome.skipped is None,
-        "skipped": outcome.skipped, "seconds": round(outcome.seconds, 3)})
+        "skipped": outcome.skipped, "seconds": round(outcome.seconds, 3),
+        "selection": asdict(outcome.selection) if outcome.selection is not None else None})

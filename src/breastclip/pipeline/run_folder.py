@@ -5,7 +5,7 @@ read through one; no other module spells a file name of the folder. Layout (self
 
     config.resolved.toml   environment.json   run_state.json   run.log   .breastclip.lock
     manifest.csv (+ manifest.json)   leak_audit.json   flow.json   embeddings.json
-    methods/<method>/{model/, predictions.csv, history.json, method.json, operating_point.json}
+    methods/<method>/{model/, predictions.csv, history.json, method.json, operating_point.json, cv_results.csv}
     predictions.csv   leaderboard.csv   leaderboard.md   metrics.json   comparisons.csv
     gate/gate.json   gate/<backbone>/{ood/, medical/, class_means.npz}   gradcam/<label>/
     figures/   report.docx   report.html   MODEL_CARD.md   predict/predict-<time>.csv (+ .json)
@@ -83,6 +83,7 @@ class RunFolder:
     METHOD_MODEL = "model"
     METHOD_HISTORY = "history.json"
     OPERATING_POINT = "operating_point.json"
+    CV_RESULTS = "cv_results.csv"
     #: What a run writes before its first step; removed again when the run fails before doing any work.
     SETUP_FILES = (CONFIG, STATE, LOG, ENVIRONMENT, LOCK)
     #: What proves a run did work (the data step's outputs onwards).
@@ -230,6 +231,9 @@ class RunFolder:
 
     def read_method_predictions(self, label: str) -> pd.DataFrame:
         return self.read_csv(f"{self.METHODS}/{safe_name(label)}/{self.PREDICTIONS}", dtype=PREDICTION_DTYPES)
+
+    def write_method_text(self, label: str, name: str, text: str) -> Path:
+        return atomic_write_text(self.method_dir(label) / name, text)
 
     def write_history(self, label: str, history: list[dict]) -> Path:
         return write_json(self.method_dir(label) / self.METHOD_HISTORY, history)
