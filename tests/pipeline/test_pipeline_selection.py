@@ -51,8 +51,8 @@ def _crafted(separation: dict | None):
     ``separation[label][split] * (y - 0.5) + N(0, 1)`` (or 0.5 everywhere when ``separation`` is None)."""
     real = methods.fit_predict
 
-    def fit_predict(plan, cfg, manifest, ids, emb, text, folder):
-        outcome = real(plan, cfg, manifest, ids, emb, text, folder)
+    def fit_predict(ctx, plan, data, emb, text):
+        outcome = real(ctx, plan, data, emb, text)
         pred = outcome.predictions.copy()
         y = (pred["y_true"] == "malignant").to_numpy(float)
         rng = np.random.default_rng(len(plan.label))

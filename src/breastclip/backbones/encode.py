@@ -303,7 +303,9 @@ def _embed(manifest, backbone, ctx: DistContext, cache_root: Path, batch_size, n
     for i, k in enumerate(keys):
         if k is not None:
             key_path.setdefault(k, paths[i])
-    todo = cache.missing(list(key_path))
+    # one reading of the cache decides who encodes what: were each rank to read the index itself, a fast rank's
+    # first committed batch could shorten a slower rank's list and shift every slice (images skipped or doubled)
+    todo = ctx.broadcast_object(cache.missing(list(key_path)) if ctx.is_main else None)
     my_todo = todo[ctx.rank::ctx.world_size]
     key_fail: dict[str, str] = {}
     computed = 0

@@ -12,7 +12,7 @@ Columns of :func:`build_leaderboard` (one row per method)::
     selected                    True for at most one row (none when no method is ok)
     status                      "ok" or why the method learned nothing usable
     selection_metric            e.g. "val_roc_auc", "cv_roc_auc"
-    selection_value, selection_sd, selection_ci_lo, selection_ci_hi, selection_source
+    selection_value, selection_sd, selection_ci_lo, selection_ci_hi, selection_source, selection_n_folds
     test_<metric>, test_<metric>_ci_lo, test_<metric>_ci_hi
                                 threshold-free metrics (roc_auc, average_precision) by name; the others are at the
                                 argmax decision and say so: test_accuracy@argmax, test_sensitivity@argmax, ...
@@ -88,8 +88,11 @@ def method_statuses(
         metric = selection[label].metric.split("_", 1)[1] if label in selection else ""
         chance = chance_level(metric, y_true_index(val), k, pos) if len(val) else None
         auc = ev.val_headline.get("roc_auc") or {}
-        val_auc = SelectionScore("val_roc_auc", _f(auc.get("estimate")), ci_lo=_f(auc.get("ci_lo")),
-                                 ci_hi=_f(auc.get("ci_hi")))
+        sel = selection.get(label)
+        val_auc = None  # under cross-validation the validation rows were fitted on: their AUC says nothing
+        if sel is None or sel.source == "val":
+            val_auc = SelectionScore("val_roc_auc", _f(auc.get("estimate")), ci_lo=_f(auc.get("ci_lo")),
+                                     ci_hi=_f(auc.get("ci_hi")))
         temp = (ev.calibration or {}).get("temperature")
         out[label] = method_status(
             classes=ev.classes, p_val=proba_of(val), p_test=proba_of(test), selection=selection.get(label),
@@ -119,7 +122,7 @@ def build_leaderboard(
                      "selected": False, "status": statuses.get(label, OK),
                      "selection_metric": sel.metric, "selection_value": _f(sel.value), "selection_sd": _f(sel.sd),
                      "selection_ci_lo": _f(sel.ci_lo), "selection_ci_hi": _f(sel.ci_hi),
-                     "selection_source": sel.source}
+                     "selection_source": sel.source, "selection_n_folds": sel.n_folds}
         for m in metrics:
             h = ev.headline.get(m)
             if h is None:

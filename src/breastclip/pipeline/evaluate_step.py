@@ -4,41 +4,42 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 
-from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
 from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, leaderboard_for
+from breastclip.evaluation.levels import aggregate_predictions, unit_manifest
 from breastclip.evaluation.selection import SelectionScore
+from breastclip.pipeline.context import RunContext
 from breastclip.pipeline.options import check_options
-from breastclip.pipeline.results import write_json
+from breastclip.pipeline.run_folder import RunFolder
 
 log = logging.getLogger("breastclip.run")
 
 
-def evaluate_all(cfg: ExperimentConfig, predictions: dict[str, pd.DataFrame], manifest: Manifest,
-                 notes: list[str], *, histories: Mapping[str, Sequence[Mapping]] | None = None,
+def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame], manifest: Manifest, *,
+                 histories: Mapping[str, Sequence[Mapping]] | None = None,
                  info: Mapping[str, Mapping[str, object]] | None = None,
                  selection: Mapping[str, SelectionScore] | None = None,
                  ) -> tuple[dict[str, Evaluation], pd.DataFrame | None, pd.DataFrame]:
-    """Evaluate each method (thresholds and temperature fitted on val, metrics on val and test), select on the
+    """Evaluate each method (thresholds and temperature fitted on val, metrics on val and test), select by the
     validation figure (or the given cross-validation ``selection``), compare every method with the selected one on
     test, and return ``(evaluations, comparisons, leaderboard)``.
 
     ``evaluation.level`` = breast / exam: each method's image predictions are first pooled per unit
     (``evaluation.aggregate``; label = worst image label) and everything is measured on units, the bootstrap still
     resampling patients."""
+    cfg = ctx.cfg
     ev_cfg = cfg.evaluation
     meta = manifest.df
     if ev_cfg.level != "image":
-        predictions, meta = unit_predictions(cfg, predictions, manifest, notes)
+        predictions, meta = unit_predictions(ctx, predictions, manifest)
     subgroups = list(ev_cfg.subgroups)
     missing = [c for c in subgroups if c not in meta.columns]
     if missing:
-        notes.append(f"subgroup column(s) {missing} are not in this data set's metadata; skipped")
+        ctx.note(f"subgroup column(s) {missing} are not in this data set's metadata; skipped")
         subgroups = [c for c in subgroups if c in meta.columns]
     fixed = ("pred", "manifest_df", "method", "positive_class", "n_boot", "seed", "alpha", "min_group_size",
              "threshold_policies", "subgroup_columns")
@@ -51,50 +52,54 @@ def evaluate_all(cfg: ExperimentConfig, predictions: dict[str, pd.DataFrame], ma
             n_boot=ev_cfg.n_bootstrap, seed=cfg.experiment.seed, alpha=alpha,
             min_group_size=ev_cfg.min_group_size, threshold_policies=tuple(ev_cfg.thresholds),
             subgroup_columns=subgroups if ev_cfg.subgroups else None, **extra)
-    if ev_cfg.selection == "cv" and selection is None:
-        raise ValueError("evaluation.selection = 'cv' but no cross-validation selection figures were computed")
+    if ev_cfg.selection == "cv":
+        missing_cv = sorted(set(evaluations) - set(selection or {}))
+        if missing_cv:
+            raise ValueError(f"evaluation.selection = 'cv' but no cross-validation figure for {missing_cv}")
     all_pred = pd.concat(predictions.values(), ignore_index=True)
-    board = leaderboard_for(evaluations, all_pred, primary=ev_cfg.primary_metric, operating_point=ev_cfg.operating_point,
-                            selection=selection, histories=histories, info=info)
+
+    def board_with(comparisons: pd.DataFrame | None) -> pd.DataFrame:
+        return leaderboard_for(evaluations, all_pred, primary=ev_cfg.primary_metric,
+                               operating_point=ev_cfg.operating_point, selection=selection, histories=histories,
+                               info=info, comparisons=comparisons)
+
+    board = board_with(None)
     comparisons = None
     if ev_cfg.compare and len(predictions) >= 2:
-        try:
+        try:  # every method against the selected one (the first row when none is), on the same test images
             comparisons = compare_methods(all_pred, baseline_method=board.attrs["baseline"], split="test",
                                           positive_class=ev_cfg.positive_class or None, n_boot=ev_cfg.n_bootstrap,
                                           seed=cfg.experiment.seed, alpha=alpha)
         except ValueError as e:  # e.g. methods evaluated on different test images
-            notes.append(f"paired comparisons skipped: {e}")
+            ctx.note(f"paired comparisons skipped: {e}")
             log.warning("paired comparisons skipped: %s", e)
         else:
-            board = leaderboard_for(evaluations, all_pred, primary=ev_cfg.primary_metric,
-                                    operating_point=ev_cfg.operating_point, selection=selection,
-                                    histories=histories, info=info, comparisons=comparisons)
+            board = board_with(comparisons)
     if board.attrs["selected"] is None:
-        notes.append(f"{NO_METHOD_LEARNED}: every method's status flags it (see leaderboard.csv); none is selected")
+        ctx.note(f"{NO_METHOD_LEARNED}: every method's status flags it (see leaderboard.csv); none is selected")
     return evaluations, comparisons, board
 
 
-def unit_predictions(cfg: ExperimentConfig, predictions: dict[str, pd.DataFrame], manifest: Manifest,
-                     notes: list[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+def unit_predictions(ctx: RunContext, predictions: dict[str, pd.DataFrame],
+                     manifest: Manifest) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """Every method's predictions pooled to ``evaluation.level`` units, and the unit-level metadata table."""
-    from breastclip.evaluation.levels import aggregate_predictions, unit_manifest
-
-    ev_cfg = cfg.evaluation
+    ev_cfg = ctx.cfg.evaluation
     level_notes: list[str] = []
     pooled = {label: aggregate_predictions(pred, manifest.df, ev_cfg.level, ev_cfg.aggregate,
                                            severity=ev_cfg.severity or None, notes=level_notes)
               for label, pred in predictions.items()}
     meta = unit_manifest(manifest.df, ev_cfg.level)
-    notes.extend(dict.fromkeys(level_notes))
+    for note in dict.fromkeys(level_notes):
+        ctx.note(note)
     n_units = len(meta)
-    notes.append(f"evaluated per {ev_cfg.level} ({n_units} {ev_cfg.level}s of {len(manifest.df)} images): image "
-                 f"probabilities pooled by {ev_cfg.aggregate}; a {ev_cfg.level}'s label is the worst label of its "
-                 "images; the bootstrap resamples patients")
+    ctx.note(f"evaluated per {ev_cfg.level} ({n_units} {ev_cfg.level}s of {len(manifest.df)} images): image "
+             f"probabilities pooled by {ev_cfg.aggregate}; a {ev_cfg.level}'s label is the worst label of its "
+             "images; the bootstrap resamples patients")
     log.info("evaluation level %s: %d units, aggregate %s", ev_cfg.level, n_units, ev_cfg.aggregate)
     return pooled, meta
 
 
-def operating_point(ev, policy: str) -> dict:
+def operating_point(ev: Evaluation, policy: str) -> dict:
     """The threshold ``policy`` chose on validation (binary / one-vs-rest), frozen for ``predict``."""
     out = {"policy": policy, "positive_class": ev.positive_class, "threshold": None,
            "classes": list(ev.classes), "note": ""}
@@ -119,14 +124,13 @@ def operating_point(ev, policy: str) -> dict:
     return out
 
 
-def save_evaluations(out_dir: Path, cfg: ExperimentConfig, evaluations: dict, comparisons: pd.DataFrame | None,
-                     folders: dict[str, Path]) -> dict:
+def save_evaluations(ctx: RunContext, evaluations: dict[str, Evaluation], comparisons: pd.DataFrame | None) -> dict:
     """``metrics.json`` (every evaluation + comparisons) and each method's ``operating_point.json``."""
     metrics = {"methods": {k: ev.to_dict() for k, ev in evaluations.items()},
                "comparisons": [] if comparisons is None else comparisons.to_dict(orient="records")}
-    write_json(out_dir / "metrics.json", metrics)
+    ctx.folder.write_json(RunFolder.METRICS, metrics)
     if comparisons is not None:
-        comparisons.to_csv(out_dir / "comparisons.csv", index=False)
+        ctx.folder.write_csv(RunFolder.COMPARISONS, comparisons)
     for label, ev in evaluations.items():
-        write_json(folders[label] / "operating_point.json", operating_point(ev, cfg.evaluation.operating_point))
+        ctx.folder.write_operating_point(label, operating_point(ev, ctx.cfg.evaluation.operating_point))
     return metrics
