@@ -91,19 +91,51 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
     if not state.get("complete"):
         raise PredictError(f"the run in {run_dir} did not finish; run `breastclip run` on its config again to "
                            f"resume it")
-    cfg = from_dict(tomllib.loads((run_dir / CONFIG_FILE).read_text()))
-    board = pd.read_csv(run_dir / "leaderboard.csv")
+    # a results folder may come from someone else: it is data to check, never instructions to follow blindly
+    try:
+        cfg = from_dict(tomllib.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8")))
+    except (tomllib.TOMLDecodeError, ValueError, UnicodeDecodeError) as e:
+        raise PredictError(f"{run_dir / CONFIG_FILE}: not a valid breastclip config ({e}); the results folder is "
+                           f"damaged: run the experiment again") from e
+    board = _read_results_file(run_dir / "leaderboard.csv", pd.read_csv)
+    if "method" not in board.columns or board.empty:
+        raise PredictError(f"{run_dir / 'leaderboard.csv'}: no 'method' rows; the results folder is damaged")
     methods = board["method"].astype(str).tolist()
     if method is None:
         method = methods[0]
     elif method not in methods:
         raise PredictError(f"method {method!r} is not in this run; its methods are {methods}")
     mdir = run_dir / "methods" / safe_name(method)
-    info = json.loads((mdir / "method.json").read_text())
+    info = _read_results_file(mdir / "method.json", _json_object)
+    backbone = info.get("backbone")
+    if backbone and backbone not in cfg.backbones:
+        raise PredictError(f"{mdir / 'method.json'}: backbone {backbone!r} is not one of the run's backbones "
+                           f"{list(cfg.backbones)}; the results folder is inconsistent")
     op_path = mdir / "operating_point.json"
-    op = json.loads(op_path.read_text()) if op_path.is_file() else {}
-    meta = json.loads((run_dir / "manifest.json").read_text())
-    return RunArtifacts(run_dir, cfg, method, info, list(meta["classes"]), op)
+    op = _read_results_file(op_path, _json_object) if op_path.is_file() else {}
+    meta = _read_results_file(run_dir / "manifest.json", _json_object)
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise PredictError(f"{run_dir / 'manifest.json'}: 'classes' must list at least two class names, got "
+                           f"{classes!r}; the results folder is damaged")
+    return RunArtifacts(run_dir, cfg, method, info, list(classes), op)
+
+
+def _json_object(path: Path) -> dict:
+    value = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _read_results_file(path: Path, read):
+    """One file of a results folder, or a PredictError naming it (missing, not valid JSON/CSV, wrong shape)."""
+    if not path.is_file():
+        raise PredictError(f"{path} is missing; the results folder is incomplete: run the experiment again")
+    try:
+        return read(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise PredictError(f"{path}: cannot be read ({e}); the results folder is damaged") from e
 
 
 def predict_images(
@@ -175,13 +207,12 @@ def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFr
     from breastclip.backbones import embed_manifest
     from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
     from breastclip.data.manifest import Manifest
-    from breastclip.pipeline.embed_step import cache_dir_for
-
     records = [{"id": f"predict:{i}", "image": str(p), "label": "unknown"} for i, p in enumerate(paths)]
     manifest = Manifest.from_records(records, Path("/"), name="predict", source="predict")
     # the run's pixel preprocessing (breast crop) must be the one its heads were trained on
     pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS}
-    res = embed_manifest(manifest, backbone, cache_dir=cache_dir_for(run.config), progress=False, **pixels,
+    # the user's own cache root, never a path named inside the results folder (it may come from someone else)
+    res = embed_manifest(manifest, backbone, cache_dir=None, progress=False, **pixels,
                          **({"device": run.config.embed.device} if run.config.embed.device else {}))
     X, ids, failures = res
     pos = {i: k for k, i in enumerate(ids)}
