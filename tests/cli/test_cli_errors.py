@@ -86,10 +86,10 @@ def test_a_pickle_checkpoint_named_in_a_results_folder(run_copy, image, tmp_path
 def test_damaged_results_files_are_named(run_copy, image, tmp_path):
     (run_copy / "manifest.json").write_text('{"classes": "benign"}')
     r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "-o", str(tmp_path / "p.csv")])
-    assert r.exit_code == 2 and "manifest.json: 'classes' must list" in _one_error_line(r.output)
+    assert r.exit_code == 2 and "manifest.json has no list of classes" in _one_error_line(r.output)
     (run_copy / "methods" / "linear_probe" / "method.json").write_text("{not json")
     r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "-o", str(tmp_path / "q.csv")])
-    assert r.exit_code == 2 and "method.json: cannot be read" in _one_error_line(r.output)
+    assert r.exit_code == 2 and "method.json cannot be read as JSON" in _one_error_line(r.output)
 
 
 def test_predict_uses_the_users_cache_never_one_named_in_the_results_folder(run_copy, image, tmp_path, monkeypatch):

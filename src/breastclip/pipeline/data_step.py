@@ -15,7 +15,6 @@ from breastclip.pipeline.options import check_options, split_options
 from breastclip.user_cache import leak_fingerprints_file
 
 log = logging.getLogger("breastclip.run")
-FLOW_FILE = "flow.json"
 _COUNTED_SKIP = re.compile(r"^(\d+)\b.*\b(skipped|excluded|dropped|ignored)\b")
 
 
