@@ -36,6 +36,7 @@ from breastclip.report.checklist import checklist_section, study_section
 from breastclip.report.content import Bullets, Document, Section, ci_text, fmt, fmt_ci, fmt_p, fmt_threshold
 from breastclip.report.contingency import contingency_appendix, contingency_section
 from breastclip.report.docx import write_docx
+from breastclip.report.fairness import fairness_section
 from breastclip.report.flow import FlowView, flow_section, flow_view
 from breastclip.report.html import write_html
 from breastclip.report.model_card import ModelCard, model_card_section, render_markdown
@@ -242,6 +243,7 @@ def write_report(
         flow_section(fv, fw, data.patient_ids_from_source),
         S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons)),
         contingency_section(selected, operating_policy),
+        fairness_section(selected, operating_policy),
         S.training_section(histories or {}, fw),
         *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in S.rank(views)],
     ]
