@@ -85,11 +85,19 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
         if cfg.report.gradcam > 0:
             from breastclip.pipeline.explain_step import run_gradcam
 
-            for label, where in run_gradcam(cfg, out, manifest, ids, outcomes, sets).items():
+            for label, where in run_gradcam(cfg, out, manifest, ids, outcomes, sets, evaluations, best).items():
                 if where.startswith("failed"):
                     notes.append(f"Grad-CAM for {label} {where}")
                 else:
                     notes.append(f"Grad-CAM overlays and the ROAD faithfulness check for {label}: {where}")
+        if cfg.report.enabled and cfg.report.neighbours > 0:
+            from breastclip.pipeline.neighbours_step import run_neighbours
+
+            try:
+                run_neighbours(cfg, out, manifest, ids, outcomes, sets, evaluations, best)
+            except Exception as e:  # evidence for the report must not lose the run
+                notes.append(f"retrieval evidence failed: {type(e).__name__}: {e}")
+                log.warning("retrieval evidence failed: %s", e, exc_info=True)
         report_html = _report(cfg, out, all_pred, manifest, evaluations, comparisons, outcomes, board, notes,
                               skipped, failed)
         if cfg.tracking.mlflow:

@@ -14,6 +14,7 @@ from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.pipeline.explain_step import save_class_means
 from breastclip.pipeline.results import safe_name, write_json
+from breastclip.retrieval import make_reference, save_reference
 
 log = logging.getLogger("breastclip.run")
 
@@ -33,6 +34,7 @@ def fit_run_gate(cfg: ExperimentConfig, sets: dict, manifest: Manifest, ids: lis
         ood.fit(X[tr], df["label"].to_numpy()[tr], X_val=X[va] if va.sum() >= 2 else None)
         ood.save(folder / "ood", overwrite=True)
         save_class_means(folder, X[tr], df["label"].to_numpy()[tr], list(manifest.classes))
+        save_reference(make_reference(X[tr], df.index.to_numpy()[tr], df["label"].to_numpy()[tr]), folder)
         flagged_test = float(ood.is_ood(X[split == "test"]).mean()) if (split == "test").any() else None
         info = {"ood": {"path": str((folder / "ood").relative_to(out)), "method": ood.method,
                         "threshold": float(ood.threshold_), "quantile": ood.quantile,

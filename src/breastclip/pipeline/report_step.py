@@ -31,6 +31,43 @@ def run_flow(out: Path) -> dict:
     return flow
 
 
+def gradcam_payload(out: Path, manifest: Manifest) -> list[dict]:
+    """Each explained model's overlays of the selected method's cases (gradcam/cases.csv), captioned with the
+    case kind, the true class, the predicted probability and the threshold, and its faithfulness.json."""
+    from breastclip.pipeline.explain_step import CASES_FILE
+    from breastclip.report.content import fmt_threshold
+
+    root = out / "gradcam"
+    cases_path = root / CASES_FILE
+    if not cases_path.is_file():
+        return []
+    cases = pd.read_csv(cases_path, dtype={"id": str, "y_true": str, "positive": str}, keep_default_na=False)
+    images = manifest.df.set_index(manifest.df["id"].astype(str))["image"]
+    id_of = {str(manifest.resolve(images[i])): i for i in cases["id"] if i in images.index}
+    by_id = cases.set_index("id")
+    items = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        table_path = folder / "explanations.csv"
+        if not table_path.is_file():
+            continue
+        table = pd.read_csv(table_path)
+        overlays = []
+        for _, r in table.iterrows():
+            i = id_of.get(str(r["image"]))
+            if i is None:
+                continue
+            c = by_id.loc[i]
+            p = float(c["p_positive"]) if str(c["p_positive"]) not in ("", "nan") else float("nan")
+            caption = (f"{c['category']}: true {c['y_true']}\nP({c['positive']}) {p:.3f}, "
+                       f"t={fmt_threshold(float(c['threshold']))}" if p == p else f"true {c['y_true']}")
+            overlays.append({"id": i, "path": folder / str(r["overlay"]), "caption": caption,
+                             "category": c["category"]})
+        faith = folder / "faithfulness.json"
+        items.append({"model": folder.name, "overlays": overlays,
+                      "faithfulness": json.loads(faith.read_text()) if faith.is_file() else None})
+    return items
+
+
 def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, manifest: Manifest,
                      evaluations: dict, comparisons: pd.DataFrame | None, outcomes: list, board: pd.DataFrame,
                      notes: list[str], skipped: dict, failed: dict) -> Path:
@@ -62,16 +99,25 @@ def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, m
     }
     extra = check_options(write_report, dict(cfg.report.options), "report.options",
                           fixed=("out_dir", "predictions", "manifest_df", "evaluations", "histories", "run_info",
-                                 "comparisons", "leak_audit", "overwrite", "selected_method", "flow", "study"))
+                                 "comparisons", "leak_audit", "overwrite", "selected_method", "flow", "study",
+                                 "gradcam", "neighbours"))
     extra.setdefault("title", cfg.report.title or f"breastclip: {cfg.experiment.name}")
     extra.setdefault("positive_class", cfg.evaluation.positive_class or None)
     extra.setdefault("operating_policy", cfg.evaluation.operating_point)
     extra.setdefault("n_boot", cfg.evaluation.n_bootstrap)
     extra.setdefault("seed", cfg.experiment.seed)
     extra.setdefault("min_group_size", cfg.evaluation.min_group_size)
-    paths = write_report(out, predictions=all_pred, manifest_df=manifest.df, evaluations=evaluations,
+    from breastclip.pipeline.neighbours_step import read_neighbours
+
+    neighbours = None
+    if cfg.report.neighbours > 0:  # asked for: an empty table still gets its section, saying why it is empty
+        found = read_neighbours(out)
+        neighbours = found if found is not None else pd.DataFrame()
+    paths = write_report(out, predictions=all_pred, manifest_df=manifest, evaluations=evaluations,
                          histories=histories, run_info=run_info, comparisons=comparisons, leak_audit=audit,
                          selected_method=board.attrs.get("best"), flow=run_flow(out),
-                         study=cfg.to_dict()["report"]["study"], overwrite=True, **extra)
+                         study=cfg.to_dict()["report"]["study"],
+                         gradcam=gradcam_payload(out, manifest) if cfg.report.gradcam > 0 else None,
+                         neighbours=neighbours, overwrite=True, **extra)
     log.info("report: %s (%d figures, each as PNG and JPG)", paths.html, paths.n_figures)
     return Path(paths.html)
