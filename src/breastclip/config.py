@@ -90,7 +90,7 @@ class SplitSection:
 class EmbedSection:
     """How embeddings are computed and where the content-addressed cache lives."""
 
-    cache_dir: str = ""  # empty: the user cache (~/.cache/breastclip/embeddings or BREASTCLIP_CACHE)
+    cache_dir: str = ""  # the cache ROOT (embeddings go to ROOT/embeddings); empty: $BREASTCLIP_CACHE or ~/.cache/breastclip
     device: str = ""  # empty: automatic
     batch_size: int = 0  # 0: automatic
     options: dict = field(default_factory=dict)
@@ -268,7 +268,33 @@ def load_config(
 
 def from_dict(raw: dict) -> ExperimentConfig:
     """Build the dataclasses from a plain dict; unknown keys and wrong types raise :class:`ConfigError`."""
-    return _build(ExperimentConfig, raw, "")
+    return _build(ExperimentConfig, _lift_split_options(raw), "")
+
+
+#: Keys of the [split] section that users also write under split.options (the splitter's keyword names).
+SPLIT_SECTION_KEYS = ("fractions", "seed", "keep_official")
+
+
+def _lift_split_options(raw: dict) -> dict:
+    """``split.options.fractions`` (seed, keep_official) means ``split.fractions``: honour it wherever it is put.
+
+    Given in both places with different values is an error rather than a silent choice.
+    """
+    split = raw.get("split")
+    options = split.get("options") if isinstance(split, dict) else None
+    if not isinstance(options, dict) or not any(k in options for k in SPLIT_SECTION_KEYS):
+        return raw
+    split, options = dict(split), dict(options)
+    for key in SPLIT_SECTION_KEYS:
+        if key not in options:
+            continue
+        value = options.pop(key)
+        if key in split and split[key] != value:
+            raise ConfigError(f"split.{key} = {split[key]!r} and split.options.{key} = {value!r} disagree: "
+                              f"keep one of them")
+        split[key] = value
+    split["options"] = options
+    return {**raw, "split": split}
 
 
 def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:

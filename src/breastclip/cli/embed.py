@@ -45,7 +45,7 @@ def embed(
     manifest: Path = typer.Argument(..., exists=True, dir_okay=False, help="Manifest CSV (with its JSON sidecar)."),
     backbone: str = typer.Option("clip-vit-b32", "--backbone", "-b", help="Registry name, hf:<id> or local:<path>."),
     architecture: str | None = typer.Option(None, help="open_clip architecture of a local:<file> checkpoint."),
-    cache_dir: Path | None = typer.Option(None, help="Cache folder (default $BREASTCLIP_CACHE or ~/.cache/breastclip)."),
+    cache_dir: Path | None = typer.Option(None, help="Cache root (default $BREASTCLIP_CACHE or ~/.cache/breastclip); embeddings go to ROOT/embeddings."),
     batch_size: int | None = typer.Option(None, min=1, help="Images per batch (default: automatic)."),
     num_workers: int | None = typer.Option(None, min=0, help="Decoding worker processes (default: automatic)."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: CUDA when available)."),
@@ -83,7 +83,7 @@ def embed(
 
         import numpy as np
 
-        from breastclip.backbones.hashing import atomic_write_bytes
+        from breastclip.atomic import atomic_write_bytes
 
         buf = io.BytesIO()
         np.savez(buf, X=res.X, ids=np.array(res.ids, dtype=str), backbone=np.array(res.backbone))

@@ -18,6 +18,7 @@ from breastclip import RESEARCH_ONLY
 from breastclip.config import ExperimentConfig
 from breastclip.pipeline.core import run_core
 from breastclip.pipeline.results import OutputDecision, prepare_output
+from breastclip.user_cache import synthetic_dir
 
 __all__ = ["RunResult", "run_experiment", "synthetic_overrides"]
 
@@ -40,9 +41,7 @@ class RunResult:
 
 def synthetic_overrides(root: str | Path | None = None) -> list[str]:
     """Overrides that point an experiment at the bundled synthetic set (generated once into the user cache)."""
-    from breastclip.pipeline.embed_step import default_cache_dir
-
-    where = Path(root) if root else default_cache_dir().parent / "synthetic"
+    where = Path(root) if root else synthetic_dir("synthetic")
     return ["data.format=synthetic", f"data.source={where}", "data.options={}", "data.subset=0"]
 
 

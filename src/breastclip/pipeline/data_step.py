@@ -12,6 +12,7 @@ import pandas as pd
 from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.pipeline.options import check_options, split_options
+from breastclip.user_cache import leak_fingerprints_file
 
 log = logging.getLogger("breastclip.run")
 FLOW_FILE = "flow.json"
@@ -86,11 +87,8 @@ def split_and_audit(manifest: Manifest, cfg: ExperimentConfig) -> tuple[Manifest
     from breastclip.data.splits import assign_splits, audit_leaks
 
     split_kw, audit_kw = split_options(dict(cfg.split.options), assign_splits, audit_leaks, where="split.options")
-    split_kw = {k: v for k, v in split_kw.items() if k not in ("fractions", "seed", "keep_official")}
     if "cache" not in audit_kw:  # image fingerprints keyed by path, size and mtime: a rerun reads no pixels
-        from breastclip.pipeline.embed_step import cache_dir_for
-
-        audit_kw["cache"] = cache_dir_for(cfg).parent / "leak_fingerprints.json"
+        audit_kw["cache"] = leak_fingerprints_file(cfg.embed.cache_dir or None)
     manifest = assign_splits(manifest, fractions=tuple(cfg.split.fractions), seed=cfg.split_seed,
                              keep_official=cfg.split.keep_official, **split_kw)
     audit = audit_leaks(manifest, **audit_kw)
