@@ -54,6 +54,8 @@ def embed(
     out: Path | None = typer.Option(None, help="Also write X and ids to this .npz file."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Accept image paths outside the "
+                                            "manifest's data folder (they are reported)."),
 ) -> None:
     """Embed every image of a manifest into the content-addressed cache (resumable; torchrun-aware)."""
     from breastclip import RESEARCH_ONLY
@@ -65,9 +67,9 @@ def embed(
         raise typer.BadParameter("--out must end in .npz", param_hint="--out")
     if out is not None and out.exists() and not overwrite:
         raise typer.BadParameter(f"{out} exists; pass --overwrite to replace it", param_hint="--out")
-    m = Manifest.from_csv(manifest)
     overrides = {"architecture": architecture} if architecture else {}
     try:
+        m = Manifest.from_csv(manifest).validate(check_files=False, allow_outside_root=allow_outside_root)
         res = embed_manifest(m, backbone, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers,
                              device=device, precision=precision, pixel_cache=pixel_cache, progress=progress,
                              **overrides)

@@ -7,6 +7,8 @@ non-negative CNN features all point the same way and their distances say little.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import roc_auc_score
@@ -66,6 +68,8 @@ class KNNHead(_CL2N):
     """
 
     head_name = "knn"
+    #: Searched by ``evaluation.selection = "cv"`` when the config gives no ``params_grid`` (else k is tuned inside).
+    default_grid: ClassVar[dict[str, tuple]] = {"k": (5, 11, 21)}
 
     def __init__(self, k: int | None = None, ks: tuple[int, ...] = DEFAULT_KS, weights: str = "distance",
                  center: bool = True, cv: int = 5, random_state: int | None = None) -> None:

@@ -10,6 +10,8 @@ intercepts, gamma, sigmoid parameters) is an array or a number, so the head save
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedKFold
@@ -63,6 +65,8 @@ class RBFSVMHead(BaseHead):
     """
 
     head_name = "svm_rbf"
+    #: Searched by ``evaluation.selection = "cv"`` when the config gives no ``params_grid``.
+    default_grid: ClassVar[dict[str, tuple]] = {"C": (1.0, 3.0, 10.0, 30.0)}
 
     def __init__(
         self,

@@ -15,7 +15,6 @@ from breastclip.pipeline.options import check_options, split_options
 from breastclip.user_cache import leak_fingerprints_file
 
 log = logging.getLogger("breastclip.run")
-FLOW_FILE = "flow.json"
 _COUNTED_SKIP = re.compile(r"^(\d+)\b.*\b(skipped|excluded|dropped|ignored)\b")
 
 
@@ -31,7 +30,7 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
         from breastclip.data.synthetic import make_synthetic
 
         options = check_options(make_synthetic, options, "data.options (synthetic)", fixed=("root",))
-        return make_synthetic(source, **options)
+        return make_synthetic(source, **options).validate(check_files=False)
     from breastclip.data.sources import FORMATS, read_source
 
     fmt = FORMATS.get(cfg.data.format.lower().replace("-", "_")) if cfg.data.format else None
@@ -40,7 +39,10 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
     if not source.exists():
         raise ConfigError(f"data.source {source} does not exist (download it with `breastclip data download`, "
                           f"or point data.source at your copy)")
-    return read_source(source, format=cfg.data.format or None, **options)
+    manifest = read_source(source, format=cfg.data.format or None, **options)
+    # the same validation `data inspect` and `data split` apply: paths leaving the data root are refused (or, with
+    # data.allow_outside_root, reported); missing or undecodable files become per-image failures later
+    return manifest.validate(check_files=False, allow_outside_root=cfg.data.allow_outside_root)
 
 
 def reader_flow(manifest: Manifest) -> dict:
