@@ -21,10 +21,10 @@ from breastclip.pipeline.cv_select import ENSEMBLE, CVSelector, cv_selection
 from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.environment import capture_environment, set_seeds
 from breastclip.pipeline.explain_step import run_gradcam
-from breastclip.pipeline.neighbours_step import run_neighbours
 from breastclip.pipeline.gate import fit_run_gate
 from breastclip.pipeline.leaderboard import build_leaderboard, to_markdown
 from breastclip.pipeline.logs import run_logging
+from breastclip.pipeline.neighbours_step import run_neighbours
 from breastclip.pipeline.report_step import write_run_report
 from breastclip.pipeline.run_folder import RunClaim, RunFolder
 from breastclip.pipeline.tracking import log_to_mlflow

@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 
 from breastclip.data.manifest import Manifest
-
 from breastclip.pipeline.context import Evaluated, RunContext, RunData
 from breastclip.pipeline.neighbours_step import read_neighbours
 from breastclip.pipeline.options import check_options
