@@ -117,7 +117,7 @@ def _manifest(cfg: ExperimentConfig, out: Path, resume: bool, notes: list[str]) 
     if cfg.data.subset:
         manifest = data_step.subset_manifest(manifest, cfg.data.subset, cfg.experiment.seed)
         notes.append(f"tiny run: a stratified subset of {len(manifest)} images (data.subset = {cfg.data.subset})")
-    manifest, audit = data_step.split_and_audit(manifest, cfg)
+    manifest, audit = data_step.split_and_audit(manifest, cfg, out)
     write_json(out / "leak_audit.json", audit)
     data_step.enforce_audit(audit, cfg)
     manifest.to_csv(path)

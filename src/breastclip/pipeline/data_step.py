@@ -64,8 +64,15 @@ def subset_manifest(manifest: Manifest, n: int, seed: int) -> Manifest:
     return out
 
 
-def split_and_audit(manifest: Manifest, cfg: ExperimentConfig) -> tuple[Manifest, dict]:
-    """Assign train/val/test (patient-grouped, stratified; official split kept) and audit for leaks."""
+#: The contact sheet of flagged image pairs, in the results folder (the report embeds it).
+LEAK_SHEET = "leak_audit_pairs.png"
+
+
+def split_and_audit(manifest: Manifest, cfg: ExperimentConfig, out: Path | None = None) -> tuple[Manifest, dict]:
+    """Assign train/val/test (patient-grouped, stratified; official split kept) and audit for leaks.
+
+    With ``out`` (the results folder), flagged image pairs are drawn into ``out/leak_audit_pairs.png`` and the audit
+    records that name (relative: the report embeds it, no local path is written)."""
     from breastclip.data.splits import assign_splits, audit_leaks
 
     split_kw, audit_kw = split_options(dict(cfg.split.options), assign_splits, audit_leaks, where="split.options")
@@ -76,8 +83,12 @@ def split_and_audit(manifest: Manifest, cfg: ExperimentConfig) -> tuple[Manifest
         audit_kw["cache"] = cache_dir_for(cfg).parent / "leak_fingerprints.json"
     manifest = assign_splits(manifest, fractions=tuple(cfg.split.fractions), seed=cfg.split_seed,
                              keep_official=cfg.split.keep_official, **split_kw)
+    if out is not None:
+        audit_kw.setdefault("contact_sheet", Path(out) / LEAK_SHEET)
     audit = audit_leaks(manifest, **audit_kw)
     report = audit_to_dict(audit)
+    if report.get("contact_sheet") and out is not None:
+        report["contact_sheet"] = Path(report["contact_sheet"]).relative_to(Path(out)).as_posix()
     report["counts"] = split_counts(manifest.df)
     return manifest, report
 
@@ -106,5 +117,6 @@ def enforce_audit(report: dict, cfg: ExperimentConfig) -> None:
     problems = report.get("problems", [])
     text = "\n- ".join(str(p) for p in problems) or "(no details)"
     if cfg.split.on_leak == "refuse":
-        raise LeakError(f"the split failed the leak audit (set split.on_leak = \"warn\" to go on anyway):\n- {text}")
+        raise LeakError("the split failed the leak audit; each problem below says what fixes it (split.on_leak = "
+                        f"\"warn\" runs anyway on a leaking split, and the report then says it leaks):\n- {text}")
     log.warning("leak audit failed; going on because split.on_leak = 'warn':\n- %s", text)
