@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
+from breastclip.data.images import IMAGE_SUFFIXES
+from breastclip.data.sources._files import image_files
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".dcm", ".dicom", ".webp"}
 
 
 class PredictError(ValueError):
@@ -66,8 +67,7 @@ def collect_images(items: list[str | Path]) -> list[Path]:
     for item in items:
         p = Path(item).expanduser()
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                              and not f.name.startswith(".")))
+            out.extend(image_files(p))
         elif p.is_file():
             out.append(p)
         else:

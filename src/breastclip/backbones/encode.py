@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from breastclip.distributed import DistContext, init_distributed
+from breastclip.user_cache import cache_root as user_cache_root
 
 from .base import Backbone, resolve_device, resolve_precision
 from .cache import EmbeddingCache, PixelCache
 from .factory import as_entry, create_backbone, weights_fingerprint
-from .hashing import default_cache_dir, file_hash
+from .hashing import file_hash
 from .preprocess import PREPROCESSING_OPTIONS, check_breast_options, prepare_image, spec_key
 from .registry import DEFAULT_BACKBONE, BackboneEntry
 
@@ -253,7 +254,7 @@ def embed_manifest(
     t0 = time.perf_counter()
     if pixel_cache not in ("auto", "always", "never"):
         raise ValueError(f"pixel_cache must be 'auto', 'always' or 'never', got {pixel_cache!r}")
-    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache_root = user_cache_root(cache_dir)
     ctx = init_distributed(device if not isinstance(backbone, Backbone) else backbone.device)
     try:
         return _embed(manifest, backbone, ctx, cache_root, batch_size, num_workers, device, precision,
@@ -302,7 +303,9 @@ def _embed(manifest, backbone, ctx: DistContext, cache_root: Path, batch_size, n
     for i, k in enumerate(keys):
         if k is not None:
             key_path.setdefault(k, paths[i])
-    todo = cache.missing(list(key_path))
+    # one reading of the cache decides who encodes what: were each rank to read the index itself, a fast rank's
+    # first committed batch could shorten a slower rank's list and shift every slice (images skipped or doubled)
+    todo = ctx.broadcast_object(cache.missing(list(key_path)) if ctx.is_main else None)
     my_todo = todo[ctx.rank::ctx.world_size]
     key_fail: dict[str, str] = {}
     computed = 0

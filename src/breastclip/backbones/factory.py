@@ -36,6 +36,10 @@ def create_backbone(name: str | BackboneEntry, device: str | torch.device | None
     entry = as_entry(name, **overrides)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
+    if entry.view:  # a feature view: build the plain backbone, then swap its image forward
+        from .views import apply_view
+
+        return apply_view(_family(entry).build(replace(entry, view=()), dev, prec), entry)
     return _family(entry).build(entry, dev, prec)
 
 

@@ -50,6 +50,7 @@ from .intensity import Intensity, _gray_to_rgb, to_uint8
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DICOM_SUFFIXES",
+    "IMAGE_SUFFIXES",
     "ImageDecodeError",
     "ImageFailure",
     "format_failures",
@@ -64,6 +65,10 @@ __all__ = [
 #: DBT slice, below Pillow's own hard limit (2 x ``Image.MAX_IMAGE_PIXELS`` = 179 MP).
 DEFAULT_MAX_PIXELS = 150_000_000
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+#: THE list of image file suffixes for the whole package (folder readers, predict, explain, check-images): what
+#: :func:`load_image` decodes (Pillow's formats, 16-bit PNG/TIFF, DICOM).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pnm", ".pbm", ".webp",
+                            ".gif", *DICOM_SUFFIXES})
 
 class ImageDecodeError(ValueError):
     """An image that cannot be decoded; ``path`` and ``problem`` say which and why."""

@@ -7,10 +7,13 @@ layer needs no plotting library; the report embeds the file.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from breastclip.atomic import atomic_write_bytes
 
 from .images import ImageDecodeError, load_image_resized
 
@@ -66,8 +69,7 @@ def write_contact_sheet(pairs: Sequence[Mapping], paths: Mapping[str, str], out:
         draw.text((x, y + _CELL + 4), text[:75], fill=(0, 0, 0))
         if len(text) > 75:
             draw.text((x, y + _CELL + 17), text[75:150], fill=(0, 0, 0))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    sheet.save(tmp, format="PNG")
-    tmp.replace(out)  # atomic like the fingerprint cache beside it (backbones.hashing would import torch here)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG", dpi=(150, 150))
+    atomic_write_bytes(out, buf.getvalue())
     return out

@@ -39,6 +39,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from breastclip.atomic import atomic_write_text
+
 from .breast import crop_breast
 from .images import ImageDecodeError, ImageFailure, load_image_resized
 from .manifest import SPLITS, Manifest
@@ -437,9 +439,7 @@ def _save_cache(cache: str | os.PathLike | None, store: dict) -> None:
         return
     p = Path(cache)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(store))
-    os.replace(tmp, p)  # atomic: an interrupted write never leaves a half cache
+    atomic_write_text(p, json.dumps(store))  # unique temp file: parallel runs sharing a cache never collide
 
 
 # ---- pair finding -----------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from breastclip import RESEARCH_ONLY
 from breastclip.config import ExperimentConfig
 from breastclip.pipeline.core import run_core
 from breastclip.pipeline.results import OutputDecision, prepare_output
+from breastclip.user_cache import synthetic_dir
 
 __all__ = ["RunResult", "run_experiment", "synthetic_overrides"]
 
@@ -35,13 +36,12 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    leak_audit: dict | None = None  # leak_audit.json of the run (ok, problems)
 
 
 def synthetic_overrides(root: str | Path | None = None) -> list[str]:
     """Overrides that point an experiment at the bundled synthetic set (generated once into the user cache)."""
-    from breastclip.pipeline.embed_step import default_cache_dir
-
-    where = Path(root) if root else default_cache_dir().parent / "synthetic"
+    where = Path(root) if root else synthetic_dir("synthetic")
     return ["data.format=synthetic", f"data.source={where}", "data.options={}", "data.subset=0"]
 
 
@@ -69,6 +69,11 @@ def print_summary(result, console) -> None:
         console.print(f"[yellow]skipped[/yellow] {label}: {why}")
     for label, why in result.failed.items():
         console.print(f"[red]FAILED[/red] {label}: {why} (details in run.log)")
+    audit = result.leak_audit or {}
+    if audit.get("ok") is False:
+        problems = "; ".join(str(p) for p in audit.get("problems") or []) or "no details"
+        console.print(f"[red]LEAK AUDIT FAILED[/red]: {problems}. The run went on (split.on_leak = 'warn'); every "
+                      "test estimate may be inflated (see leak_audit.json).")
     console.print(f"best: [bold]{result.best}[/bold]   time: {result.seconds:.1f} s"
                   + ("   (resumed)" if result.resumed else ""))
     console.print(f"results: {result.out_dir}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from breastclip import RESEARCH_ONLY, __version__
 from breastclip.config import CNN_KIND, ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.pipeline import data_step, embed_step, evaluate_step, methods
+from breastclip.pipeline.cv_select import ENSEMBLE, CVSelector, cv_selection
 from breastclip.pipeline.environment import capture_environment, set_seeds
 from breastclip.pipeline.leaderboard import build_leaderboard, to_markdown
 from breastclip.pipeline.logs import run_logging
@@ -73,7 +75,8 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
         log.info("evaluating %d method(s): %d bootstrap resamples", len(predictions), cfg.evaluation.n_bootstrap)
         evaluations, comparisons = evaluate_step.evaluate_all(cfg, predictions, manifest, notes)
         evaluate_step.save_evaluations(out, cfg, evaluations, comparisons, {o.label: o.folder for o in outcomes})
-        info = {o.label: {"backbone": o.backbone or "(end to end)", "head": o.method.head if o.method else ""}
+        info = {o.label: {"backbone": o.backbone or "(end to end)", "head": o.method.head if o.method else "",
+                          **_selection_columns(o)}
                 for o in outcomes if o.predictions is not None}
         board = build_leaderboard(evaluations, comparisons, info=info, primary=cfg.evaluation.primary_metric)
         atomic_write_csv(out / "leaderboard.csv", board)
@@ -103,7 +106,9 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
                     skipped=skipped, failed=failed, notes=notes)
         for n in notes:
             log.info("note: %s", n)
-    return RunResult(out, board, best, report_html, 0.0, decision.resume, notes, dict(skipped), dict(failed))
+    audit = json.loads((out / "leak_audit.json").read_text()) if (out / "leak_audit.json").is_file() else None
+    return RunResult(out, board, best, report_html, 0.0, decision.resume, notes, dict(skipped), dict(failed),
+                     leak_audit=audit)
 
 
 # ---- steps --------------------------------------------------------------------------------------------------
@@ -114,9 +119,14 @@ def _manifest(cfg: ExperimentConfig, out: Path, resume: bool, notes: list[str]) 
         return Manifest.from_csv(path)
     log.info("reading %s (%s)", cfg.data.source, cfg.data.format or "format auto-detected")
     manifest = data_step.load_manifest(cfg)
+    flow = data_step.reader_flow(manifest)
     if cfg.data.subset:
+        n_read = len(manifest)
         manifest = data_step.subset_manifest(manifest, cfg.data.subset, cfg.experiment.seed)
         notes.append(f"tiny run: a stratified subset of {len(manifest)} images (data.subset = {cfg.data.subset})")
+        flow["exclusions"].append({"reason": f"not in the stratified subset (data.subset = {cfg.data.subset})",
+                                   "images": n_read - len(manifest)})
+    write_json(out / data_step.FLOW_FILE, flow)
     manifest, audit = data_step.split_and_audit(manifest, cfg, out)
     write_json(out / "leak_audit.json", audit)
     data_step.enforce_audit(audit, cfg)
@@ -145,6 +155,10 @@ def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, fail
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     plans = methods.plan_methods(cfg)
+    selector = None
+    if cv_selection(cfg):  # cross-validated selection; fold results are cached, so finished methods rerun cheaply
+        selector = CVSelector(cfg, manifest, ids)
+        plans = sorted(plans, key=lambda p: p.method.head == ENSEMBLE)  # an ensemble needs the others' CV first
     outcomes = []
     text_cache: dict = {}
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -155,7 +169,7 @@ def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, fail
             bar.update(task, description=f"[bold]methods[/bold] {plan.label}")
             folder = methods.method_folder(out, plan.label)
             identity = methods.method_identity(cfg, plan)
-            done = methods.load_finished(folder, identity)
+            done = methods.load_finished(folder, identity) if selector is None else None
             if done is not None:
                 done.method = plan.method
                 log.info("%s: reusing the finished result in %s", plan.label, folder)
@@ -187,7 +201,10 @@ def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, fail
 
                     text = _text_embeddings(plan, emb, manifest, text_cache)
                     with torch_threads("cpu"):  # small heads: one intra-op thread (see torch_threads)
-                        outcome = methods.fit_predict(plan, cfg, manifest, ids, emb, text, folder)
+                        if selector is not None:
+                            outcome = selector.fit_predict(plan, emb, text, folder)
+                        else:
+                            outcome = methods.fit_predict(plan, cfg, manifest, ids, emb, text, folder)
             except Exception as e:  # one failing method must not lose the others
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     raise
@@ -202,6 +219,15 @@ def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, fail
             outcomes.append(outcome)
             bar.advance(task)
     return outcomes
+
+
+def _selection_columns(outcome) -> dict:
+    """The cross-validated selection figure of a method, as leaderboard columns (none under validation)."""
+    sel = outcome.selection
+    if sel is None:
+        return {}
+    return {"selection_metric": sel.metric, "selection_value": sel.value, "selection_sd": sel.sd,
+            "selection_n_folds": sel.n_folds}
 
 
 def _is_config_error(e: Exception) -> bool:

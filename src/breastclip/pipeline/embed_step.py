@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
+from breastclip.user_cache import cache_root
 
 log = logging.getLogger("breastclip.run")
 
@@ -53,14 +53,10 @@ class EmbeddingSet:
         return bool(getattr(self.entry, "has_text", False) and getattr(self.entry, "text_aligned", True))
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("BREASTCLIP_CACHE")
-    base = Path(env).expanduser() if env else Path.home() / ".cache" / "breastclip"
-    return base / "embeddings"
-
-
 def cache_dir_for(cfg: ExperimentConfig) -> Path:
-    return Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else default_cache_dir()
+    """The cache root this experiment uses: ``embed.cache_dir`` or the user's (the same root ``breastclip embed``
+    uses, so both share one embedding cache)."""
+    return cache_root(cfg.embed.cache_dir or None)
 
 
 def embed_all(cfg: ExperimentConfig, manifest: Manifest, *, progress: bool = True) -> dict[str, EmbeddingSet]:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from breastclip.config import (
     MethodSection,
 )
 from breastclip.data.manifest import Manifest
+from breastclip.evaluation.selection import SelectionScore
 from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.results import atomic_write_csv, safe_name, write_json
 from breastclip.predictions import make_predictions
@@ -48,6 +49,7 @@ class MethodOutcome:
     reused: bool = False
     seconds: float = 0.0
     model: object = None
+    selection: SelectionScore | None = None  # set by cross-validated selection (pipeline.cv_select)
 
 
 def plan_methods(cfg: ExperimentConfig) -> list[Plan]:
@@ -71,7 +73,20 @@ def validate_methods(cfg: ExperimentConfig) -> None:
 
             finetune_config(plan, cfg)
         else:
-            build_head(plan, cfg, None)
+            method = plan.method
+            if method.head == "ensemble":  # top_k is the run's (members come from CV); the head takes members
+                method = replace(method, params={k: v for k, v in method.params.items() if k != "top_k"})
+            for point in _grid_points(method):
+                build_head(Plan(plan.label, replace(method, params=point), plan.backbone), cfg, None)
+
+
+def _grid_points(method: MethodSection) -> list[dict]:
+    """The fixed params alone, or combined with the first and last value of each ``params_grid`` entry."""
+    grid = dict(method.params_grid)
+    if not grid:
+        return [dict(method.params)]
+    return [{**method.params, **{k: v[0] for k, v in grid.items()}},
+            {**method.params, **{k: v[-1] for k, v in grid.items()}}]
 
 
 def method_identity(cfg: ExperimentConfig, plan: Plan) -> str:
@@ -90,8 +105,10 @@ def load_finished(folder: Path, identity: str) -> MethodOutcome | None:
     pred = pd.read_csv(folder / "predictions.csv", dtype={"id": str, "patient_id": str, "split": str,
                                                           "y_true": str, "y_pred": str})
     hist = json.loads((folder / "history.json").read_text()) if (folder / "history.json").is_file() else None
+    sel = info.get("selection")
     return MethodOutcome(info["label"], None, info.get("backbone"), folder, pred, hist, reused=True,  # type: ignore[arg-type]
-                         seconds=float(info.get("seconds", 0.0)))
+                         seconds=float(info.get("seconds", 0.0)),
+                         selection=SelectionScore(**sel) if isinstance(sel, dict) else None)
 
 
 def skip_reason(plan: Plan, emb: EmbeddingSet | None) -> str | None:
@@ -230,7 +247,8 @@ def save_outcome(outcome: MethodOutcome, identity: str) -> None:
     write_json(folder / "method.json", {
         "label": outcome.label, "name": m.name, "head": m.head, "backbone": outcome.backbone,
         "params": m.params, "prompts": m.prompts, "identity": identity, "complete": outcome.skipped is None,
-        "skipped": outcome.skipped, "seconds": round(outcome.seconds, 3)})
+        "skipped": outcome.skipped, "seconds": round(outcome.seconds, 3),
+        "selection": asdict(outcome.selection) if outcome.selection is not None else None})
 
 
 def method_folder(out_dir: Path, label: str) -> Path:

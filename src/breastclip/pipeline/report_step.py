@@ -10,8 +10,25 @@ import pandas as pd
 
 from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
+from breastclip.pipeline.data_step import FLOW_FILE
 
 log = logging.getLogger("breastclip.run")
+
+
+UNDECODABLE = "could not be decoded or embedded (each file and its error: embeddings.json)"
+
+
+def run_flow(out: Path) -> dict:
+    """The flow of images of the run: what the data step excluded (flow.json) and the images no backbone could
+    embed (embeddings.json), by id, with the decoder's reason."""
+    flow = json.loads((out / FLOW_FILE).read_text()) if (out / FLOW_FILE).is_file() else {}
+    emb = json.loads((out / "embeddings.json").read_text()) if (out / "embeddings.json").is_file() else {}
+    excluded: dict[str, list[str]] = {}
+    for f in emb.get("failures") or []:
+        if f.get("id"):
+            excluded.setdefault(UNDECODABLE, []).append(str(f["id"]))
+    flow["excluded_ids"] = {k: sorted(set(v)) for k, v in excluded.items()}
+    return flow
 
 
 def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, manifest: Manifest,
@@ -45,7 +62,7 @@ def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, m
     }
     extra = check_options(write_report, dict(cfg.report.options), "report.options",
                           fixed=("out_dir", "predictions", "manifest_df", "evaluations", "histories", "run_info",
-                                 "comparisons", "leak_audit", "overwrite"))
+                                 "comparisons", "leak_audit", "overwrite", "selected_method", "flow", "study"))
     extra.setdefault("title", cfg.report.title or f"breastclip: {cfg.experiment.name}")
     extra.setdefault("positive_class", cfg.evaluation.positive_class or None)
     extra.setdefault("operating_policy", cfg.evaluation.operating_point)
@@ -54,6 +71,7 @@ def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, m
     extra.setdefault("min_group_size", cfg.evaluation.min_group_size)
     paths = write_report(out, predictions=all_pred, manifest_df=manifest.df, evaluations=evaluations,
                          histories=histories, run_info=run_info, comparisons=comparisons, leak_audit=audit,
-                         overwrite=True, **extra)
-    log.info("report: %s (%d figures)", paths.html, len(paths.figures))
+                         selected_method=board.attrs.get("best"), flow=run_flow(out),
+                         study=cfg.to_dict()["report"]["study"], overwrite=True, **extra)
+    log.info("report: %s (%d figures, each as PNG and JPG)", paths.html, paths.n_figures)
     return Path(paths.html)

@@ -12,13 +12,12 @@ Layout (self-describing names)::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from breastclip.atomic import atomic_write_text
 from breastclip.config import ExperimentConfig
 
 STATE_FILE = "run_state.json"
@@ -98,21 +97,6 @@ def write_state(folder: Path, cfg: ExperimentConfig, **fields: Any) -> None:
     state = read_state(folder) or {}
     state.update({"identity": cfg.identity(), **fields})
     atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=2, default=str))
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write through a temporary file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_json(path: Path, obj: Any) -> Path:
