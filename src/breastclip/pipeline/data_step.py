@@ -15,7 +15,6 @@ from breastclip.pipeline.options import check_options, split_options
 from breastclip.user_cache import leak_fingerprints_file
 
 log = logging.getLogger("breastclip.run")
-FLOW_FILE = "flow.json"
 _COUNTED_SKIP = re.compile(r"^(\d+)\b.*\b(skipped|excluded|dropped|ignored)\b")
 
 
@@ -85,15 +84,12 @@ def subset_manifest(manifest: Manifest, n: int, seed: int) -> Manifest:
     return out
 
 
-#: The contact sheet of flagged image pairs, in the results folder (the report embeds it).
-LEAK_SHEET = "leak_audit_pairs.png"
-
-
-def split_and_audit(manifest: Manifest, cfg: ExperimentConfig, out: Path | None = None) -> tuple[Manifest, dict]:
+def split_and_audit(manifest: Manifest, cfg: ExperimentConfig,
+                    contact_sheet: Path | None = None) -> tuple[Manifest, dict]:
     """Assign train/val/test (patient-grouped, stratified; official split kept) and audit for leaks.
 
-    With ``out`` (the results folder), flagged image pairs are drawn into ``out/leak_audit_pairs.png`` and the audit
-    records that name (relative: the report embeds it, no local path is written)."""
+    With ``contact_sheet`` (a PNG in the results folder), flagged image pairs are drawn there and the audit records
+    the file's name only (the report embeds it; no local path is written)."""
     from breastclip.data.splits import assign_splits, audit_leaks
 
     split_kw, audit_kw = split_options(dict(cfg.split.options), assign_splits, audit_leaks, where="split.options")
@@ -101,12 +97,12 @@ def split_and_audit(manifest: Manifest, cfg: ExperimentConfig, out: Path | None 
         audit_kw["cache"] = leak_fingerprints_file(cfg.embed.cache_dir or None)
     manifest = assign_splits(manifest, fractions=tuple(cfg.split.fractions), seed=cfg.split_seed,
                              keep_official=cfg.split.keep_official, **split_kw)
-    if out is not None:
-        audit_kw.setdefault("contact_sheet", Path(out) / LEAK_SHEET)
+    if contact_sheet is not None:
+        audit_kw.setdefault("contact_sheet", contact_sheet)
     audit = audit_leaks(manifest, **audit_kw)
     report = audit_to_dict(audit)
-    if report.get("contact_sheet") and out is not None:
-        report["contact_sheet"] = Path(report["contact_sheet"]).relative_to(Path(out)).as_posix()
+    if report.get("contact_sheet"):
+        report["contact_sheet"] = Path(report["contact_sheet"]).name
     report["counts"] = split_counts(manifest.df)
     return manifest, report
 
