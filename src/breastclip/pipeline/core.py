@@ -132,7 +132,7 @@ def _manifest(ctx: RunContext) -> Manifest:
         flow["exclusions"].append({"reason": f"not in the stratified subset (data.subset = {cfg.data.subset})",
                                    "images": n_read - len(manifest)})
     folder.write_json(RunFolder.FLOW, flow)
-    manifest, audit = data_step.split_and_audit(manifest, cfg)
+    manifest, audit = data_step.split_and_audit(manifest, cfg, contact_sheet=folder / RunFolder.LEAK_PAIRS)
     folder.write_json(RunFolder.LEAK_AUDIT, audit)
     data_step.enforce_audit(audit, cfg)
     folder.write_manifest(manifest)

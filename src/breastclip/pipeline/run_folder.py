@@ -66,6 +66,7 @@ class RunFolder:
     MANIFEST = "manifest.csv"
     MANIFEST_META = "manifest.json"
     LEAK_AUDIT = "leak_audit.json"
+    LEAK_PAIRS = "leak_audit_pairs.png"  # contact sheet of the image pairs the audit flagged (when any)
     FLOW = "flow.json"
     EMBEDDINGS = "embeddings.json"
     PREDICTIONS = "predictions.csv"
@@ -89,7 +90,7 @@ class RunFolder:
     #: What a run writes before its first step; removed again when the run fails before doing any work.
     SETUP_FILES = (CONFIG, STATE, LOG, ENVIRONMENT, LOCK)
     #: What proves a run did work (the data step's outputs onwards).
-    WORK_FILES = (FLOW, LEAK_AUDIT, MANIFEST, METHODS)
+    WORK_FILES = (FLOW, LEAK_AUDIT, LEAK_PAIRS, MANIFEST, METHODS)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
