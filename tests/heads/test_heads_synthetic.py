@@ -27,6 +27,7 @@ FAST = {
     "fc": {"epochs": 15},
     "tip_adapter": {"shots": 16},
     "tip_adapter_f": {"shots": 16, "epochs": 10},
+    "attention_mil": {"epochs": 15},
 }
 
 
@@ -47,7 +48,8 @@ def fitted(synthetic):
 
 
 def test_registry_lists_every_method():
-    assert set(HEADS) == {"zeroshot", "linear_probe", "similarity_guided", "mlp", "fc", "tip_adapter", "tip_adapter_f"}
+    assert set(HEADS) == {"zeroshot", "linear_probe", "similarity_guided", "mlp", "fc", "tip_adapter", "tip_adapter_f",
+                           "attention_mil"}
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))

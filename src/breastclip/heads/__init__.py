@@ -7,6 +7,7 @@ any saved head, gate or OOD detector.
 from __future__ import annotations
 
 from breastclip.heads._torch_base import torch_threads as torch_threads  # one CPU thread for small heads
+from breastclip.heads.attention_mil import AttentionMILHead
 from breastclip.heads.fc import FCHead
 from breastclip.heads.gate import GateResult, MedicalGate
 from breastclip.heads.io import HeadFormatError, load_head, save_head
@@ -20,7 +21,8 @@ from breastclip.heads.zeroshot import UnalignedTextError, ZeroShotHead, prompt_r
 
 HEADS: dict[str, type] = {
     cls.head_name: cls
-    for cls in (ZeroShotHead, LinearProbe, SimilarityGuidedHead, MLPHead, FCHead, TipAdapter, TipAdapterF)
+    for cls in (ZeroShotHead, LinearProbe, SimilarityGuidedHead, MLPHead, FCHead, TipAdapter, TipAdapterF,
+                AttentionMILHead)
 }
 """Classifier heads by method name."""
 
@@ -55,7 +57,7 @@ def registry_name(cls: type) -> str:
 
 
 __all__ = [
-    "HEADS", "SAVEABLE", "TEXT_HEADS", "EmbeddingOOD", "FCHead", "FocalLoss", "GateResult", "HeadFormatError",
+    "HEADS", "AttentionMILHead", "SAVEABLE", "TEXT_HEADS", "EmbeddingOOD", "FCHead", "FocalLoss", "GateResult", "HeadFormatError",
     "LinearProbe", "MLPHead", "MedicalGate", "SimilarityGuidedHead", "TipAdapter", "TipAdapterF",
     "UnalignedTextError", "ZeroShotHead", "effective_number_weights", "load_head", "make_head", "prompt_robustness",
     "registry_name", "save_head",
