@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,6 +235,7 @@ def embed_manifest(
     precision: str = "auto",
     pixel_cache: str = "auto",
     progress: bool = True,
+    tiles: Mapping | bool | None = None,
     **overrides,
 ) -> EmbeddingResult:
     """Embed every image of ``manifest`` with ``backbone``, through the content-addressed cache.
@@ -243,7 +244,17 @@ def embed_manifest(
     manifest order, and ``failures`` (id, path, problem) for the rest. ``pixel_cache``: "auto" keeps resized uint8
     copies of expensive images (>= 4x the input area, DICOM, TIFF), "always", or "never". Under torchrun each rank
     processes its share and every rank returns the same full result.
+
+    ``tiles`` (config ``embed.options.tiles``): embed overlapping high-resolution tiles instead of the whole image
+    and pool them per image (:mod:`breastclip.backbones.tiles`; returns a ``TileEmbeddingResult``).
     """
+    if tiles is not None and tiles is not False:
+        # lazy: tile_embed builds on this module's helpers, so it cannot be imported at the top
+        from .tile_embed import embed_tiles
+
+        return embed_tiles(manifest, backbone, tiles, cache_dir=cache_dir, batch_size=batch_size,
+                           num_workers=num_workers, device=device, precision=precision, progress=progress,
+                           **overrides)
     t0 = time.perf_counter()
     if pixel_cache not in ("auto", "always", "never"):
         raise ValueError(f"pixel_cache must be 'auto', 'always' or 'never', got {pixel_cache!r}")
