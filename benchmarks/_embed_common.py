@@ -86,3 +86,20 @@ def machine() -> dict:
         pass
     info["loadavg_1m"] = os.getloadavg()[0]
     return info
+
+
+def flops_per_image(model) -> float:
+    """Forward FLOPs of one image through a breastclip Backbone (torch.utils.flop_counter; multiply-add = 2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(2, 3, model.entry.image_size, model.entry.image_size, dtype=torch.uint8)
+    # the fused inference fast path of nn.MultiheadAttention hides its projections from the counter: turn it off
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as fc:
+            model.encode_tensor(x)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+    return fc.get_total_flops() / 2

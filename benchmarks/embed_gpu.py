@@ -27,7 +27,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _embed_common import DEFAULT_DATA, busi_paths, distinct_copies, machine, manifest_of, vit_b32_checkpoint
+from _embed_common import (
+    DEFAULT_DATA,
+    busi_paths,
+    distinct_copies,
+    flops_per_image,
+    machine,
+    manifest_of,
+    vit_b32_checkpoint,
+)
 
 H100_BF16_DENSE_TFLOPS = 989.0
 
@@ -64,22 +72,6 @@ def preprocessed_cache(backbone: str, paths: list[Path], n: int, workdir: Path, 
     stack = np.stack([arrays[i % len(arrays)] for i in range(n)])
     x = torch.from_numpy(stack)
     return x.pin_memory() if torch.cuda.is_available() else x
-
-
-def flops_per_image(model, device) -> float:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.zeros(2, 3, 224, 224, dtype=torch.uint8)
-    # the fused inference fast path of nn.MultiheadAttention hides its projections from the counter: turn it off
-    fast = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with FlopCounterMode(display=False) as fc:
-            model.encode_tensor(x)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fast)
-    return fc.get_total_flops() / 2
 
 
 def cache_throughput(model, x_host, batch_size: int, iters: int) -> tuple[float, int]:
@@ -156,7 +148,7 @@ def main() -> None:
     x_host = preprocessed_cache(backbone, busi[:args.n_cache], args.n_cache, args.workdir, args.device)
     model = create_backbone(backbone, device=dev, precision=args.precision)
     img_s, n_done = cache_throughput(model, x_host, args.batch_size, args.iters)
-    fl = flops_per_image(model, dev)
+    fl = flops_per_image(model)
     figures.update({"cache_img_s": round(img_s, 1), "cache_images": n_done, "gflops_per_image": round(fl / 1e9, 3),
                     "tflops": round(img_s * fl / 1e12, 1),
                     "fraction_of_989_tflops_peak": round(img_s * fl / 1e12 / H100_BF16_DENSE_TFLOPS, 4)})

@@ -32,6 +32,8 @@ else:  # pragma: no cover - Python 3.10
 #: Metrics every evaluation reports on the test split (sensitivity / specificity: binary tasks only).
 HEADLINE_METRICS = ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1_macro", "precision_macro",
                     "recall_macro", "sensitivity", "specificity")
+#: Where ``evaluation.primary_metric`` is measured to select the recommended method (never on test).
+SELECTION_SOURCES = ("val", "cv")
 #: The default backbone: OpenAI CLIP ViT-B/32 through open_clip.
 DEFAULT_BACKBONE = "clip-vit-b32"
 #: The backbone ``--offline`` swaps in: real ImageNet weights installed from the package index, image only ...
@@ -72,6 +74,7 @@ class DataSection:
     source: str = ""
     format: str = ""  # empty: auto-detect; "synthetic": generate the bundled synthetic set into `source`
     subset: int = 0  # 0: all images; N: a stratified, deterministic subset of N images (tiny runs)
+    allow_outside_root: bool = False  # image paths leaving the data folder (../x.png) are refused unless true
     options: dict = field(default_factory=dict)
 
 
@@ -90,7 +93,7 @@ class SplitSection:
 class EmbedSection:
     """How embeddings are computed and where the content-addressed cache lives."""
 
-    cache_dir: str = ""  # empty: the user cache (~/.cache/breastclip/embeddings or BREASTCLIP_CACHE)
+    cache_dir: str = ""  # the cache ROOT (embeddings go to ROOT/embeddings); empty: $BREASTCLIP_CACHE or ~/.cache/breastclip
     device: str = ""  # empty: automatic
     batch_size: int = 0  # 0: automatic
     options: dict = field(default_factory=dict)
@@ -106,6 +109,7 @@ class MethodSection:
     prompts: str = ""  # prompt bank name or file, for methods that use text
     backbones: tuple[str, ...] = ()  # empty: every backbone of the experiment
     enabled: bool = True
+    params_grid: dict = field(default_factory=dict)  # {name: [values]} searched when evaluation.selection = "cv"
 
 
 @dataclass(frozen=True)
@@ -122,10 +126,39 @@ class EvaluationSection:
     calibration: bool = True
     compare: bool = True
     primary_metric: str = "roc_auc"  # ranks the leaderboard and picks the best method for the comparisons
+    selection: str = "val"  # where primary_metric is measured to select: "val" (validation split) | "cv" (train+val)
+    cv_splits: int = 5  # selection = "cv": k of the stratified, patient-grouped k-fold over train+val ...
+    cv_repeats: int = 2  # ... repeated with reshuffled folds ...
+    cv_jobs: int = 2  # ... folds fitted in parallel (joblib processes)
     level: str = "image"  # image | breast (patient + laterality) | exam (exam_id): the unit metrics are computed on
     aggregate: str = "mean"  # mean | max | noisy_or: how image probabilities pool into a breast / exam
     severity: tuple[str, ...] = ()  # classes from least to most severe (a unit's label is its worst image's)
     options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySection:
+    """Facts only the investigators know, quoted by the report's reporting-guideline checklist (STARD 2015,
+    TRIPOD+AI, CLAIM). Empty: the checklist says the item is not reported and names this key."""
+
+    design: str = ""  # e.g. "retrospective analysis of a public data set"
+    intended_use: str = ""  # clinical role of the index test (triage, second reader, ...)
+    setting_and_dates: str = ""  # where and when the images were acquired
+    eligibility: str = ""  # inclusion / exclusion criteria of the source
+    series: str = ""  # consecutive, random or convenience series
+    reference_standard: str = ""  # how the labels were established (histopathology, follow-up, ...)
+    reference_rationale: str = ""
+    blinding: str = ""  # what the readers of the index test and the reference standard knew
+    annotators: str = ""  # who labelled the images, their qualifications, tools
+    acquisition: str = ""  # devices, protocols
+    deidentification: str = ""
+    time_interval: str = ""  # between the images and the reference standard
+    sample_size: str = ""  # intended sample size and how it was determined
+    ethics: str = ""
+    registration: str = ""
+    protocol: str = ""
+    funding: str = ""
+    data_availability: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,6 +168,8 @@ class ReportSection:
     enabled: bool = True
     title: str = ""
     gradcam: int = 0  # number of test images explained per CNN / CLIP method (0: none)
+    neighbours: int = 4  # most similar training images shown for each image of the error gallery (0: none)
+    study: StudySection = field(default_factory=StudySection)
     options: dict = field(default_factory=dict)
 
 
@@ -241,7 +276,33 @@ def load_config(
 
 def from_dict(raw: dict) -> ExperimentConfig:
     """Build the dataclasses from a plain dict; unknown keys and wrong types raise :class:`ConfigError`."""
-    return _build(ExperimentConfig, raw, "")
+    return _build(ExperimentConfig, _lift_split_options(raw), "")
+
+
+#: Keys of the [split] section that users also write under split.options (the splitter's keyword names).
+SPLIT_SECTION_KEYS = ("fractions", "seed", "keep_official")
+
+
+def _lift_split_options(raw: dict) -> dict:
+    """``split.options.fractions`` (seed, keep_official) means ``split.fractions``: honour it wherever it is put.
+
+    Given in both places with different values is an error rather than a silent choice.
+    """
+    split = raw.get("split")
+    options = split.get("options") if isinstance(split, dict) else None
+    if not isinstance(options, dict) or not any(k in options for k in SPLIT_SECTION_KEYS):
+        return raw
+    split, options = dict(split), dict(options)
+    for key in SPLIT_SECTION_KEYS:
+        if key not in options:
+            continue
+        value = options.pop(key)
+        if key in split and split[key] != value:
+            raise ConfigError(f"split.{key} = {split[key]!r} and split.options.{key} = {value!r} disagree: "
+                              f"keep one of them")
+        split[key] = value
+    split["options"] = options
+    return {**raw, "split": split}
 
 
 def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -251,6 +312,8 @@ def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
     pipeline skips them and says why in the log and the report.
     """
     needs_text = any(m.head in REQUIRES_TEXT_HEADS - ALIGNED_TEXT_HEADS for m in cfg.active_methods())
+    if not needs_text and all(_offline_family(b) for b in cfg.backbones):
+        return cfg  # already offline (an EfficientNet-Lite feature view such as "efficientnet-lite0@stages"): keep
     backbone = OFFLINE_TEXT_BACKBONE if needs_text else OFFLINE_BACKBONE
     methods = []
     for m in cfg.methods:
@@ -259,6 +322,16 @@ def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
             m = dataclasses.replace(m, params={**m.params, "arch": OFFLINE_CNN})  # torchvision weights need a download
         methods.append(m)
     return dataclasses.replace(cfg, backbones=(backbone,), methods=tuple(methods))
+
+
+def _offline_family(name: str) -> bool:
+    """Whether backbone ``name`` installs from the package index alone (EfficientNet-Lite and its views)."""
+    from breastclip.backbones.registry import get_entry
+
+    try:
+        return get_entry(name).family == "efficientnet_lite"
+    except (KeyError, ValueError, FileNotFoundError):
+        return False
 
 
 def select_methods(cfg: ExperimentConfig, names: list[str] | tuple[str, ...]) -> ExperimentConfig:
@@ -307,6 +380,22 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         problems.append(f"evaluation.level must be 'image', 'breast' or 'exam', got '{cfg.evaluation.level}'")
     if cfg.evaluation.aggregate not in ("mean", "max", "noisy_or"):
         problems.append(f"evaluation.aggregate must be 'mean', 'max' or 'noisy_or', got '{cfg.evaluation.aggregate}'")
+    if cfg.evaluation.selection not in SELECTION_SOURCES:
+        problems.append(f"evaluation.selection must be one of {', '.join(SELECTION_SOURCES)}, got "
+                        f"'{cfg.evaluation.selection}'")
+    if cfg.evaluation.cv_splits < 2 or cfg.evaluation.cv_repeats < 1 or cfg.evaluation.cv_jobs == 0:
+        problems.append(f"evaluation.cv_splits must be >= 2, cv_repeats >= 1 and cv_jobs != 0; got "
+                        f"{cfg.evaluation.cv_splits}, {cfg.evaluation.cv_repeats}, {cfg.evaluation.cv_jobs}")
+    for m in cfg.methods:
+        bad = [k for k, v in m.params_grid.items() if not isinstance(v, (list, tuple)) or not v]
+        if bad:
+            problems.append(f"method '{m.name}': params_grid.{bad[0]} must be a non-empty list of values")
+        both = sorted(set(m.params_grid) & set(m.params))
+        if both:
+            problems.append(f"method '{m.name}': {both} set in both params and params_grid; keep one")
+        if m.params_grid and cfg.evaluation.selection != "cv":
+            problems.append(f"method '{m.name}' has a params_grid, which only evaluation.selection = \"cv\" "
+                            f"searches (it is \"{cfg.evaluation.selection}\")")
     if cfg.evaluation.n_bootstrap < 0:
         problems.append(f"evaluation.n_bootstrap must be >= 0, got {cfg.evaluation.n_bootstrap}")
     if problems:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from breastclip import RESEARCH_ONLY
+from breastclip.user_cache import synthetic_dir
 
 log = logging.getLogger("breastclip.run")
 
@@ -107,9 +108,7 @@ def demo_config(choice: DemoChoice, output: Path | None, cache_dir: str | Path |
 
 
 def _synthetic_root() -> Path:
-    from breastclip.pipeline.embed_step import default_cache_dir
-
-    return default_cache_dir().parent / "synthetic-demo"
+    return synthetic_dir("synthetic-demo")
 
 
 def run_demo(*, data: str | Path | None = None, offline: bool = False, output: str | Path | None = None,

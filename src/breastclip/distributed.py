@@ -2,7 +2,8 @@
 
 Under torchrun the environment holds ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``: each rank joins the process group
 (NCCL on CUDA with ``cuda:LOCAL_RANK``, gloo on CPU), does its share of the work, and rank 0 writes. In a single
-process every collective is a no-op. Multi-node: add ``--nnodes/--node_rank/--rdzv_endpoint`` as usual.
+process every collective is a no-op. Multi-node: ``--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT``,
+with the cache on a file system every node sees (docs/multinode.md, examples/slurm_embed.sbatch).
 """
 
 from __future__ import annotations

@@ -77,3 +77,30 @@ def test_misspelled_or_missing_columns_and_bad_values(tmp_path):
         read_csv_table(no_image)
     with pytest.raises(SourceError, match="no CSV file found"):
         read_csv_table(tmp_path / "img")
+
+
+# ---- encodings and delimiters (Excel's "CSV UTF-8" has a byte-order mark; European Excel writes ';') ----------
+@pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("bom", [True, False])
+def test_bom_and_common_delimiters_are_read(tmp_path, sep, bom):
+    import numpy as np
+    from PIL import Image
+
+    from breastclip.data.sources import detect_format
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name)
+    rows = [["image", "label", "patient_id"], ["a.png", "benign", "p1"], ["b.png", "malignant", "p2"]]
+    text = "".join(sep.join(r) + "\r\n" for r in rows)
+    (tmp_path / "labels.csv").write_bytes(("\ufeff" if bom else "").encode() + text.encode("utf-8"))
+    assert detect_format(tmp_path) == "csv"
+    m = read_source(tmp_path / "labels.csv")
+    assert list(m.df["image"]) == ["a.png", "b.png"] and list(m.df["label"]) == ["benign", "malignant"]
+    assert list(m.df["patient_id"]) == ["p1", "p2"]
+    m.validate(check_files=True)
+
+
+def test_a_non_utf8_csv_is_a_clear_error(tmp_path):
+    (tmp_path / "labels.csv").write_bytes("image,label\nl\xe9sion.png,benign\n".encode("cp1252"))
+    with pytest.raises(SourceError, match=r"labels\.csv: not UTF-8.*CSV UTF-8"):
+        read_source(tmp_path / "labels.csv", format="csv")

@@ -13,7 +13,7 @@ from breastclip.data.sources import SourceError, detect_format, read_source
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BREASTCLIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BREASTCLIP_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.mark.realdata

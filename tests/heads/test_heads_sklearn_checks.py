@@ -6,11 +6,16 @@ import numpy as np
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from breastclip.heads import (
+    HEADS,
     AttentionMILHead,
     EmbeddingOOD,
+    EnsembleHead,
     FCHead,
+    KNNHead,
     LinearProbe,
     MLPHead,
+    NearestClassMeanHead,
+    RBFSVMHead,
     SimilarityGuidedHead,
     TipAdapter,
     TipAdapterF,
@@ -24,9 +29,20 @@ ESTIMATORS = [
     TipAdapter(shots=None, random_state=0),
     TipAdapterF(shots=None, epochs=3, random_state=0),
     EmbeddingOOD(random_state=0),
+    RBFSVMHead(random_state=0),
+    KNNHead(random_state=0),
+    KNNHead(k=3, weights="uniform"),
+    NearestClassMeanHead(),
+    EnsembleHead(members=(("simpleshot", {}), ("svm_rbf", {"C": 1.0, "random_state": 0}))),
     AttentionMILHead(epochs=5, random_state=0),  # each row one instance
     AttentionMILHead(tile_dim=1, epochs=5, random_state=0),  # each feature one instance: real bags
 ]
+
+
+def test_every_registered_head_is_checked():
+    """A head added to ``HEADS`` without an entry above would escape the checks: fail instead."""
+    checked = {type(e).head_name for e in ESTIMATORS}
+    assert set(HEADS) - {"zeroshot"} <= checked, sorted(set(HEADS) - {"zeroshot"} - checked)
 
 
 def _expected_failures(estimator) -> dict[str, str]:

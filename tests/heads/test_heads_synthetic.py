@@ -27,6 +27,10 @@ FAST = {
     "fc": {"epochs": 15},
     "tip_adapter": {"shots": 16},
     "tip_adapter_f": {"shots": 16, "epochs": 10},
+    "svm_rbf": {},
+    "knn": {},
+    "simpleshot": {},
+    "ensemble": {"members": (("svm_rbf", {"C": 3.0}), ("knn", {"k": 7}), ("simpleshot", {}))},
     "attention_mil": {"epochs": 15},
 }
 
@@ -38,7 +42,9 @@ def build(name, text, **extra):
         return cls(text_embeddings=text, **kwargs)
     if name in {"similarity_guided", "tip_adapter", "tip_adapter_f"}:
         kwargs["text_embeddings"] = text
-    return cls(random_state=0, **kwargs, **extra)
+    if "random_state" in cls().get_params():
+        kwargs["random_state"] = 0
+    return cls(**kwargs, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +55,7 @@ def fitted(synthetic):
 
 def test_registry_lists_every_method():
     assert set(HEADS) == {"zeroshot", "linear_probe", "similarity_guided", "mlp", "fc", "tip_adapter", "tip_adapter_f",
-                           "attention_mil"}
+                          "svm_rbf", "knn", "simpleshot", "ensemble", "attention_mil"}
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))

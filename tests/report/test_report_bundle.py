@@ -37,7 +37,7 @@ def test_bundle_writes_every_file(synthetic_report):
     assert {p.suffix for p in paths.figures} == {".png", ".jpg"}
     assert all((paths.figures_dir / f"{s}.png").is_file() and (paths.figures_dir / f"{s}.jpg").is_file()
                for s in stems)
-    expected = {"class_distribution", "leaderboard", "roc_comparison", "loss_curves"} | {
+    expected = {"class_distribution", "participant_flow", "leaderboard", "roc_comparison", "loss_curves"} | {
         f"{m}_{k}" for m in ("linear-probe", "zero-shot")
         for k in ("confusion_matrix", "roc", "pr", "calibration", "thresholds", "subgroups")}
     assert stems == expected

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .hashing import atomic_write_bytes
+from breastclip.atomic import atomic_write_bytes
+from breastclip.user_cache import embeddings_dir, pixels_dir
 
 CACHE_FORMAT = 1
 COMPACT_MIN_SHARDS = 16
@@ -64,7 +65,7 @@ class EmbeddingCache:
     def __init__(self, cache_dir: str | Path, name: str, parts: dict) -> None:
         self.key = model_key(parts)
         self.parts = parts
-        self.dir = Path(cache_dir) / "embeddings" / f"{_safe(name)}-{self.key}"
+        self.dir = embeddings_dir(cache_dir) / f"{_safe(name)}-{self.key}"
         self.shards = self.dir / "shards"
         self.shards.mkdir(parents=True, exist_ok=True)
         self._index: pd.DataFrame | None = None
@@ -195,7 +196,7 @@ class PixelCache:
     """Resized uint8 (3, S, S) copies keyed by (geometry spec, image content hash)."""
 
     def __init__(self, cache_dir: str | Path, spec: str) -> None:
-        self.dir = Path(cache_dir) / "pixels" / hashlib.blake2b(spec.encode(), digest_size=6).hexdigest()
+        self.dir = pixels_dir(cache_dir) / hashlib.blake2b(spec.encode(), digest_size=6).hexdigest()
         self.spec = spec
 
     def path(self, key: str) -> Path:
@@ -217,7 +218,7 @@ class PixelCache:
 
 
 def cache_dirs_of(cache_dir: str | Path) -> list[Path]:
-    root = Path(cache_dir) / "embeddings"
+    root = embeddings_dir(cache_dir)
     return sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
 
 

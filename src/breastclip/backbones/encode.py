@@ -12,19 +12,20 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from breastclip.distributed import DistContext, init_distributed
+from breastclip.user_cache import cache_root as user_cache_root
 
 from .base import Backbone, resolve_device, resolve_precision
 from .cache import EmbeddingCache, PixelCache
 from .factory import as_entry, create_backbone, weights_fingerprint
-from .hashing import default_cache_dir, file_hash
-from .preprocess import resize_crop, spec_key
+from .hashing import file_hash
+from .preprocess import PREPROCESSING_OPTIONS, check_breast_options, load_for_model, spec_key
 from .registry import DEFAULT_BACKBONE, BackboneEntry
 
 _EXPENSIVE_SUFFIXES = (".dcm", ".dicom", ".dic", ".tif", ".tiff")
@@ -66,30 +67,37 @@ class _DecodeDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from breastclip.data.images import ImageDecodeError, load_image
+        from breastclip.data.images import ImageDecodeError
 
         key, path = self.items[i]
         px = self.pixels.get(key) if self.pixels is not None else None
         if px is None:
             try:
-                img = load_image(path)
-                px = resize_crop(img, self.entry)
+                px = load_for_model(path, self.entry)
             except ImageDecodeError as e:
                 return i, None, e.problem
             except Exception as e:  # anything else about this one file: report it, keep going
                 return i, None, f"{type(e).__name__}: {e}"
-            if self.pixels is not None and self._worth_keeping(img, path):
+            if self.pixels is not None and self._worth_keeping(path):
                 try:
                     self.pixels.put(key, px)
                 except OSError:
                     pass
         return i, torch.from_numpy(px), None
 
-    def _worth_keeping(self, img: np.ndarray, path: str) -> bool:
-        if self.policy == "always":
+    def _worth_keeping(self, path: str) -> bool:
+        """"always", or (auto) DICOM / TIFF, or a file of >= 4x the input area (its header says; cheap)."""
+        if self.policy == "always" or path.lower().endswith(_EXPENSIVE_SUFFIXES):
+            return True
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception:  # not something Pillow reads (DICOM without a suffix): decoding it was not cheap
             return True
         s = self.entry.image_size
-        return img.shape[0] * img.shape[1] >= 4 * s * s or path.lower().endswith(_EXPENSIVE_SUFFIXES)
+        return w * h >= 4 * s * s
 
 
 def _collate(items):
@@ -158,12 +166,12 @@ def _progress(total: int, label: str, enabled: bool):
                     console=Console(stderr=True), disable=not enabled, transient=False)
 
 
-def _compute(model: Backbone, cache: EmbeddingCache, items: list[tuple[str, str]], *, batch_size: int,
-             num_workers: int, pixels: PixelCache | None, pixel_policy: str, rank: int, show: bool,
+def _compute(model: Backbone, entry: BackboneEntry, cache: EmbeddingCache, items: list[tuple[str, str]], *,
+             batch_size: int, num_workers: int, pixels: PixelCache | None, pixel_policy: str, rank: int, show: bool,
              total: int) -> tuple[list[tuple[str, str]], int]:
     """Encode ``items`` (key, path) and commit each batch; returns (failures as (key, problem), n encoded)."""
     dev = model.device
-    ds = _DecodeDataset(items, model.entry, pixels, pixel_policy)
+    ds = _DecodeDataset(items, entry, pixels, pixel_policy)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate,
         pin_memory=dev.type == "cuda", prefetch_factor=4 if num_workers else None,
@@ -223,6 +231,10 @@ def _hash_all(paths: Sequence[str], workers: int = 8) -> list[tuple[str | None, 
         return list(ex.map(one, paths, chunksize=64))
 
 
+def _breast_fields(entry: BackboneEntry) -> dict:
+    return {k: getattr(entry, k) for k in PREPROCESSING_OPTIONS}
+
+
 # ---- public API ---------------------------------------------------------------------------------------------
 def embed_manifest(
     manifest,
@@ -243,7 +255,9 @@ def embed_manifest(
     Returns an :class:`EmbeddingResult`: ``X`` (n, d) float32 L2-normalised rows for the ``ids`` that decoded, in
     manifest order, and ``failures`` (id, path, problem) for the rest. ``pixel_cache``: "auto" keeps resized uint8
     copies of expensive images (>= 4x the input area, DICOM, TIFF), "always", or "never". Under torchrun each rank
-    processes its share and every rank returns the same full result.
+    processes its share and every rank returns the same full result. ``overrides`` replace backbone-entry fields;
+    the mammography ones (``breast_crop``, ``flip_to``, ``pad_square``: see :mod:`breastclip.data.breast`) also apply
+    to an already built backbone and are part of the cache key.
 
     ``tiles`` (config ``embed.options.tiles``): embed overlapping high-resolution tiles instead of the whole image
     and pool them per image (:mod:`breastclip.backbones.tiles`; returns a ``TileEmbeddingResult``).
@@ -258,7 +272,7 @@ def embed_manifest(
     t0 = time.perf_counter()
     if pixel_cache not in ("auto", "always", "never"):
         raise ValueError(f"pixel_cache must be 'auto', 'always' or 'never', got {pixel_cache!r}")
-    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache_root = user_cache_root(cache_dir)
     ctx = init_distributed(device if not isinstance(backbone, Backbone) else backbone.device)
     try:
         return _embed(manifest, backbone, ctx, cache_root, batch_size, num_workers, device, precision,
@@ -272,14 +286,21 @@ def _embed(manifest, backbone, ctx: DistContext, cache_root: Path, batch_size, n
     model: Backbone | None = backbone if isinstance(backbone, Backbone) else None
     if model is not None:
         entry, dev, prec, fp = model.entry, model.device, model.precision, model.fingerprint
+        stray = sorted(set(overrides) - set(PREPROCESSING_OPTIONS))
+        if stray:
+            raise TypeError(f"embed_manifest: {stray} cannot change an already built backbone; pass it by name")
+        entry = replace(entry, **overrides)  # breast crop settings: pixels only, the model is unchanged
+        check_breast_options(entry)
     else:
         entry = as_entry(backbone, **overrides)
+        check_breast_options(entry)
         dev = ctx.device or resolve_device(device)
         prec = resolve_precision(precision, dev)
         fp = weights_fingerprint(entry, cache_root)
         if fp is None:  # weights not on disk yet (hub) or built from code: build to learn the fingerprint
             model = create_backbone(entry, dev, precision=prec)
-            fp, entry = model.fingerprint, model.entry  # the loaded model may refine size/width (hf: ids)
+            # the loaded model may refine size/width (hf: ids)
+            fp, entry = model.fingerprint, replace(model.entry, **_breast_fields(entry))
     cache = EmbeddingCache(cache_root, entry.name, {
         "backbone": entry.name, "family": entry.family, "architecture": entry.architecture, "weights": fp,
         "preprocessing": entry.preprocessing_key(), "precision": prec})
@@ -300,19 +321,21 @@ def _embed(manifest, backbone, ctx: DistContext, cache_root: Path, batch_size, n
     for i, k in enumerate(keys):
         if k is not None:
             key_path.setdefault(k, paths[i])
-    todo = cache.missing(list(key_path))
+    # one reading of the cache decides who encodes what: were each rank to read the index itself, a fast rank's
+    # first committed batch could shorten a slower rank's list and shift every slice (images skipped or doubled)
+    todo = ctx.broadcast_object(cache.missing(list(key_path)) if ctx.is_main else None)
     my_todo = todo[ctx.rank::ctx.world_size]
     key_fail: dict[str, str] = {}
     computed = 0
     if my_todo:
         if model is None:
             model = create_backbone(entry, dev, precision=prec)
-            if model.entry.preprocessing_key() != entry.preprocessing_key():
+            if replace(model.entry, **_breast_fields(entry)).preprocessing_key() != entry.preprocessing_key():
                 raise RuntimeError(f"backbone '{entry.name}': preprocessing changed on loading; rerun")
         bs = batch_size or auto_batch_size(entry, dev)
         nw = auto_num_workers(dev, ctx.world_size) if num_workers is None else num_workers
         pixels = None if pixel_policy == "never" else PixelCache(cache_root, spec_key(entry))
-        fails, computed = _compute(model, cache, [(k, key_path[k]) for k in my_todo], batch_size=bs,
+        fails, computed = _compute(model, entry, cache, [(k, key_path[k]) for k in my_todo], batch_size=bs,
                                    num_workers=nw, pixels=pixels, pixel_policy=pixel_policy, rank=ctx.rank,
                                    show=progress and ctx.is_main, total=len(my_todo))
         key_fail.update(fails)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ def _family(entry: BackboneEntry):
 
 def as_entry(backbone: str | BackboneEntry, **overrides) -> BackboneEntry:
     if isinstance(backbone, BackboneEntry):
-        return backbone
+        return replace(backbone, **overrides) if overrides else backbone
     return get_entry(backbone, **overrides)
 
 
@@ -35,6 +36,10 @@ def create_backbone(name: str | BackboneEntry, device: str | torch.device | None
     entry = as_entry(name, **overrides)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
+    if entry.view:  # a feature view: build the plain backbone, then swap its image forward
+        from .views import apply_view
+
+        return apply_view(_family(entry).build(replace(entry, view=()), dev, prec), entry)
     return _family(entry).build(entry, dev, prec)
 
 

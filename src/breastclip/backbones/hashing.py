@@ -1,23 +1,18 @@
-"""Content hashes: image files (cache keys) and weight files (backbone fingerprints), plus atomic file writes."""
+"""Content hashes: image files (cache keys) and weight files (backbone fingerprints)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from breastclip.atomic import atomic_write_bytes
+from breastclip.user_cache import weights_fingerprints_file
+
 _CHUNK = 1 << 20
 _memo_lock = threading.Lock()
-
-
-def default_cache_dir() -> Path:
-    """``$BREASTCLIP_CACHE`` or ``~/.cache/breastclip``."""
-    env = os.environ.get("BREASTCLIP_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "breastclip"
 
 
 def file_hash(path: str | Path, digest_size: int = 16) -> str:
@@ -29,38 +24,9 @@ def file_hash(path: str | Path, digest_size: int = 16) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def files_fingerprint(paths: Iterable[str | Path], cache_dir: Path | None = None) -> str:
     """Hash of several weight files, memoised by (path, size, mtime) so multi-GB checkpoints are hashed once."""
-    memo_path = (cache_dir or default_cache_dir()) / "fingerprints.json"
+    memo_path = weights_fingerprints_file(cache_dir)
     with _memo_lock:
         try:
             memo = json.loads(memo_path.read_text())

@@ -49,16 +49,42 @@ class BackboneEntry:
     text_dim: int | None = None  # when the text tower's width differs from embed_dim
     install_hint: str = ""
     extra: tuple[tuple[str, str], ...] = field(default=())
+    view: tuple[str, ...] = ()  # feature view tokens (backbones/views.py), from a name such as "<name>@stages+mirror"
+    # mammography: crop to the breast before resizing (breastclip.data.breast.crop_breast); with it, mirror every
+    # crop so the chest wall is on one side ("L" / "R"; "" keeps it) and pad the crop to a square
+    breast_crop: bool = False
+    flip_to: str = ""
+    pad_square: bool = False
 
     @property
     def text_embed_dim(self) -> int:
         return self.text_dim if self.text_dim is not None else self.embed_dim
 
+    def breast_key(self) -> dict:
+        """The breast-crop settings (empty when off, so the cache keys of plain entries never change)."""
+        if not self.breast_crop:
+            return {}
+        return {"breast": {"crop": True, "flip_to": self.flip_to, "pad_square": self.pad_square}}
+
+    @property
+    def decode_mode(self) -> str:
+        """How files are decoded for this entry: "reduced" (at reduced resolution where the codec allows, area
+        averaging before the 8-bit mapping; breastclip.data.images.load_image_resized) or "full" (the breast crop
+        is located on the full-resolution image)."""
+        return "full" if self.breast_crop else "reduced"
+
+    def decode_key(self) -> dict:
+        """Part of both cache keys: pixels decoded the reduced way differ slightly (sub-grey-level on average)
+        from a full decode + resize, so caches built before the reduced decode existed are not mixed in."""
+        return {} if self.breast_crop else {"decode": "reduced-1"}
+
     def preprocessing_key(self) -> str:
-        """Canonical description of the preprocessing; part of every cache key."""
+        """Canonical description of the preprocessing (and the feature view, when there is one); part of every
+        cache key."""
+        view = {"view": list(self.view)} if self.view else {}  # no view: no "view" field
         return json.dumps({"size": self.image_size, "resize": self.resize_mode, "interp": self.interpolation,
-                           "mean": [round(v, 8) for v in self.mean], "std": [round(v, 8) for v in self.std]},
-                          sort_keys=True)
+                           "mean": [round(v, 8) for v in self.mean], "std": [round(v, 8) for v in self.std],
+                           **self.breast_key(), **view, **self.decode_key()}, sort_keys=True)
 
 
 def _oc(name: str, arch: str, size: int, dim: int, desc: str, **kw) -> BackboneEntry:
@@ -134,9 +160,15 @@ def list_backbones() -> list[BackboneEntry]:
 
 
 def get_entry(name: str, **overrides) -> BackboneEntry:
-    """Entry for a registered name, or a derived entry for ``hf:<id>`` / ``local:<path>``."""
+    """Entry for a registered name, or a derived entry for ``hf:<id>`` / ``local:<path>``, or a feature view of a
+    registered name, ``<name>@<view>`` (see :mod:`breastclip.backbones.views`)."""
     if name in _ENTRIES:
         entry = _ENTRIES[name]
+    elif "@" in name and name.rsplit("@", 1)[0] in _ENTRIES:
+        from .views import view_entry
+
+        base, tokens = name.rsplit("@", 1)
+        entry = view_entry(_ENTRIES[base], tokens)
     elif name.startswith("hf:"):
         entry = _hf_entry(name)
     elif name.startswith("local:"):

@@ -15,17 +15,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from breastclip.data.breast import crop_breast
+from breastclip.data.images import ImageDecodeError, load_image
+from breastclip.user_cache import cache_root as user_cache_root
+
 from .base import Backbone, resolve_device, resolve_precision
 from .cache import EmbeddingCache
 from .encode import EmbeddingResult, _encode_safe, _hash_all, _progress, auto_num_workers
 from .factory import as_entry, create_backbone, weights_fingerprint
-from .hashing import default_cache_dir
+from .preprocess import PREPROCESSING_OPTIONS, check_breast_options
 from .registry import BackboneEntry
 from .tiles import TileSpec, cut_tiles, pool_bags
 
@@ -35,8 +39,8 @@ __all__ = ["TileCache", "TileEmbeddingResult", "embed_tiles"]
 @dataclass
 class TileEmbeddingResult(EmbeddingResult):
     """:class:`EmbeddingResult` whose ``X`` is the pooled tile view (``spec.pool``); ``bags[i]`` holds the
-    ``(k_i, d)`` tile embeddings of ``ids[i]`` and ``boxes[i]`` their (top, left, bottom, right) in the image
-    (boxes only for images encoded in this call; cached images have ``None``)."""
+    ``(k_i, d)`` tile embeddings of ``ids[i]`` and ``boxes[i]`` their (top, left, bottom, right) in the image, or
+    in its breast crop with ``breast_crop`` (boxes only for images encoded in this call; cached images have ``None``)."""
 
     bags: list[np.ndarray] = field(default_factory=list)
     boxes: list[np.ndarray | None] = field(default_factory=list)
@@ -85,8 +89,6 @@ class _TileDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from breastclip.data.images import ImageDecodeError, load_image
-
         _, path = self.items[i]
         try:
             image = _breast_region(load_image(path), self.entry)
@@ -99,14 +101,17 @@ class _TileDataset(torch.utils.data.Dataset):
 
 
 def _breast_region(image: np.ndarray, entry: BackboneEntry) -> np.ndarray:
-    """The seam for breast-region preprocessing: today the whole image (tiles are ranked by tissue anyway)."""
+    """The breast crop when the entry asks for it (``embed.options.breast_crop``: burned-in labels blanked,
+    optional flip), else the whole frame; tiles are ranked by breast tissue either way."""
+    if entry.breast_crop:
+        return crop_breast(image, flip_to=entry.flip_to or None, pad_square=entry.pad_square).image
     return image
 
 
-def _compute(model: Backbone, cache: TileCache, items: list[tuple[str, str]], spec: TileSpec, *, batch_size: int,
-             num_workers: int, show: bool) -> tuple[dict[str, str], dict[str, np.ndarray], int]:
+def _compute(model: Backbone, entry: BackboneEntry, cache: TileCache, items: list[tuple[str, str]], spec: TileSpec,
+             *, batch_size: int, num_workers: int, show: bool) -> tuple[dict[str, str], dict[str, np.ndarray], int]:
     """Encode the tiles of ``items`` (hash, path); commit whole images. Returns (failures, boxes, tiles encoded)."""
-    ds = _TileDataset(items, model.entry, spec)
+    ds = _TileDataset(items, entry, spec)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=None, shuffle=False, num_workers=num_workers,
         prefetch_factor=2 if num_workers else None,
@@ -184,10 +189,14 @@ def embed_tiles(
     t0 = time.perf_counter()
     spec = TileSpec.parse(tiles)
     assert spec is not None
-    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache_root = user_cache_root(cache_dir)
     model: Backbone | None = backbone if isinstance(backbone, Backbone) else None
     if model is not None:
         entry, dev, prec, fp = model.entry, model.device, model.precision, model.fingerprint
+        stray = sorted(set(overrides) - set(PREPROCESSING_OPTIONS))
+        if stray:
+            raise TypeError(f"embed_tiles: {stray} cannot change an already built backbone; pass it by name")
+        entry = replace(entry, **overrides)  # breast crop settings: pixels only, the model is unchanged
     else:
         entry = as_entry(backbone, **overrides)
         dev = resolve_device(device)
@@ -195,7 +204,9 @@ def embed_tiles(
         fp = weights_fingerprint(entry, cache_root)
         if fp is None:
             model = create_backbone(entry, dev, precision=prec)
-            fp, entry = model.fingerprint, model.entry
+            fp = model.fingerprint
+            entry = replace(model.entry, **{k: getattr(entry, k) for k in PREPROCESSING_OPTIONS})
+    check_breast_options(entry)
     cache = TileCache(cache_root, entry, {
         "backbone": entry.name, "family": entry.family, "architecture": entry.architecture, "weights": fp,
         "preprocessing": entry.preprocessing_key(), "precision": prec}, spec)
@@ -217,7 +228,7 @@ def embed_tiles(
             model = create_backbone(entry, dev, precision=prec)
         bs = batch_size or (32 if dev.type == "cpu" else 256)
         nw = auto_num_workers(dev) if num_workers is None else num_workers
-        failures_by_key, boxes, n_tiles = _compute(model, cache, [(k, key_path[k]) for k in todo], spec,
+        failures_by_key, boxes, n_tiles = _compute(model, entry, cache, [(k, key_path[k]) for k in todo], spec,
                                                    batch_size=bs, num_workers=nw, show=progress)
         counts = cache.counts()
     ok, failures = [], []

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from breastclip.data.breast import breast_mask
+
 __all__ = ["POOLS", "TileSpec", "bag_matrix", "cut_tiles", "pool_bags", "tile_grid", "tissue_fraction"]
 
 POOLS = ("mean", "max", "topk", "bag")
@@ -107,28 +109,15 @@ def tile_grid(height: int, width: int, size: int, stride: int) -> np.ndarray:
 
 
 def tissue_mask(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """Boolean breast-tissue mask on a <= 512 px working copy of a uint8 image, and its scale factor (input pixels
-    per mask pixel). Tissue: brighter than Otsu's threshold capped near black (mammogram backgrounds are flat and
-    near black); an image without a dark background counts as tissue everywhere."""
+    """Boolean breast mask on a <= 512 px working copy of ``image`` (:func:`breastclip.data.breast.breast_mask`:
+    Otsu capped near black, largest component, so burned-in labels and markers are not tissue) and its scale
+    factor (input pixels per mask pixel). An image without a dark background counts as tissue everywhere."""
+    mask, _, found = breast_mask(image, work_size=_WORK_SIZE)
     h, w = image.shape[:2]
     f = max(1.0, max(h, w) / _WORK_SIZE)
-    grey = image if image.ndim == 2 else image[..., :3].max(axis=2)
-    small = np.asarray(Image.fromarray(np.ascontiguousarray(grey)).resize(
-        (max(1, round(w / f)), max(1, round(h / f))), Image.Resampling.BOX))
-    hist = np.bincount(small.ravel(), minlength=256).astype(np.float64)
-    t = min(_otsu(hist), 10 + int(small.min()))
-    mask = small > t
-    if mask.mean() > 0.95 or not mask.any():
-        mask = np.ones_like(mask)
-    return mask, f
-
-
-def _otsu(hist: np.ndarray) -> int:
-    p = hist / max(hist.sum(), 1.0)
-    omega = np.cumsum(p)
-    mu = np.cumsum(p * np.arange(256))
-    between = (mu[-1] * omega - mu) ** 2 / np.maximum(omega * (1 - omega), 1e-12)
-    return int(np.argmax(between))
+    if not found or not mask.any():
+        return np.ones(mask.shape, dtype=bool), f
+    return mask.astype(bool), f
 
 
 def tissue_fraction(mask: np.ndarray, mask_scale: float, corners: np.ndarray, size: int) -> np.ndarray:

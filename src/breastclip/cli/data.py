@@ -109,11 +109,14 @@ def _print_summary(console, manifest, fmt: str) -> None:
         console.print(f"note: {escape(note)}", highlight=False)
 
 
-def _problems(manifest, check_files: bool) -> list[str]:
+ALLOW_OUTSIDE_HELP = "Accept image paths outside the data folder (../x.png, absolute paths); they are reported."
+
+
+def _problems(manifest, check_files: bool, allow_outside_root: bool = False) -> list[str]:
     from breastclip.data.manifest import ManifestError
 
     try:
-        manifest.validate(check_files=check_files)
+        manifest.validate(check_files=check_files, allow_outside_root=allow_outside_root)
         return []
     except ManifestError as e:
         out = []
@@ -144,6 +147,7 @@ def inspect(
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     option: list[str] = typer.Option(None, "--option", "-O", help=OPTION_HELP),
     check_files: bool = typer.Option(True, help="Check that every image file exists."),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help=ALLOW_OUTSIDE_HELP),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="Leak-audit the source's own splits (hashes images)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
 ) -> None:
@@ -154,7 +158,7 @@ def inspect(
     from breastclip import RESEARCH_ONLY
 
     fmt, manifest = _read(source, format, option)
-    problems = _problems(manifest, check_files)
+    problems = _problems(manifest, check_files, allow_outside_root)
     has_split = bool((manifest.df["split"] != "").any())
     result = _audit(manifest) if has_split and audit and not problems else None
     if has_split and audit and not problems and result is None:
@@ -186,6 +190,14 @@ def inspect(
         raise typer.Exit(1)
 
 
+def _leak_hint(group_duplicates: bool, keep_official: bool) -> str:
+    """What to try after a failed audit: only the switches not already given."""
+    tries = [flag for flag, given in (("--group-duplicates", group_duplicates), ("--no-keep-official", not keep_official))
+             if not given]
+    head = f"try {' and/or '.join(tries)}; " if tries else ""
+    return head + "--allow-leaks writes it anyway"
+
+
 @data_app.command()
 def split(
     source: Path = typer.Argument(..., help="Data set folder or file in its native layout."),
@@ -200,6 +212,7 @@ def split(
     workers: int = typer.Option(0, help="Processes for image hashing (0: in this process)."),
     allow_leaks: bool = typer.Option(False, help="Write the manifest even when the leak audit fails."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help=ALLOW_OUTSIDE_HELP),
 ) -> None:
     """Patient-grouped, stratified train/val/test split of a source, written with its leak audit."""
     from breastclip import RESEARCH_ONLY
@@ -224,7 +237,7 @@ def split(
         raise typer.Exit(2) from e
 
     fmt, manifest = _read(source, format, option)
-    problems = _problems(manifest, True)
+    problems = _problems(manifest, True, allow_outside_root)
     if problems:
         typer.secho("error: the source has problems; fix them first (see `breastclip data inspect`):\n- "
                     + "\n- ".join(problems), fg=typer.colors.RED, err=True)
@@ -244,7 +257,7 @@ def split(
     counts = ", ".join(f"{k} {v}" for k, v in result.summary()["splits"].items())
     if not audit.ok and not allow_leaks:
         typer.secho(f"leak audit FAILED ({audit_path}); manifest not written:\n- " + "\n- ".join(map(str, audit.problems))
-                    + "\n(try --group-duplicates and/or --no-keep-official; --allow-leaks writes it anyway)", fg=typer.colors.RED, err=True)
+                    + f"\n({_leak_hint(group_duplicates, keep_official)})", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     result.to_csv(output)
     verdict = "passed" if audit.ok else "FAILED (written because of --allow-leaks)"

@@ -16,8 +16,8 @@ def register(app: typer.Typer) -> None:
 def download(
     name: str = typer.Argument("", help="Data set: cbis-ddsm, breakhis, busi, mediclip, dbt, breastmnist, or a "
                                "Kaggle slug OWNER/DATASET. Leave empty (or --list) to list them."),
-    cache_dir: Path | None = typer.Option(None, "--dir", help="Download folder (default: $BREASTCLIP_DATA or "
-                                          "~/.cache/breastclip/datasets)."),
+    cache_dir: Path | None = typer.Option(None, "--dir", help="Download folder (default: "
+                                          "datasets/ under the cache root, $BREASTCLIP_CACHE)."),
     slug: str = typer.Option("", "--slug", help="Use this Kaggle copy instead of the default one."),
     size: int | None = typer.Option(None, "--size", help="MedMNIST resolution: 28, 64, 128 or 224."),
     force: bool = typer.Option(False, "--force", help="Download again even if a finished copy is there."),

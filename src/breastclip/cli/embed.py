@@ -45,7 +45,7 @@ def embed(
     manifest: Path = typer.Argument(..., exists=True, dir_okay=False, help="Manifest CSV (with its JSON sidecar)."),
     backbone: str = typer.Option("clip-vit-b32", "--backbone", "-b", help="Registry name, hf:<id> or local:<path>."),
     architecture: str | None = typer.Option(None, help="open_clip architecture of a local:<file> checkpoint."),
-    cache_dir: Path | None = typer.Option(None, help="Cache folder (default $BREASTCLIP_CACHE or ~/.cache/breastclip)."),
+    cache_dir: Path | None = typer.Option(None, help="Cache root (default $BREASTCLIP_CACHE or ~/.cache/breastclip); embeddings go to ROOT/embeddings."),
     batch_size: int | None = typer.Option(None, min=1, help="Images per batch (default: automatic)."),
     num_workers: int | None = typer.Option(None, min=0, help="Decoding worker processes (default: automatic)."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: CUDA when available)."),
@@ -54,6 +54,8 @@ def embed(
     out: Path | None = typer.Option(None, help="Also write X and ids to this .npz file."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Accept image paths outside the "
+                                            "manifest's data folder (they are reported)."),
 ) -> None:
     """Embed every image of a manifest into the content-addressed cache (resumable; torchrun-aware)."""
     from breastclip import RESEARCH_ONLY
@@ -65,9 +67,9 @@ def embed(
         raise typer.BadParameter("--out must end in .npz", param_hint="--out")
     if out is not None and out.exists() and not overwrite:
         raise typer.BadParameter(f"{out} exists; pass --overwrite to replace it", param_hint="--out")
-    m = Manifest.from_csv(manifest)
     overrides = {"architecture": architecture} if architecture else {}
     try:
+        m = Manifest.from_csv(manifest).validate(check_files=False, allow_outside_root=allow_outside_root)
         res = embed_manifest(m, backbone, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers,
                              device=device, precision=precision, pixel_cache=pixel_cache, progress=progress,
                              **overrides)
@@ -83,7 +85,7 @@ def embed(
 
         import numpy as np
 
-        from breastclip.backbones.hashing import atomic_write_bytes
+        from breastclip.atomic import atomic_write_bytes
 
         buf = io.BytesIO()
         np.savez(buf, X=res.X, ids=np.array(res.ids, dtype=str), backbone=np.array(res.backbone))

@@ -38,6 +38,8 @@ def finetune_command(
     num_workers: int | None = typer.Option(None, help="Augmentation workers (default: 0 on CPU, 8 on CUDA)."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)."),
     overwrite: bool = typer.Option(False, help="Replace a different run already in --out."),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Accept image paths outside the "
+                                            "manifest's data folder (they are reported)."),
 ) -> None:
     """Fine-tune a CNN end to end; write predictions.csv (val + test), history.csv and best.safetensors."""
     from rich.console import Console
@@ -54,7 +56,8 @@ def finetune_command(
                             num_workers=num_workers, device=device)
     console = Console()
     with Progress(console=console, transient=True) as progress:
-        res = finetune(Manifest.from_csv(manifest), config, out, overwrite=overwrite,
+        checked = Manifest.from_csv(manifest).validate(check_files=False, allow_outside_root=allow_outside_root)
+        res = finetune(checked, config, out, overwrite=overwrite,
                        progress=_progress_callback(progress))
     last = res.history.iloc[-1] if len(res.history) else None
     console.print(f"[bold]{config.method_name}[/bold]: {len(res.history)} epochs, best epoch {res.best_epoch}"

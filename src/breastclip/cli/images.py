@@ -12,9 +12,6 @@ import typer
 
 from .data import data_app
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pnm", ".webp", ".gif",
-                  ".dcm", ".dicom")
-
 
 def register(app: typer.Typer) -> None:
     """Add ``synthetic`` and ``check-images`` to the ``data`` group (registered by ``breastclip.cli.data``)."""
@@ -64,11 +61,12 @@ def check_images(
     """
     from breastclip import RESEARCH_ONLY
     from breastclip.data.images import format_failures, load_images
+    from breastclip.data.sources._files import image_files
 
     files: list[Path] = []
     for src in sources:
         if src.is_dir():
-            files += sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += image_files(src)
         else:
             files.append(src)
     if not files:

@@ -87,5 +87,5 @@ def report(
     typer.echo(f"word:        {paths.docx}")
     typer.echo(f"metrics:     {paths.metrics_json}")
     typer.echo(f"model card:  {paths.model_card}")
-    typer.echo(f"figures:     {paths.figures_dir} ({len(paths.figures)} files, 300 dpi)")
+    typer.echo(f"figures:     {paths.figures_dir} ({paths.n_figures} figures as PNG and JPG, 300 dpi)")
     typer.echo(RESEARCH_ONLY)

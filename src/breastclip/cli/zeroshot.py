@@ -24,6 +24,8 @@ def zeroshot(
     robustness: bool = typer.Option(True, help="Accuracy / AUC per prompt variant (writes *_robustness.csv)."),
     overwrite: bool = typer.Option(False, help="Replace existing output files."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="Accept image paths outside the "
+                                            "manifest's data folder (they are reported)."),
 ) -> None:
     """Zero-shot classification with a prompt bank (prompts x templates averaged in embedding space)."""
     from breastclip import RESEARCH_ONLY
@@ -37,7 +39,7 @@ def zeroshot(
     if existing and not overwrite:
         raise typer.BadParameter(f"{', '.join(existing)} exist; pass --overwrite to replace", param_hint="--out")
     try:
-        manifest = read_source(source)
+        manifest = read_source(source).validate(check_files=False, allow_outside_root=allow_outside_root)
         run = run_zeroshot(manifest, backbone, bank, split=split, cache_dir=cache_dir, device=device,
                            num_workers=num_workers, logit_scale=logit_scale, gate=gate, gate_threshold=gate_threshold,
                            robustness=robustness, progress=progress)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from breastclip.user_cache import datasets_dir
+
 #: Written into a download folder once the download finished (a partial download has none).
 PROVENANCE = "BREASTCLIP_DOWNLOAD.json"
 
@@ -70,12 +72,6 @@ DATASETS: dict[str, DatasetSource] = {d.name: d for d in (
 )}
 
 
-def default_cache_dir() -> Path:
-    """``$BREASTCLIP_DATA`` or ``~/.cache/breastclip/datasets``."""
-    env = os.environ.get("BREASTCLIP_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "breastclip" / "datasets"
-
-
 def medmnist_root() -> Path:
     """Where medmnist keeps its ``.npz`` files: ``$MEDMNIST_ROOT`` or medmnist's own default (``~/.medmnist``)."""
     env = os.environ.get("MEDMNIST_ROOT")
@@ -125,7 +121,7 @@ def download_dataset(
     resolution (28, 64, 128, 224).
     """
     src = _source_for(name, slug)
-    target = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    target = Path(cache_dir).expanduser() if cache_dir else datasets_dir()
     target = target / src.name.replace("/", "__")
     if src.kind == "medmnist":
         path = _download_medmnist(src, target, size=size, force=force)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from breastclip.atomic import atomic_write_text
+
 from .images import ImageDecodeError, ImageFailure, load_image_resized
 from .manifest import SPLITS, Manifest
 
@@ -332,9 +334,7 @@ def _save_cache(cache: str | os.PathLike | None, store: dict) -> None:
         return
     p = Path(cache)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(store))
-    os.replace(tmp, p)  # atomic: an interrupted write never leaves a half cache
+    atomic_write_text(p, json.dumps(store))  # unique temp file: parallel runs sharing a cache never collide
 
 
 # ---- pair finding -----------------------------------------------------------------------------------------------

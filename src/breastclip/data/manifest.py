@@ -140,12 +140,16 @@ class Manifest:
         return self.subset(self.df["split"] == part)
 
     # ---- validation ---------------------------------------------------------------------------------------
-    def validate(self, *, check_files: bool = True) -> Manifest:
+    def validate(self, *, check_files: bool = True, allow_outside_root: bool = False) -> Manifest:
         """Raise :class:`ManifestError` listing every problem found; return self when clean.
 
         Checks: required columns (with a did-you-mean hint for misspellings), empty manifest, empty image paths or
         labels, labels outside ``classes``, duplicate ids, duplicate rows, unknown split values, paths escaping
         ``root`` and (``check_files``) image files missing on disk, all listed in one error with a count.
+
+        Every command validates through here (``run``, ``inspect``, ``split``, ``embed``, ...). A path that leaves
+        the data root (``../outside/x.png``, ``/etc/passwd``) is refused; with ``allow_outside_root`` it is allowed
+        and reported in ``notes``.
         """
         problems: list[str] = []
         for col in REQUIRED_COLUMNS:
@@ -182,9 +186,16 @@ class Manifest:
             problems.append(f"unknown split values {bad_split} (allowed: {list(SPLITS)} or empty)")
         problems.extend(_mammo_column_problems(df))
         root = Path(os.path.abspath(self.root))
-        escaping = [p for p in df["image"].astype(str) if not Path(p).is_absolute() and not _inside(root, root / p)]
-        if escaping:
-            problems.append(f"{len(escaping)} paths escape the data root {root}: {escaping[:5]}")
+        escaping = [p for p in df["image"].astype(str) if not _inside(root, root / p)]
+        if escaping and allow_outside_root:
+            note = (f"{len(escaping)} image paths lie outside the data root (allowed by allow_outside_root): "
+                    f"{escaping[:5]}")
+            if note not in self.notes:
+                self.notes.append(note)
+        elif escaping:
+            problems.append(f"{len(escaping)} paths escape the data root {root}: {escaping[:5]}; move the images "
+                            f"under it, or allow it explicitly (data.allow_outside_root = true, "
+                            f"--allow-outside-root)")
         missing: list[str] = []
         if check_files:
             missing = [p for p in df["image"].astype(str) if not self.resolve(p).is_file()]

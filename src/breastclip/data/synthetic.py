@@ -30,6 +30,8 @@ import pandas as pd
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from breastclip.atomic import atomic_write_bytes
+
 from .manifest import Manifest
 
 __all__ = ["ALL_CLASSES", "SYNTHETIC_CLASSES", "make_synthetic", "render_lesion"]
@@ -203,7 +205,4 @@ def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
         if not overwrite:
             raise FileExistsError(f"{path} exists with different content; not overwriting it "
                                   "(pass overwrite=True, or choose an empty folder)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)

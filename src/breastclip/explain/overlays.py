@@ -13,11 +13,11 @@ import pandas as pd
 import torch
 
 from breastclip import RESEARCH_ONLY
+from breastclip.data.images import IMAGE_SUFFIXES
+from breastclip.data.sources._files import image_files
 from breastclip.explain.faithfulness import DeletionCurves, deletion_curves, plot_deletion
 from breastclip.explain.gradcam import CamModel, GradCAMExplainer
 from breastclip.explain.localisation import localisation_scores, mask_to_bool
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".dcm", ".dicom")
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, image_weight: float = 0.55) -> np.ndarray:
@@ -54,9 +54,9 @@ def collect_images(source: str | Path) -> list[Path]:
     if source.is_file():
         return [source]
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(source)
         if not files:
-            raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {source}")
+            raise FileNotFoundError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {source}")
         return files
     raise FileNotFoundError(f"{source} is neither an image file nor a folder")
 

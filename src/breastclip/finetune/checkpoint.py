@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from breastclip.atomic import atomic_path, atomic_write_text
+
 OPTIM_PREFIX = "optim."
 RNG_KEY = "rng.torch"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(stem: Path, model: torch.nn.Module, meta: dict[str, Any],
@@ -34,10 +29,9 @@ def save_checkpoint(stem: Path, model: torch.nn.Module, meta: dict[str, Any],
         meta["optimizer_param_groups"] = sd["param_groups"]
         tensors[RNG_KEY] = torch.get_rng_state()
     weights = stem.with_suffix(".safetensors")
-    tmp = weights.with_name(weights.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, weights)
-    _atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=2, default=str))
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=2, default=str))
     return weights
 
 

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 from breastclip.heads._torch_base import torch_threads as torch_threads  # one CPU thread for small heads
 from breastclip.heads.attention_mil import AttentionMILHead
+from breastclip.heads.ensemble import EnsembleHead
 from breastclip.heads.fc import FCHead
 from breastclip.heads.gate import GateResult, MedicalGate
 from breastclip.heads.io import HeadFormatError, load_head, save_head
 from breastclip.heads.linear_probe import LinearProbe
 from breastclip.heads.losses import FocalLoss, effective_number_weights
 from breastclip.heads.mlp import MLPHead
+from breastclip.heads.neighbors import KNNHead, NearestClassMeanHead
 from breastclip.heads.ood import EmbeddingOOD
 from breastclip.heads.similarity_guided import SimilarityGuidedHead
+from breastclip.heads.svm import RBFSVMHead
 from breastclip.heads.tip_adapter import TipAdapter, TipAdapterF
 from breastclip.heads.zeroshot import UnalignedTextError, ZeroShotHead, prompt_robustness
 
 HEADS: dict[str, type] = {
     cls.head_name: cls
-    for cls in (ZeroShotHead, LinearProbe, SimilarityGuidedHead, MLPHead, FCHead, TipAdapter, TipAdapterF,
+    for cls in (ZeroShotHead, LinearProbe, SimilarityGuidedHead, MLPHead, FCHead, TipAdapter, TipAdapterF, RBFSVMHead,
+                KNNHead, NearestClassMeanHead, EnsembleHead,
                 AttentionMILHead)
 }
 """Classifier heads by method name."""
@@ -57,7 +61,8 @@ def registry_name(cls: type) -> str:
 
 
 __all__ = [
-    "HEADS", "AttentionMILHead", "SAVEABLE", "TEXT_HEADS", "EmbeddingOOD", "FCHead", "FocalLoss", "GateResult", "HeadFormatError",
+    "HEADS", "SAVEABLE", "AttentionMILHead", "TEXT_HEADS", "EmbeddingOOD", "EnsembleHead", "FCHead", "KNNHead", "NearestClassMeanHead",
+    "RBFSVMHead", "FocalLoss", "GateResult", "HeadFormatError",
     "LinearProbe", "MLPHead", "MedicalGate", "SimilarityGuidedHead", "TipAdapter", "TipAdapterF",
     "UnalignedTextError", "ZeroShotHead", "effective_number_weights", "load_head", "make_head", "prompt_robustness",
     "registry_name", "save_head",

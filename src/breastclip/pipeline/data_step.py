@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,10 @@ import pandas as pd
 from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.pipeline.options import check_options, split_options
+from breastclip.user_cache import leak_fingerprints_file
 
 log = logging.getLogger("breastclip.run")
+_COUNTED_SKIP = re.compile(r"^(\d+)\b.*\b(skipped|excluded|dropped|ignored)\b")
 
 
 class LeakError(RuntimeError):
@@ -27,7 +30,7 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
         from breastclip.data.synthetic import make_synthetic
 
         options = check_options(make_synthetic, options, "data.options (synthetic)", fixed=("root",))
-        return make_synthetic(source, **options)
+        return make_synthetic(source, **options).validate(check_files=False)
     from breastclip.data.sources import FORMATS, read_source
 
     fmt = FORMATS.get(cfg.data.format.lower().replace("-", "_")) if cfg.data.format else None
@@ -36,7 +39,24 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
     if not source.exists():
         raise ConfigError(f"data.source {source} does not exist (download it with `breastclip data download`, "
                           f"or point data.source at your copy)")
-    return read_source(source, format=cfg.data.format or None, **options)
+    manifest = read_source(source, format=cfg.data.format or None, **options)
+    # the same validation `data inspect` and `data split` apply: paths leaving the data root are refused (or, with
+    # data.allow_outside_root, reported); missing or undecodable files become per-image failures later
+    return manifest.validate(check_files=False, allow_outside_root=cfg.data.allow_outside_root)
+
+
+def reader_flow(manifest: Manifest) -> dict:
+    """The start of the participant flow: images the reader returned plus those its notes say it skipped.
+
+    Readers report skipped files in their notes ("12 files not named like BreakHis were skipped ..."); a note
+    that opens with a count and says skipped / excluded / dropped becomes one exclusion with that reason.
+    """
+    exclusions = []
+    for note in manifest.notes:
+        m = _COUNTED_SKIP.match(str(note))
+        if m:
+            exclusions.append({"reason": f"by the reader: {note}", "images": int(m.group(1))})
+    return {"source_images": len(manifest) + sum(e["images"] for e in exclusions), "exclusions": exclusions}
 
 
 def subset_manifest(manifest: Manifest, n: int, seed: int) -> Manifest:
@@ -69,11 +89,8 @@ def split_and_audit(manifest: Manifest, cfg: ExperimentConfig) -> tuple[Manifest
     from breastclip.data.splits import assign_splits, audit_leaks
 
     split_kw, audit_kw = split_options(dict(cfg.split.options), assign_splits, audit_leaks, where="split.options")
-    split_kw = {k: v for k, v in split_kw.items() if k not in ("fractions", "seed", "keep_official")}
     if "cache" not in audit_kw:  # image fingerprints keyed by path, size and mtime: a rerun reads no pixels
-        from breastclip.pipeline.embed_step import cache_dir_for
-
-        audit_kw["cache"] = cache_dir_for(cfg).parent / "leak_fingerprints.json"
+        audit_kw["cache"] = leak_fingerprints_file(cfg.embed.cache_dir or None)
     manifest = assign_splits(manifest, fractions=tuple(cfg.split.fractions), seed=cfg.split_seed,
                              keep_official=cfg.split.keep_official, **split_kw)
     audit = audit_leaks(manifest, **audit_kw)

@@ -8,13 +8,22 @@ deletion faithfulness check that :func:`breastclip.explain.explain_images` write
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from breastclip.config import CNN_KIND, ExperimentConfig
-from breastclip.data.manifest import Manifest
-from breastclip.pipeline.results import safe_name
+from breastclip.backbones import create_backbone
+from breastclip.config import CNN_KIND
+from breastclip.explain import cam_model_for_backbone, cam_model_for_finetuned, explain_images
+from breastclip.finetune import load_finetuned
+from breastclip.pipeline.context import RunContext, RunData
+from breastclip.pipeline.embed_step import EmbeddingSet
+from breastclip.pipeline.methods import MethodOutcome
+
+if TYPE_CHECKING:  # predict imports the pipeline
+    from breastclip.predict import RunArtifacts
 
 log = logging.getLogger("breastclip.run")
 CLASS_MEANS = "class_means.npz"
@@ -33,54 +42,45 @@ def load_class_means(folder: Path) -> tuple[np.ndarray, list[str]]:
         return z["means"], [str(c) for c in z["classes"]]
 
 
-def run_gradcam(cfg: ExperimentConfig, out: Path, manifest: Manifest, ids: list[str], outcomes: list,
-                sets: dict) -> dict[str, str]:
+def run_gradcam(ctx: RunContext, data: RunData, outcomes: list[MethodOutcome]) -> dict[str, str]:
     """Overlays of the first ``report.gradcam`` test images for each CNN method and each backbone."""
-    from breastclip.explain import cam_model_for_backbone, cam_model_for_finetuned, explain_images
-    from breastclip.finetune import load_finetuned
-
-    n = int(cfg.report.gradcam)
-    df = manifest.df.set_index("id").loc[ids]
+    n = int(ctx.cfg.report.gradcam)
+    manifest, folder = data.manifest, ctx.folder
+    df = manifest.df.set_index("id").loc[data.ids]
     test = df[df["split"] == "test"]
     paths = [manifest.resolve(p) for p in test["image"].head(n)]
     done: dict[str, str] = {}
     if not paths:
         return done
-    jobs = []
+    jobs: list[tuple[str, Callable[[], Any]]] = []
     for o in outcomes:
-        if o.method is not None and o.method.head == CNN_KIND and o.predictions is not None:
-            jobs.append((o.label, lambda o=o: cam_model_for_finetuned(load_finetuned(o.folder / "model"))))
-    for name, emb in sets.items():
-        def make(name=name, emb=emb):
-            means, classes = load_class_means(out / "gate" / safe_name(name))
+        if o.method.head == CNN_KIND and o.predictions is not None:
+            jobs.append((o.label, lambda o=o: cam_model_for_finetuned(load_finetuned(folder.model_dir(o.label)))))
+    for name, emb in data.sets.items():
+        def make(name: str = name, emb: EmbeddingSet = emb) -> Any:
+            means, classes = load_class_means(folder.gate_dir(name))
             return cam_model_for_backbone(emb.backbone, target_embeddings=means, labels=classes)
-        if (out / "gate" / safe_name(name) / CLASS_MEANS).is_file():
+        if (folder.gate_dir(name) / CLASS_MEANS).is_file():
             jobs.append((f"{name} image tower", make))
-    for label, make in jobs:
-        folder = out / "gradcam" / safe_name(label)
+    for label, make_cam in jobs:
+        where = folder.gradcam_dir(label)
         try:
-            res = explain_images(paths, make(), folder, overwrite=True)
-            done[label] = str(folder)
-            log.info("Grad-CAM %s: %d overlays in %s", label, len(res.table), folder)
+            res = explain_images(paths, make_cam(), where, overwrite=True)
+            done[label] = str(where)
+            log.info("Grad-CAM %s: %d overlays in %s", label, len(res.table), where)
         except Exception as e:  # explanations must not lose the run's results
             log.warning("Grad-CAM for %s failed: %s", label, e, exc_info=True)
             done[label] = f"failed: {type(e).__name__}: {e}"
     return done
 
 
-def overlays_for_predict(run, paths: list[Path], folder: Path) -> list[Path | None]:
+def overlays_for_predict(run: RunArtifacts, paths: list[Path], folder: Path) -> list[Path | None]:
     """Grad-CAM overlays for ``predict --gradcam``: the CNN over its classes, or the backbone over class means."""
-    from breastclip.explain import cam_model_for_backbone, cam_model_for_finetuned, explain_images
-
     if run.method_info.get("head") == CNN_KIND:
-        from breastclip.finetune import load_finetuned
-
-        cam = cam_model_for_finetuned(load_finetuned(run.method_dir / "model"))
+        cam = cam_model_for_finetuned(load_finetuned(run.folder.model_dir(run.method)))
     else:
-        from breastclip.backbones import create_backbone
-
         backbone = run.method_info["backbone"]
-        means, classes = load_class_means(run.run_dir / "gate" / safe_name(backbone))
+        means, classes = load_class_means(run.folder.gate_dir(backbone))
         cam = cam_model_for_backbone(create_backbone(backbone, run.config.embed.device or None),
                                      target_embeddings=means, labels=classes)
     res = explain_images(paths, cam, folder, faithfulness=False)

@@ -2,38 +2,47 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-import pandas as pd
-
-from breastclip.config import ExperimentConfig
-from breastclip.data.manifest import Manifest
+from breastclip.pipeline.context import Evaluated, RunContext, RunData
+from breastclip.pipeline.options import check_options
+from breastclip.pipeline.run_folder import RunFolder
+from breastclip.report import write_report
 
 log = logging.getLogger("breastclip.run")
 
 
-def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, manifest: Manifest,
-                     evaluations: dict, comparisons: pd.DataFrame | None, outcomes: list, board: pd.DataFrame,
-                     notes: list[str], skipped: dict, failed: dict) -> Path:
-    """Write the bundle into the results folder and return the HTML report's path."""
-    from breastclip.pipeline.options import check_options
-    try:
-        from breastclip.report import write_report
-    except ImportError:  # older layout: the bundle module only
-        from breastclip.report.bundle import write_report
+UNDECODABLE = "could not be decoded or embedded (each file and its error: embeddings.json)"
 
+
+def run_flow(folder: RunFolder) -> dict:
+    """The flow of images of the run: what the data step excluded (flow.json) and the images no backbone could
+    embed (embeddings.json), by id, with the decoder's reason."""
+    flow = folder.read_json_or(RunFolder.FLOW, {})
+    emb = folder.read_json_or(RunFolder.EMBEDDINGS, {})
+    excluded: dict[str, list[str]] = {}
+    for f in emb.get("failures") or []:
+        if f.get("id"):
+            excluded.setdefault(UNDECODABLE, []).append(str(f["id"]))
+    flow["excluded_ids"] = {k: sorted(set(v)) for k, v in excluded.items()}
+    return flow
+
+
+def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Path:
+    """Write the bundle into the results folder and return the HTML report's path."""
+    cfg, folder, manifest = ctx.cfg, ctx.folder, data.manifest
+    outcomes = evaluated.outcomes
     histories = {o.label: o.history for o in outcomes if o.history and o.predictions is not None}
-    env = json.loads((out / "environment.json").read_text()) if (out / "environment.json").is_file() else {}
-    audit = json.loads((out / "leak_audit.json").read_text()) if (out / "leak_audit.json").is_file() else None
-    all_notes = list(notes)
-    all_notes += [f"{k} skipped: {v}" for k, v in skipped.items()]
-    all_notes += [f"{k} failed: {v}" for k, v in failed.items()]
+    env = folder.read_json_or(RunFolder.ENVIRONMENT, {})
+    audit = folder.read_json_or(RunFolder.LEAK_AUDIT, None)
+    all_notes = list(ctx.notes)
+    all_notes += [f"{k} skipped: {v}" for k, v in ctx.skipped.items()]
+    all_notes += [f"{k} failed: {v}" for k, v in ctx.failed.items()]
     all_notes += list(manifest.notes)
     if cfg.experiment.description:
         all_notes.insert(0, cfg.experiment.description)
-    heads = sorted({o.method.head for o in outcomes if o.method is not None and o.predictions is not None})
+    heads = sorted({o.method.head for o in outcomes if o.predictions is not None})
     run_info = {
         "dataset": manifest.name, "backbone": ", ".join(cfg.backbones), "head": ", ".join(heads),
         "seed": cfg.experiment.seed, "config": cfg.to_dict(),
@@ -45,15 +54,17 @@ def write_run_report(cfg: ExperimentConfig, out: Path, all_pred: pd.DataFrame, m
     }
     extra = check_options(write_report, dict(cfg.report.options), "report.options",
                           fixed=("out_dir", "predictions", "manifest_df", "evaluations", "histories", "run_info",
-                                 "comparisons", "leak_audit", "overwrite"))
+                                 "comparisons", "leak_audit", "overwrite", "selected_method", "flow", "study"))
     extra.setdefault("title", cfg.report.title or f"breastclip: {cfg.experiment.name}")
     extra.setdefault("positive_class", cfg.evaluation.positive_class or None)
     extra.setdefault("operating_policy", cfg.evaluation.operating_point)
     extra.setdefault("n_boot", cfg.evaluation.n_bootstrap)
     extra.setdefault("seed", cfg.experiment.seed)
     extra.setdefault("min_group_size", cfg.evaluation.min_group_size)
-    paths = write_report(out, predictions=all_pred, manifest_df=manifest.df, evaluations=evaluations,
-                         histories=histories, run_info=run_info, comparisons=comparisons, leak_audit=audit,
-                         overwrite=True, **extra)
-    log.info("report: %s (%d figures)", paths.html, len(paths.figures))
+    paths = write_report(folder.path, predictions=evaluated.predictions, manifest_df=manifest.df,
+                         evaluations=evaluated.evaluations, histories=histories, run_info=run_info,
+                         comparisons=evaluated.comparisons, leak_audit=audit,
+                         selected_method=evaluated.leaderboard.attrs.get("best"), flow=run_flow(folder),
+                         study=cfg.to_dict()["report"]["study"], overwrite=True, **extra)
+    log.info("report: %s (%d figures, each as PNG and JPG)", paths.html, paths.n_figures)
     return Path(paths.html)

@@ -32,8 +32,11 @@ from breastclip.evaluation import Evaluation, compare_methods, evaluate_predicti
 from breastclip.evaluation.summary import jsonable
 from breastclip.predictions import classes_of, validate_predictions
 from breastclip.report import sections as S
-from breastclip.report.content import Bullets, Document, Section, ci_text, fmt, fmt_ci, fmt_p
+from breastclip.report.checklist import checklist_section, study_section
+from breastclip.report.content import Bullets, Document, Section, ci_text, fmt, fmt_ci, fmt_p, fmt_threshold
+from breastclip.report.contingency import contingency_appendix, contingency_section
 from breastclip.report.docx import write_docx
+from breastclip.report.flow import FlowView, flow_section, flow_view
 from breastclip.report.html import write_html
 from breastclip.report.model_card import ModelCard, model_card_section, render_markdown
 from breastclip.report.views import DataView, MethodView, data_view, method_view
@@ -55,7 +58,12 @@ class ReportPaths:
     docx: Path
     html: Path
     model_card: Path
-    figures: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)  # every file: one PNG and one JPG per figure
+
+    @property
+    def n_figures(self) -> int:
+        """Figures drawn (each saved in two formats)."""
+        return len({p.with_suffix("") for p in self.figures})
 
 
 def environment(run_info: Mapping | None = None) -> dict[str, str]:
@@ -171,6 +179,9 @@ def write_report(
     seed: int = 0,
     min_group_size: int = 20,
     limitations: Sequence[str] = (),
+    selected_method: str | None = None,
+    flow: Mapping | None = None,
+    study: Mapping[str, str] | None = None,
     overwrite: bool = False,
 ) -> ReportPaths:
     """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
@@ -180,6 +191,9 @@ def write_report(
     ``n_boot``, ``seed``, ``min_group_size`` and ``positive_class``. ``histories`` holds per-epoch losses of trained
     methods; ``run_info`` may carry ``dataset``, ``backbone``, ``head``, ``seed``, ``config`` (dict),
     ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
+    ``selected_method`` is the method the leaderboard selected (the run passes it; the report does not re-rank);
+    ``flow`` holds what was excluded before the manifest (see :mod:`breastclip.report.flow`); ``study`` the
+    investigators' facts for the reporting-guideline checklist (``[report.study]``).
     """
     validate_predictions(predictions)
     run_info = dict(run_info or {})
@@ -216,19 +230,30 @@ def write_report(
                              "scans with training images, so every test estimate may be inflated.")
     lims = S.limitations(data, views, extra_lims)
 
+    if selected_method is not None and selected_method not in methods:
+        raise ValueError(f"selected_method {selected_method!r} is not in the predictions table {methods}")
+    selected = next(v for v in views if v.method == (selected_method or S.rank(views)[0].method))
+    fv = flow_view(mdf, predictions, classes, flow)
     fw = S.FigureWriter(figures_dir)
     summary, facts = S.summary_section(data, views, leak_head, operating_policy)
     sections: list[Section | None] = [
         summary,
         S.data_section(data, leak, leak_ok, fw),
+        flow_section(fv, fw, data.patient_ids_from_source),
         S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons)),
+        contingency_section(selected, operating_policy),
         S.training_section(histories or {}, fw),
         *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in S.rank(views)],
     ]
     card = _model_card(data, views, leak, lims, env, run_info, operating_policy)
     card_section = model_card_section(card)
+    study = {str(k): str(v) for k, v in dict(study or {}).items()}
     sections += [card_section, S.environment_section(env, run_info, S.rank(views)),
-                 Section("Limitations").add(Bullets(lims))]
+                 Section("Limitations").add(Bullets(lims)), study_section(study),
+                 contingency_appendix(S.rank(views), operating_policy)]
+    anchors = {s.anchor for s in sections if s is not None}
+    sections.append(checklist_section(_checklist_facts(selected, views, fv, data, leak_head, run_info,
+                                                       operating_policy, name), study, anchors))
     doc_title = title or f"breastclip report: {name}"
     counted = "1 method" if len(methods) == 1 else f"{len(methods)} methods"
     doc = Document(title=doc_title, subtitle=f"{counted} evaluated on the held-out test split of {name}.",
@@ -260,6 +285,32 @@ def write_report(
                                                 section_headings=False))
     paths.figures = [p for f in fw.saved for p in (f.png, f.jpg)]
     return paths
+
+
+def _checklist_facts(selected: MethodView, views: Sequence[MethodView], fv: FlowView, data: DataView, leak: str,
+                     run_info: Mapping, policy: str | None, name: str) -> dict[str, object]:
+    """The run's own answers to the checklist items (counts, thresholds, CI method)."""
+    op = selected.operating_point(policy) or {}
+    unit = selected.bootstrap.get("unit", "patient")
+    subgroups = sorted({str(c) for v in views if v.subgroups is not None and len(v.subgroups)
+                        for c in v.subgroups["column"]})
+    excluded = sum(n for _, n in fv.exclusions)
+    return {
+        "source": str(run_info.get("data_source") or name), "methods": ", ".join(v.method for v in views),
+        "selected": selected.method, "positive": str(selected.positive), "policy": str(op.get("policy", policy)),
+        "threshold": fmt_threshold(op.get("threshold")) if op else "-",
+        **{k: int(op[k]) if k in op else "-" for k in ("tp", "fp", "fn", "tn")},
+        "ci_method": f"95% percentile bootstrap CIs ({selected.bootstrap.get('n_boot', '?')} replicates resampling "
+                     f"{unit}s)",
+        "excluded": excluded, "analysed": fv.analysed, "source_images": fv.source_images,
+        "exclusions": "; ".join(f"{n} {r}" for r, n in fv.exclusions) or "none excluded",
+        "missing": (f"{excluded} image(s) excluded with reasons" if excluded else "no image excluded")
+                   + "; missing metadata values form their own '(missing)' subgroup",
+        "subgroups": ", ".join(subgroups) or "none qualified",
+        "parts": "; ".join(f"{s} {int(r['images'])} images / {int(r['patients'])} patients"
+                           for s, r in fv.parts.iterrows()),
+        "unit": "patient" if data.patient_ids_from_source else "image (the source has no patient ids)",
+        "leak": leak, "classes": ", ".join(data.classes)}
 
 
 def _image_lookup(manifest):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from docx import Document as new_docx
+from docx.enum.section import WD_ORIENT, WD_SECTION
 from docx.enum.table import WD_TABLE_ALIGNMENT
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.oxml import OxmlElement
@@ -21,6 +22,7 @@ from breastclip.report.content import Bullets, Document, FigureRef, Heading, Not
 TABLE_STYLE = "Light Grid Accent 1"
 FLAG_FILL = "FFF4E0"
 WARN = RGBColor(0xD5, 0x5E, 0x00)
+WIDE_TABLE = 8  # more columns than this do not fit a portrait page at 8 pt: the table gets a landscape page
 
 
 def _shade(cell, fill: str) -> None:
@@ -32,7 +34,21 @@ def _shade(cell, fill: str) -> None:
     props.append(shd)
 
 
+def _orient(docx, landscape: bool) -> None:
+    """Start a new page section in landscape (wide tables) or back in portrait, unless already so."""
+    current = docx.sections[-1]
+    if (current.orientation == WD_ORIENT.LANDSCAPE) == landscape:
+        return
+    section = docx.add_section(WD_SECTION.NEW_PAGE)
+    width, height = section.page_width, section.page_height
+    section.orientation = WD_ORIENT.LANDSCAPE if landscape else WD_ORIENT.PORTRAIT
+    section.page_width, section.page_height = height, width
+
+
 def _add_table(docx, t: Table) -> None:
+    wide = len(t.df.columns) > WIDE_TABLE
+    if wide:
+        _orient(docx, landscape=True)
     docx.add_heading(t.title, level=2)
     rows = cell_text(t.df)
     table = docx.add_table(rows=1 + len(rows), cols=len(t.df.columns))
@@ -55,6 +71,8 @@ def _add_table(docx, t: Table) -> None:
     caption = t.caption + (f" Highlighted rows: {t.flag_note}" if flagged and t.flag_note else "")
     if caption:
         docx.add_paragraph(caption, style="Caption")
+    if wide:
+        _orient(docx, landscape=False)
 
 
 def _add_figure(docx, f: FigureRef, number: int) -> None:

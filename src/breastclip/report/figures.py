@@ -342,7 +342,7 @@ def subgroups(table: pd.DataFrame, *, metric: str = "value", metric_label: str =
 
 @_styled
 def leaderboard(table: pd.DataFrame, *, metric: str = "auc", metric_label: str = "ROC AUC",
-                title: str | None = None) -> Figure:
+                title: str | None = None, bounded: bool = True) -> Figure:
     """Methods ranked by one metric with 95% CI whiskers. ``table`` columns: ``method``, ``<metric>``,
     optional ``<metric>_lo`` / ``<metric>_hi``."""
     t = table.sort_values(metric, ascending=True, na_position="first").reset_index(drop=True)
@@ -358,6 +358,9 @@ def leaderboard(table: pd.DataFrame, *, metric: str = "auc", metric_label: str =
         if np.isfinite(vi):
             ax.annotate(f"{vi:.3f}", (vi, yi), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=6.5)
     ax.set_yticks(y, t["method"].astype(str))
+    low = np.nanmin(np.concatenate([v, t[lo_c].to_numpy(dtype=float) if lo_c in t else v]))
+    if bounded and np.isfinite(low):  # a proportion: the axis ends at 1 (the annotations sit above the dots)
+        ax.set_xlim(max(0.0, low - 0.05), 1.0)
     ax.set_xlabel(metric_label + " on test (95% CI)")
     ax.set_title(title or f"Methods ranked by {metric_label}")
     ax.margins(y=0.25)
@@ -384,4 +387,39 @@ def error_gallery(images: Sequence[np.ndarray | None], captions: Sequence[str], 
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         ax.set_title(captions[k], fontsize=6.5, pad=2)
     fig.suptitle(title, fontsize=9.5)
+    return fig
+
+
+# ---- participant flow (STARD 2015 item 19) --------------------------------------------------------------------
+def _box(ax, x: float, y: float, text: str, *, edge: str = "#0072B2", face: str = "#eef5fb", ha: str = "center"
+         ) -> None:
+    ax.text(x, y, text, ha=ha, va="center", fontsize=7, linespacing=1.35,
+            bbox={"boxstyle": "round,pad=0.5", "facecolor": face, "edgecolor": edge, "linewidth": 0.9})
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float]) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "-|>", "color": "0.3", "lw": 0.9})
+
+
+@_styled
+def participant_flow(source: str, excluded: Sequence[str], analysed: str, parts: Sequence[tuple[str, str]], *,
+                     title: str = "Flow of images through the study") -> Figure:
+    """A STARD-style flow diagram: the source box, an exclusions box with one line per reason, the analysed box,
+    and one box per split (``parts``: (name, text) pairs, text holding images, patients and classes)."""
+    fig, ax = _subplots(width=6.4, height=4.6)
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    _box(ax, 0.33, 0.9, source)
+    _arrow(ax, (0.33, 0.84), (0.33, 0.6))
+    ex_text = "Excluded:\n" + ("\n".join(excluded) if excluded else "none")
+    _box(ax, 0.58, 0.72, ex_text, edge="#D55E00", face="#fdf0e8", ha="left")
+    _arrow(ax, (0.33, 0.72), (0.56, 0.72))
+    _box(ax, 0.33, 0.54, analysed)
+    n = max(len(parts), 1)
+    xs = [(i + 0.5) / n for i in range(n)]
+    for x, (name, text) in zip(xs, parts, strict=False):
+        _arrow(ax, (0.33, 0.49), (x, 0.33))
+        _box(ax, x, 0.18, f"{name}\n{text}", edge="#009E73", face="#e9f6f1")
+    ax.set_title(title)
     return fig

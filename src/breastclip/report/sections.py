@@ -26,6 +26,7 @@ from breastclip.report.content import (
     ci_text,
     fmt,
     fmt_ci,
+    fmt_threshold,
     slug,
 )
 from breastclip.report.views import HEADLINE_LABELS, DataView, MethodView
@@ -62,7 +63,7 @@ def op_text(op: Mapping | None, positive: str | None) -> str:
     tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
     sens = fmt_ci(op.get("sensitivity"), op.get("sensitivity_ci_lo"), op.get("sensitivity_ci_hi"))
     spec = fmt_ci(op.get("specificity"), op.get("specificity_ci_lo"), op.get("specificity_ci_hi"))
-    return (f"'{positive}' vs rest at threshold {fmt(op.get('threshold'))} ({op.get('policy')}, frozen on "
+    return (f"'{positive}' vs rest at threshold {fmt_threshold(op.get('threshold'))} ({op.get('policy')}, frozen on "
             f"validation): sensitivity {sens} = {tp}/{tp + fn}, specificity {spec} = {tn}/{tn + fp}")
 
 
@@ -72,7 +73,7 @@ def op_short(op: Mapping | None, positive: str | None) -> str:
         return "not available (needs a positive class and a validation split)"
     tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
     return (f"{positive} vs rest: sensitivity {fmt(op.get('sensitivity'), 2)} ({tp}/{tp + fn}), specificity "
-            f"{fmt(op.get('specificity'), 2)} ({tn}/{tn + fp}) at t={fmt(op.get('threshold'))} "
+            f"{fmt(op.get('specificity'), 2)} ({tn}/{tn + fp}) at t={fmt_threshold(op.get('threshold'))} "
             f"({op.get('policy')}, chosen on validation)")
 
 
@@ -209,8 +210,20 @@ def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: Fig
         s.add(overlay)
     if comparisons is not None and len(comparisons):
         s.add(Table("comparisons", "Paired comparisons on the same test images", comparisons,
-                    caption="DeLong test for AUC differences, paired bootstrap otherwise."))
+                    caption=comparison_caption(comparisons)))
     return s
+
+
+TEST_NAMES = {"delong": "DeLong test (AUC)", "bootstrap": "paired bootstrap", "paired_bootstrap": "paired bootstrap"}
+
+
+def comparison_caption(comparisons: pd.DataFrame) -> str:
+    """Names the tests the table actually holds (its ``test`` column), never a fixed claim."""
+    used = list(dict.fromkeys(str(t) for t in comparisons.get("test", pd.Series(dtype=str)).dropna()))
+    names = [TEST_NAMES.get(t.lower(), t) for t in used]
+    what = " and ".join(names) if names else "the paired test named in each row"
+    return (f"Differences on the same test images; test used: {what}. p (Holm): adjusted for the number of "
+            "comparisons.")
 
 
 def roc_overlay(views: Sequence[MethodView], fw: FigureWriter) -> FigureRef | None:
@@ -343,11 +356,7 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
     cal = v.calibration or {}
     before = cal.get("before")
     if before:
-        bins = pd.DataFrame(before.get("bins", []))
-        bins = bins.rename(columns={"bin_lo": "lower", "bin_hi": "upper"})
-        s.add(fw(F.calibration(bins, ece=before.get("ece")), f"{key}_calibration", "Calibration",
-                 "Observed accuracy against mean confidence (top-label) per bin on test; the diagonal is perfect "
-                 "calibration; bars below: images per bin."))
+        s.add(calibration_figure(v, before, key, fw))
         rows = [{"": "as predicted", "ECE": before.get("ece"), "Brier": before.get("brier"), "NLL": before.get("nll")}]
         after = cal.get("after")
         if after:
@@ -386,6 +395,32 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
     return s
 
 
+MIN_CALIBRATION_BINS = 3
+
+
+def calibration_figure(v: MethodView, before: Mapping, key: str, fw: FigureWriter) -> FigureRef | Note:
+    """The reliability diagram, on the top-label confidence or, when that fills fewer than three bins (a saturated
+    model: every confidence near 1), on the positive class's probability; a note instead of a one-bar plot."""
+    bins = pd.DataFrame(before.get("bins", [])).rename(columns={"bin_lo": "lower", "bin_hi": "upper"})
+    populated = int((bins["count"] > 0).sum()) if "count" in bins else 0
+    if populated >= MIN_CALIBRATION_BINS:
+        return fw(F.calibration(bins, ece=before.get("ece")), f"{key}_calibration", "Calibration",
+                  "Observed accuracy against mean confidence (top-label) per bin on test; the diagonal is perfect "
+                  "calibration; bars below: images per bin.")
+    pos = pd.DataFrame(before.get("positive_bins") or [])
+    if len(pos) and int((pos["count"] > 0).sum()) >= MIN_CALIBRATION_BINS:
+        pos = pos.rename(columns={"bin_lo": "lower", "bin_hi": "upper", "mean_predicted": "confidence",
+                                  "fraction_positive": "accuracy"})
+        return fw(F.calibration(pos, ece=None, title=f"Calibration of P({v.positive})"), f"{key}_calibration",
+                  "Calibration",
+                  f"Observed fraction of {v.positive} against the mean predicted P({v.positive}) per bin on test "
+                  f"(the top-label confidences fill only {populated} bin(s)); the diagonal is perfect calibration; "
+                  "bars below: images per bin.")
+    return Note(f"No reliability diagram: the test predictions fill only {populated} of {len(bins)} confidence "
+                f"bins (the model is nearly always {'fully ' if populated <= 1 else ''}confident), so a plot would "
+                f"show {populated} bar(s). Expected calibration error {fmt(before.get('ece'))}.", "info")
+
+
 def vs_text(v: MethodView) -> str:
     """``malignant vs benign`` for binary problems, ``malignant vs rest`` otherwise."""
     others = [c for c in v.classes if c != v.positive]
@@ -395,7 +430,7 @@ def vs_text(v: MethodView) -> str:
 def operating_table(op: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in op.iterrows():
-        rows.append({"rule": r["policy"], "threshold": r["threshold"],
+        rows.append({"rule": r["policy"], "threshold": fmt_threshold(r["threshold"]),
                      "sensitivity (95% CI)": fmt_ci(r.get("sensitivity"), r.get("sensitivity_ci_lo"),
                                                     r.get("sensitivity_ci_hi")),
                      "specificity (95% CI)": fmt_ci(r.get("specificity"), r.get("specificity_ci_lo"),
@@ -417,6 +452,11 @@ def chart_metric(sub: pd.DataFrame) -> str | None:
     return None
 
 
+def int_cells(values) -> list:
+    """Counts as integers ('12', never '12.000'), '-' where not computed (a group too small to estimate)."""
+    return [int(x) if pd.notna(x) else "-" for x in values]
+
+
 def subgroup_blocks(v: MethodView, key: str, fw: FigureWriter) -> list:
     sub = v.subgroups
     blocks: list = []
@@ -426,7 +466,7 @@ def subgroup_blocks(v: MethodView, key: str, fw: FigureWriter) -> list:
         return [Note("No metadata column qualified for a subgroup analysis.", "info")] + ([skipped] if skipped else [])
     groups = sub.drop_duplicates(["column", "value"])[["column", "value", "n", "classes_present", "status"]]
     table = pd.DataFrame({"attribute": groups["column"].to_numpy(), "group": groups["value"].to_numpy(),
-                          "images": groups["n"].to_numpy(), "classes": groups["classes_present"].to_numpy()})
+                          "images": int_cells(groups["n"]), "classes": groups["classes_present"].to_numpy()})
     for m in SUBGROUP_METRICS:
         rows = sub[sub["metric"] == m].set_index(["column", "value"])
         if rows.empty:
@@ -465,16 +505,17 @@ def subgroup_operating_table(v: MethodView, key: str, policy: str | None) -> Tab
     rule = policy if policy and (ops["policy"] == policy).any() else str(ops["policy"].iloc[0])
     o = ops[ops["policy"] == rule].reset_index(drop=True)
     table = pd.DataFrame({
-        "attribute": o["column"], "group": o["value"], "images": o["n"], f"{v.positive}": o.get("n_positive"),
+        "attribute": o["column"], "group": o["value"], "images": int_cells(o["n"]),
+        f"{v.positive}": int_cells(o["n_positive"]) if "n_positive" in o else "-",
         "sensitivity (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(
             o["sensitivity"], o.get("sensitivity_ci_lo", o["sensitivity"] * np.nan),
             o.get("sensitivity_ci_hi", o["sensitivity"] * np.nan), strict=True)],
         "specificity (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(
             o["specificity"], o.get("specificity_ci_lo", o["specificity"] * np.nan),
             o.get("specificity_ci_hi", o["specificity"] * np.nan), strict=True)],
-        "TP": o["tp"], "FP": o["fp"], "TN": o["tn"], "FN": o["fn"]})
+        **{k.upper(): int_cells(o[k]) for k in ("tp", "fp", "tn", "fn")}})
     small = [i for i, s in enumerate(o["status"]) if s != "ok"] if "status" in o else []
-    thr = fmt(float(o["threshold"].iloc[0])) if "threshold" in o and len(o) else "-"
+    thr = fmt_threshold(float(o["threshold"].iloc[0])) if "threshold" in o and len(o) else "-"
     return Table(f"subgroup-operating-{key}", f"Operating point by subgroup ({rule}, t={thr})", table,
                  flag_rows=small, flag_note=f"groups under {v.min_group_size or 'the minimum'} images.",
                  caption=f"The threshold frozen on validation ({rule}) applied in each subgroup of the test split; "
@@ -484,7 +525,7 @@ def subgroup_operating_table(v: MethodView, key: str, policy: str | None) -> Tab
 def environment_section(environment: Mapping[str, str], run_info: Mapping | None,
                         views: Sequence[MethodView] = ()) -> Section:
     s = Section("Environment and reproducibility")
-    texts = list(dict.fromkeys(v.methods_text for v in views if v.methods_text))
+    texts = statistical_methods(views)
     if texts:
         s.add(Heading("Statistical methods"), *texts)
     s.add(Table("environment", "Software and settings",
@@ -494,6 +535,18 @@ def environment_section(environment: Mapping[str, str], run_info: Mapping | None
         s.add(Table("config", "Run configuration",
                     pd.DataFrame([(k, str(v)) for k, v in _flatten(config).items()], columns=["key", "value"])))
     return s
+
+
+def statistical_methods(views: Sequence[MethodView]) -> list[str]:
+    """The evaluations' methods paragraphs, said once: the per-method opening becomes "Each method" so identical
+    settings collapse into one paragraph; methods evaluated differently keep their own (named) paragraph."""
+    texts: dict[str, list[str]] = {}
+    for v in views:
+        if v.methods_text:
+            texts.setdefault(v.methods_text.replace(f"Method '{v.method}'", "Each method", 1), []).append(v.method)
+    if len(texts) == 1:
+        return list(texts)
+    return [f"{', '.join(ms)}: {t}" for t, ms in texts.items()]
 
 
 def _flatten(d: Mapping, prefix: str = "") -> dict:

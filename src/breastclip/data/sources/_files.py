@@ -6,8 +6,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pnm", ".webp",
-                              ".gif", ".dcm", ".dicom"})
+from breastclip.data.images import IMAGE_SUFFIXES
+
 IGNORED_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
 # DICOM header fields worth keeping as metadata (keyword -> manifest column).
@@ -24,24 +24,66 @@ DICOM_FIELDS = {
 }
 
 
-def is_image_file(path: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> bool:
+def is_image_file(path: Path, extensions: frozenset[str] = IMAGE_SUFFIXES) -> bool:
     name = path.name
     return (not name.startswith(".") and name.lower() not in IGNORED_NAMES
             and path.suffix.lower() in extensions)
 
 
-def walk_files(root: Path, max_depth: int | None = None) -> Iterator[Path]:
-    """Every file under ``root`` (sorted, hidden entries skipped, symlinks followed), optionally depth-limited."""
+def _dir_key(path: Path | str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)  # follows symlinks: the folder a link leads to
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def walk_files(root: Path, max_depth: int | None = None, loops: set[Path] | None = None) -> Iterator[Path]:
+    """Every file under ``root`` (sorted, hidden entries skipped, symlinks followed), optionally depth-limited.
+
+    Each folder is entered once, tracked by (device, inode): a directory symlink that leads back to a folder already
+    on the way (``benign/loop -> ..``) or already walked is skipped, and its path added to ``loops`` when given.
+    """
     root = Path(root)
     base_depth = len(root.parts)
+    seen = {k for k in (_dir_key(p) for p in (root, *Path(os.path.abspath(root)).parents)) if k is not None}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         depth = len(Path(dirpath).parts) - base_depth
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if max_depth is not None and depth >= max_depth:
-            dirnames[:] = []
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            key = _dir_key(os.path.join(dirpath, d))
+            if key is None:
+                continue
+            if key in seen:
+                if loops is not None:
+                    loops.add(Path(dirpath) / d)
+                continue
+            seen.add(key)
+            keep.append(d)
+        dirnames[:] = [] if max_depth is not None and depth >= max_depth else keep
         for f in sorted(filenames):
             if not f.startswith("."):
                 yield Path(dirpath) / f
+
+
+def image_files(root: Path, loops: set[Path] | None = None) -> list[Path]:
+    """Every image file under ``root`` (sorted; see :func:`walk_files` for hidden files and symlink loops)."""
+    return [f for f in walk_files(root, loops=loops) if is_image_file(f)]
+
+
+def loops_note(loops: set[Path], root: Path) -> str:
+    """One line naming each skipped directory symlink loop, relative to the data root."""
+    shown = []
+    for p in sorted(loops):
+        try:
+            target = os.readlink(p)
+        except OSError:
+            target = "a folder already read"
+        shown.append(f"{relative_to_root(p, root)} -> {target}")
+    return (f"{len(loops)} directory symlink loop(s) skipped (each folder is read once): " + "; ".join(shown[:10])
+            + (f"; ... and {len(shown) - 10} more" if len(shown) > 10 else ""))
 
 
 def dicom_header(path: Path) -> dict[str, str]:

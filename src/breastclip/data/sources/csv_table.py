@@ -3,10 +3,14 @@
 Paths are relative to the CSV's folder (or ``root``). Column names are guessed from common spellings when not
 given (``path``/``image``/``filename``..., ``label``/``class``/``target``...); a named column that does not exist is
 an error with a did-you-mean hint.
+
+Files are read as UTF-8 with or without a byte-order mark (Excel's "CSV UTF-8" writes one), with the delimiter
+sniffed among comma, semicolon, tab and pipe unless ``sep`` names it.
 """
 
 from __future__ import annotations
 
+import csv
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,6 +24,8 @@ LABEL_CANDIDATES = ("label", "class", "target", "diagnosis", "pathology", "categ
 PATIENT_CANDIDATES = ("patient_id", "patient", "patientid", "subject_id", "subject", "case_id")
 SPLIT_CANDIDATES = ("split", "subset", "fold_split", "partition", "set")
 TABLE_NAMES = ("labels.csv", "manifest.csv", "metadata.csv", "dataset.csv")
+DELIMITERS = ",;\t|"
+ENCODING = "utf-8-sig"  # UTF-8, and a leading byte-order mark is dropped instead of sticking to the first column
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "dev": "val", "test": "test", "testing": "test", "": ""}
 
@@ -39,13 +45,35 @@ def _table_in(path: Path) -> Path | None:
     return None
 
 
+def sniff_delimiter(table: Path) -> str:
+    """The delimiter of ``table`` among comma, semicolon, tab and pipe (comma when the sample is ambiguous)."""
+    with open(table, encoding=ENCODING, newline="") as f:
+        sample = f.read(64 * 1024)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def read_table(table: Path, *, sep: str | None = None, nrows: int | None = None) -> pd.DataFrame:
+    """A CSV as text columns, BOM-tolerant and delimiter-sniffing; an unreadable file is a SourceError naming it."""
+    try:
+        delimiter = sep or sniff_delimiter(table)
+        return pd.read_csv(table, sep=delimiter, encoding=ENCODING, dtype=str, keep_default_na=False, nrows=nrows)
+    except UnicodeDecodeError as e:
+        raise _source_error(f"{table}: not UTF-8 text ({e.reason} at byte {e.start}); save it as 'CSV UTF-8' "
+                            "(Excel) or convert it with iconv") from e
+    except (OSError, ValueError, csv.Error) as e:
+        raise _source_error(f"{table}: cannot be read as CSV ({e})") from e
+
+
 def detect(path: Path) -> bool:
     """A CSV file, or a folder with a ``labels.csv``/``manifest.csv``, whose columns include an image and a label."""
     table = _table_in(path)
     if table is None:
         return False
     try:
-        cols = [c.strip().lower() for c in pd.read_csv(table, nrows=0, sep=None, engine="python").columns]
+        cols = [str(c).strip().lower() for c in read_table(table, nrows=0).columns]
     except Exception:
         return False
     return any(c in cols for c in IMAGE_CANDIDATES) and any(c in cols for c in LABEL_CANDIDATES)
@@ -95,10 +123,7 @@ def read_csv_table(
     if _is_breastclip_manifest(table) and not any((image_col, label_col, patient_col, split_col, metadata_cols, root,
                                                    label_map, classes)):
         return Manifest.from_csv(table)  # written by Manifest.to_csv: its sidecar restores root, classes, notes
-    try:
-        df = pd.read_csv(table, sep=sep, engine="python" if sep is None else "c", dtype=str, keep_default_na=False)
-    except Exception as e:
-        raise _source_error(f"{table}: cannot be read as CSV ({e})") from e
+    df = read_table(table, sep=sep)
     df.columns = [str(c).strip() for c in df.columns]
     cols = list(df.columns)
     icol = _pick(cols, image_col, IMAGE_CANDIDATES, "image", table, True)
@@ -157,7 +182,7 @@ def _is_breastclip_manifest(table: Path) -> bool:
         return False
     try:
         meta = json.loads(sidecar.read_text())
-        cols = set(pd.read_csv(table, nrows=0).columns)
+        cols = set(read_table(table, nrows=0).columns)
     except Exception:
         return False
     return isinstance(meta, dict) and {"root", "classes"} <= set(meta) and set(REQUIRED_COLUMNS) <= cols

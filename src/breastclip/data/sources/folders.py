@@ -12,11 +12,12 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from breastclip.data.images import DICOM_SUFFIXES, IMAGE_SUFFIXES
 from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import (
-    IMAGE_EXTENSIONS,
     dicom_header,
     is_image_file,
+    loops_note,
     relative_to_root,
     walk_files,
 )
@@ -72,7 +73,7 @@ def read_folders(
     root = Path(path).expanduser()
     if not root.is_dir():
         raise _source_error(f"class-folder source {root} is not a directory")
-    exts = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions) if extensions else IMAGE_EXTENSIONS
+    exts = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions) if extensions else IMAGE_SUFFIXES
     class_map = dict(class_map or {})
 
     if label_from != "folder":
@@ -99,9 +100,10 @@ def read_folders(
     rows: list[dict] = []
     unmatched: list[str] = []
     n_masks = n_other = 0
+    loops: set[Path] = set()
     for split, cdir in groups:
         label = class_map.get(cdir.name, cdir.name)
-        files = [f for f in walk_files(cdir)]
+        files = list(walk_files(cdir, loops=loops))
         images: dict[str, dict] = {}
         masks: list[Path] = []
         for f in files:
@@ -124,7 +126,7 @@ def read_folders(
                     row["patient_id"] = hit.group(1)
                 else:
                     unmatched.append(row["image"])
-            if f.suffix.lower() in {".dcm", ".dicom"} and dicom_metadata:
+            if f.suffix.lower() in DICOM_SUFFIXES and dicom_metadata:
                 header = dicom_header(f)
                 pid = header.pop("dicom_patient_id", None)
                 if pid is not None and patient_from is None:
@@ -163,6 +165,8 @@ def read_folders(
         manifest.notes.append(f"{n_masks} segmentation mask files recognised and excluded (kept in the 'mask' column)")
     if n_other:
         manifest.notes.append(f"{n_other} non-image files ignored")
+    if loops:
+        manifest.notes.append(loops_note(loops, root))
     if any(g[0] for g in groups):
         manifest.notes.append("split taken from the train/val/test folders")
     return manifest
@@ -174,7 +178,7 @@ def _read_dicom_labelled(root: Path, keyword: str, class_map: dict, name: str | 
 
     rows, unlabelled, unreadable = [], [], []
     for f in walk_files(root):
-        if f.suffix.lower() not in {".dcm", ".dicom"}:
+        if f.suffix.lower() not in DICOM_SUFFIXES:
             continue
         try:
             value = pydicom.dcmread(f, stop_before_pixels=True).get(keyword)

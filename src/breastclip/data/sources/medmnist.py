@@ -1,8 +1,8 @@
 """MedMNIST ``.npz`` files (BreastMNIST and its 2D siblings, any size 28/64/128/224), official splits kept.
 
 The pixel arrays live inside the npz. On first read they are exported once to PNG files (``<split>/<index>.png``) in
-a content-addressed cache folder ``<cache>/<stem>-<md5 prefix>/`` (``cache_dir=``, else ``$BREASTCLIP_CACHE_DIR/medmnist``
-or ``~/.cache/breastclip/medmnist``): never inside the data folder, which may be shared or read-only. The manifest
+a content-addressed cache folder ``<cache>/<stem>-<md5 prefix>/`` (``cache_dir=``, else ``medmnist/`` under the
+user cache root, see breastclip.user_cache): never inside the data folder, which may be shared or read-only. The manifest
 therefore stays a table of ordinary image files that every decoder, hash-based leak check and embedding cache handles
 without special cases. A changed npz gets a new folder; an interrupted export resumes (a marker file is written last).
 
@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from breastclip.atomic import atomic_path, atomic_write_text
 from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import walk_files
+from breastclip.user_cache import medmnist_dir
 
 SPLIT_NAMES = ("train", "val", "test")
 NAME_RE = re.compile(r"^(?P<flag>[a-z0-9]+mnist(?:3d)?)(?:_(?P<size>\d+))?$")
@@ -136,16 +138,8 @@ def _locate(path: Path, flag: str | None, size: int | None, download: bool) -> P
     return download_npz(flag, size or 28, root)
 
 
-def default_cache_dir() -> Path:
-    """Where PNG exports go: ``$BREASTCLIP_CACHE_DIR/medmnist`` or ``$XDG_CACHE_HOME/breastclip/medmnist``."""
-    env = os.environ.get("BREASTCLIP_CACHE_DIR")
-    if env:
-        return Path(env).expanduser() / "medmnist"
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "breastclip" / "medmnist"
-
-
 def _export_dir(npz: Path, md5: str, cache_dir: Path | None) -> Path:
-    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    base = Path(cache_dir).expanduser() if cache_dir is not None else medmnist_dir()
     return base / f"{npz.stem}-{md5[:12]}"
 
 
@@ -190,15 +184,14 @@ def _export(data, out: Path, md5: str) -> dict[str, int]:
             for i, arr in enumerate(images):
                 name = f"{i:05d}.png"
                 if name not in existing:  # else written earlier from this same npz (the folder name holds its md5)
-                    tmp = out / split / f".{name}.tmp"
-                    Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
-                    os.replace(tmp, out / split / name)
+                    with atomic_path(out / split / name) as tmp:
+                        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
                 if progress is not None:
                     progress.advance(task)
     finally:
         if progress is not None:
             progress.stop()
-    (out / MARKER).write_text(json.dumps({"md5": md5, "counts": counts}, indent=2))
+    atomic_write_text(out / MARKER, json.dumps({"md5": md5, "counts": counts}, indent=2))
     return counts
 
 

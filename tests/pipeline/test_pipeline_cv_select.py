@@ -1,0 +1,133 @@
+"""evaluation.selection = "cv": grids ranked by repeated grouped k-fold on train+val, refit, test scored once."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from breastclip.config import ConfigError, load_config
+from breastclip.heads import HEADS, SAVEABLE, RBFSVMHead
+from breastclip.heads import model_selection as ms
+from breastclip.pipeline import run_experiment
+
+
+def _cv_raw(tiny_raw, **extra):
+    return tiny_raw(
+        methods=[
+            {"name": "svm", "head": "svm_rbf", "params_grid": {"C": [1.0, 10.0]}},
+            {"name": "knn", "head": "knn", "params_grid": {"k": [3, 7]}},
+            {"name": "simpleshot", "head": "simpleshot"},
+            {"name": "ens", "head": "ensemble", "params": {"top_k": 2}},
+        ],
+        evaluation={"n_bootstrap": 0, "selection": "cv", "cv_splits": 3, "cv_repeats": 2, "cv_jobs": 1},
+        gate={"ood": False}, **extra)
+
+
+def _run(raw):
+    from rich.console import Console
+
+    return run_experiment(load_config(raw=raw), progress=False, console=Console(quiet=True))
+
+
+class SpySVM(RBFSVMHead):
+    """Records the first feature of every row it is fitted on or asked about."""
+
+    head_name = "svm_rbf"
+    seen: list = []
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        SpySVM.seen.append(("fit", np.asarray(X)[:, 0].copy()))
+        return super().fit(X, y)
+
+    def predict_proba(self, X):
+        SpySVM.seen.append(("predict", np.asarray(X)[:, 0].copy()))
+        return super().predict_proba(X)
+
+
+def test_cv_selection_never_reads_test_rows(tiny_raw, monkeypatch):
+    """Every fit and every prediction during selection sees train+val rows only; the test split is read once,
+    by the refitted model."""
+    monkeypatch.setitem(HEADS, "svm_rbf", SpySVM)
+    monkeypatch.setitem(SAVEABLE, "svm_rbf", SpySVM)
+    SpySVM.seen = []
+    real_cv = ms.cross_validate
+    during_cv: list = []
+
+    def spy_cv(*a, **kw):
+        start = len(SpySVM.seen)
+        out = real_cv(*a, **{**kw, "cache_dir": None})  # no cache: every fold really runs here
+        during_cv.extend(SpySVM.seen[start:])
+        return out
+
+    monkeypatch.setattr("breastclip.pipeline.cv_select.cross_validate", spy_cv)
+    raw = _cv_raw(tiny_raw)
+    raw["methods"] = raw["methods"][:1]
+    res = _run(raw)
+    pred = pd.read_csv(res.out_dir / "predictions.csv", dtype={"id": str})
+    emb_ids = pred["id"].tolist()
+    from breastclip.pipeline.embed_step import embed_all
+
+    cfg = load_config(raw=raw)
+    from breastclip.data.manifest import Manifest
+
+    manifest = Manifest.from_csv(res.out_dir / "manifest.csv")
+    X = embed_all(cfg, manifest, progress=False)["tiny-test"].rows(emb_ids)
+    split = pred["split"].to_numpy()
+    test_first = set(np.round(X[split == "test", 0], 10))
+    sel_first = set(np.round(X[split != "test", 0], 10))
+    assert during_cv, "the spy saw no cross-validation"
+    for what, col in during_cv:
+        assert not set(np.round(col, 10)) & test_first, f"a CV {what} read test rows"
+        assert set(np.round(col, 10)) <= sel_first
+    predicted_test = [col for what, col in SpySVM.seen[len(during_cv):] if what == "predict"
+                      and set(np.round(col, 10)) & test_first]
+    assert len(predicted_test) == 1, "the test split is scored once, by the refitted model"
+
+
+def test_cv_run_ranks_grids_refits_and_caches(tiny_raw):
+    raw = _cv_raw(tiny_raw)
+    res = _run(raw)
+    out = res.out_dir
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(board["selection_metric"]) == {"cv_roc_auc"}
+    assert board["selection_n_folds"].eq(6).all()
+    svm = json.loads((out / "methods" / "svm" / "method.json").read_text())
+    assert svm["selection"]["source"] == "cv" and svm["params"]["C"] in (1.0, 10.0)
+    table = pd.read_csv(out / "methods" / "svm" / "cv_results.csv")
+    assert len(table) == 2 and table["cv_mean"].is_monotonic_decreasing
+    assert svm["selection"]["value"] == pytest.approx(table["cv_mean"].iloc[0], abs=1e-6)
+    ens = json.loads((out / "methods" / "ens" / "method.json").read_text())
+    assert len(ens["params"]["members"]) == 2
+    pred = pd.read_csv(out / "predictions.csv")
+    assert set(pred["method"]) == {"svm", "knn", "simpleshot", "ens"}
+    # a rerun reads every fold from the cache and gives the same figures
+    raw2 = _cv_raw(tiny_raw)
+    raw2["experiment"]["output"] = str(out) + "_again"
+    again = pd.read_csv(_run(raw2).out_dir / "leaderboard.csv")
+    pd.testing.assert_series_equal(board.set_index("method")["selection_value"].sort_index(),
+                                   again.set_index("method")["selection_value"].sort_index())
+
+
+def test_grid_only_with_cv_and_named_keys(tiny_raw):
+    raw = _cv_raw(tiny_raw)
+    raw["evaluation"]["selection"] = "val"
+    with pytest.raises(ConfigError, match="params_grid"):
+        load_config(raw=raw)
+    raw = _cv_raw(tiny_raw)
+    raw["methods"][0]["params_grid"] = {"Cee": [1.0]}
+    with pytest.raises(ConfigError, match="Cee"):
+        _run(raw)
+
+
+def test_folds_are_patient_grouped_and_stratified():
+    y = np.array(["a"] * 30 + ["b"] * 18)
+    groups = np.repeat(np.arange(24), 2)
+    folds = ms.cv_folds(y, groups, ms.CVSettings(n_splits=3, n_repeats=2, seed=0))
+    assert len(folds) == 6
+    for tr, te in folds:
+        assert not set(groups[tr]) & set(groups[te])
+        assert set(y[te]) == {"a", "b"}
+    assert not all(np.array_equal(folds[0][1], f[1]) for f in folds[3:])  # repeats reshuffle
