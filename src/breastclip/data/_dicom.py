@@ -314,7 +314,11 @@ METADATA_TAGS = {
 def dicom_metadata(path: Path) -> dict[str, str]:
     """``laterality`` (L/R), ``view`` (CC, MLO, ...), ``patient_id``, ``exam_id`` (StudyInstanceUID) and
     ``presentation_intent`` from a DICOM header (pixels are not read); empty strings where a tag is missing."""
-    ds = read_header(Path(path))
+    return metadata_from_header(read_header(Path(path)))
+
+
+def metadata_from_header(ds) -> dict[str, str]:
+    """:func:`dicom_metadata` from an already read dataset."""
     out: dict[str, str] = {}
     for column, keywords in METADATA_TAGS.items():
         value = ""
