@@ -46,6 +46,8 @@ from breastclip.report.content import (
 )
 from breastclip.report.contingency import contingency_appendix, contingency_section
 from breastclip.report.docx import write_docx
+from breastclip.report.evidence import gradcam_section, neighbours_section
+from breastclip.report.fairness import fairness_section
 from breastclip.report.flow import FlowView, flow_section, flow_view
 from breastclip.report.html import write_html
 from breastclip.report.model_card import ModelCard, model_card_section, render_markdown
@@ -242,6 +244,8 @@ def write_report(
     selected_method: str | None = None,
     flow: Mapping | None = None,
     study: Mapping[str, str] | None = None,
+    gradcam: Sequence[Mapping] | None = None,
+    neighbours: pd.DataFrame | None = None,
     overwrite: bool = False,
 ) -> ReportPaths:
     """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
@@ -253,7 +257,11 @@ def write_report(
     ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
     ``selected_method`` is the method the leaderboard selected (the run passes it; the report does not re-rank);
     ``flow`` holds what was excluded before the manifest (see :mod:`breastclip.report.flow`); ``study`` the
-    investigators' facts for the reporting-guideline checklist (``[report.study]``).
+    investigators' facts for the reporting-guideline checklist (``[report.study]``). ``gradcam`` holds the
+    overlays of the selected method's cases per explained model (see :func:`breastclip.report.evidence.
+    gradcam_section`); ``neighbours`` the nearest training images of its confident errors (query_id, rank, id,
+    label, similarity, backbone), drawn when ``manifest_df`` is the Manifest (its images are read for thumbnails).
+    An empty list / table still gets its section, saying that nothing was produced.
     """
     validate_predictions(predictions)
     run_info = dict(run_info or {})
@@ -302,6 +310,10 @@ def write_report(
         flow_section(fv, fw, data.patient_ids_from_source),
         S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons)),
         contingency_section(selected, operating_policy),
+        fairness_section(selected, operating_policy),
+        gradcam_section(gradcam, selected, fw, requested=int(gradcam is not None)),
+        neighbours_section(neighbours, selected, _image_lookup(manifest_df), fw,
+                           requested=int(neighbours is not None)),
         S.training_section(histories or {}, fw),
         *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in S.rank(views)],
     ]
