@@ -22,12 +22,12 @@ from rich.table import Table
 from breastclip import RESEARCH_ONLY
 from breastclip.backbones import embed_manifest
 from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
-from breastclip.config import CNN_KIND, ExperimentConfig
+from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.images import IMAGE_SUFFIXES, load_image
 from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import image_files
-from breastclip.finetune import load_finetuned
 from breastclip.heads import load_head
+from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.embed_step import cache_dir_for
 from breastclip.pipeline.explain_step import overlays_for_predict
 from breastclip.pipeline.methods import align_proba
@@ -61,6 +61,14 @@ class RunArtifacts:
     @property
     def run_dir(self) -> Path:
         return self.folder.path
+
+    @property
+    def kind(self) -> MethodKind:
+        """What the method needs and how its saved model is loaded (the method registry)."""
+        try:
+            return method_kind(str(self.method_info.get("head")))
+        except ConfigError as e:
+            raise PredictError(f"{self.folder.method_dir(self.method) / RunFolder.METHOD_RECORD}: {e}") from None
 
 
 def collect_images(items: list[str | Path]) -> list[Path]:
@@ -123,21 +131,26 @@ def predict_images(
     run = load_run(run_dir, method)
     paths = collect_images(images)
     out_csv = _output_path(run, output)
-    head = run.method_info.get("head")
+    kind = run.kind
     backbone = run.method_info.get("backbone") or _gate_backbone(run)
     table = pd.DataFrame({"image": [str(p) for p in paths], "status": "ok", "error": ""})
     X, ok = _embed(paths, run, backbone, table) if backbone else (None, np.ones(len(paths), bool))
-    if gate and backbone:
+    if gate and backbone and X is not None:
         _apply_gate(run, backbone, X, ok, table)
     elif not gate:
         table["gate"] = "skipped (--no-gate)"
     keep = ok & (table["status"].to_numpy() == "ok")
     proba = np.full((len(paths), len(run.classes)), np.nan)
     if keep.any():
-        if head == CNN_KIND:
-            proba[keep] = _cnn_proba(run, [paths[i] for i in np.flatnonzero(keep)])
+        model = kind.load(run.folder.model_dir(run.method))
+        if kind.inputs is Inputs.IMAGES:  # trained end to end: the decoded images themselves
+            decoded = [load_image(paths[i]) for i in np.flatnonzero(keep)]
+            proba[keep] = align_proba(model.predict_proba(decoded), [str(c) for c in model.classes], run.classes)
         else:
-            proba[keep] = _head_proba(run, X[keep[ok]] if X is not None else None)
+            if X is None:
+                raise PredictError(f"method {run.method!r} works on embeddings but names no backbone")
+            proba[keep] = align_proba(model.predict_proba(X[keep[ok]]), [str(c) for c in model.classes_],
+                                      run.classes)
     for j, c in enumerate(run.classes):
         table[f"p_{c}"] = proba[:, j]
     _decide(run, proba, keep, table)
@@ -216,17 +229,6 @@ def _apply_gate(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray,
     rejected = flag & ok
     table.loc[rejected, "status"] = "rejected"
     table.loc[rejected, "error"] = reasons[rejected]
-
-
-def _head_proba(run: RunArtifacts, X: np.ndarray) -> np.ndarray:
-    head = load_head(run.folder.model_dir(run.method))
-    return align_proba(head.predict_proba(X), [str(c) for c in head.classes_], run.classes)
-
-
-def _cnn_proba(run: RunArtifacts, paths: list[Path]) -> np.ndarray:
-    fm = load_finetuned(run.folder.model_dir(run.method))
-    images = [load_image(p) for p in paths]
-    return align_proba(fm.predict_proba(images), list(fm.classes), run.classes)
 
 
 def _decide(run: RunArtifacts, proba: np.ndarray, keep: np.ndarray, table: pd.DataFrame) -> None:
