@@ -140,6 +140,7 @@ METHOD_KINDS: dict[str, MethodKind] = {k.name: k for k in (
     _head_kind("knn", TextUse.NONE, uses_validation=False),
     _head_kind("simpleshot", TextUse.NONE, uses_validation=False),
     _head_kind("ensemble", TextUse.NONE, uses_validation=True),
+    _head_kind("attention_mil", TextUse.NONE, uses_validation=True),  # bags of tile embeddings (tile views)
     CNN,
 )}
 
