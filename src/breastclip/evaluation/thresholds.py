@@ -84,8 +84,9 @@ def choose_threshold(y_bin: np.ndarray, score: np.ndarray, policy: str | Policy)
     """The threshold a policy picks on the given (validation) labels and scores: the midpoint between the two
     validation scores that bound the chosen cut; NaN when the policy is not attainable (see the module docstring)."""
     pol = policy if isinstance(policy, Policy) else parse_policy(policy)
+    target = float("nan") if pol.value is None else float(pol.value)  # None only for youden, which takes none
     if pol.kind == "fixed":
-        return float(pol.value)
+        return target
     y_bin = np.asarray(y_bin).astype(int)
     score = np.asarray(score, dtype=float)
     n_pos = int(y_bin.sum())
@@ -99,16 +100,16 @@ def choose_threshold(y_bin: np.ndarray, score: np.ndarray, policy: str | Policy)
         if j[i] <= 0:  # no cut separates better than chance
             return float("nan")
     elif pol.kind == "spec":
-        feasible = np.nonzero(1.0 - fpr >= pol.value - 1e-12)[0]  # a prefix: index 0 (nothing positive) qualifies
+        feasible = np.nonzero(1.0 - fpr >= target - 1e-12)[0]  # a prefix: index 0 (nothing positive) qualifies
         best = tpr[feasible].max()
         if best <= 0:  # only cuts that find no positive image meet the specificity
             return float("nan")
         i = int(feasible[np.argmax(tpr[feasible] >= best)])
     elif pol.kind == "sens":
-        i = int(np.argmax(tpr >= pol.value - 1e-12))  # the last point has tpr 1, so some index qualifies
+        i = int(np.argmax(tpr >= target - 1e-12))  # the last point has tpr 1, so some index qualifies
     else:  # cost
         n_neg = y_bin.size - n_pos
-        cost = pol.value * (1.0 - tpr) * n_pos + fpr * n_neg
+        cost = target * (1.0 - tpr) * n_pos + fpr * n_neg
         i = int(np.argmin(cost))
     if i == 0:  # the rule calls nothing positive
         return float("nan")

@@ -18,6 +18,7 @@ from breastclip.evaluation.leaderboard import (
     selection_text,
     threshold_text,
 )
+from breastclip.report.markdown import md_cell, md_text
 
 METRIC_LABELS = {"roc_auc": "AUC", "average_precision": "AP", "accuracy": "Acc", "balanced_accuracy": "Bal. acc",
                  "f1_macro": "F1 (macro)", "sensitivity": "Sens", "specificity": "Spec",
@@ -114,9 +115,9 @@ def _pair(a, b) -> str:
 
 def to_markdown(board: pd.DataFrame, *, title: str = "Leaderboard") -> str:
     header, rows = display_rows(board)
-    lines = [f"# {title}", "", f"*{RESEARCH_ONLY}*", "", f"**{selection_text(board)}**", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    lines = [f"# {md_text(title)}", "", f"*{RESEARCH_ONLY}*", "", f"**{md_text(selection_text(board))}**", "",
+             "| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     policy = board.attrs.get("operating_point")
     lines += ["", "Selection: the method with the best selection figure among those whose status is ok; the test "
               "split is never used to choose. Test metrics are shown beside it, as estimates with 95% bootstrap "
