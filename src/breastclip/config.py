@@ -63,6 +63,7 @@ class ExperimentSection:
     name: str = "experiment"
     description: str = ""
     seed: int = 0
+    seeds: tuple[int, ...] = ()  # several: every method runs once per seed (labels <method>.seed<k>), mean +- sd
     output: str = ""  # empty: ./results/<name>
     on_existing: str = "auto"  # auto (resume identical, else new timestamped folder) | new | refuse
 
@@ -312,8 +313,8 @@ def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
     pipeline skips them and says why in the log and the report.
     """
     needs_text = any(m.head in REQUIRES_TEXT_HEADS - ALIGNED_TEXT_HEADS for m in cfg.active_methods())
-    if not needs_text and all(_offline_family(b) for b in cfg.backbones):
-        return cfg  # already offline (an EfficientNet-Lite feature view such as "efficientnet-lite0@stages"): keep
+    if all(_offline_family(b, needs_text) for b in cfg.backbones):
+        return cfg  # already offline (e.g. an EfficientNet-Lite feature view, "efficientnet-lite0@stages"): keep
     backbone = OFFLINE_TEXT_BACKBONE if needs_text else OFFLINE_BACKBONE
     methods = []
     for m in cfg.methods:
@@ -324,14 +325,16 @@ def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(cfg, backbones=(backbone,), methods=tuple(methods))
 
 
-def _offline_family(name: str) -> bool:
-    """Whether backbone ``name`` installs from the package index alone (EfficientNet-Lite and its views)."""
+def _offline_family(name: str, needs_text: bool = False) -> bool:
+    """Whether backbone ``name`` installs from the package index alone (EfficientNet-Lite and its views), with a
+    text encoder when ``needs_text``."""
     from breastclip.backbones.registry import get_entry
 
     try:
-        return get_entry(name).family == "efficientnet_lite"
+        entry = get_entry(name)
     except (KeyError, ValueError, FileNotFoundError):
         return False
+    return entry.family == "efficientnet_lite" and (entry.has_text or not needs_text)
 
 
 def select_methods(cfg: ExperimentConfig, names: list[str] | tuple[str, ...]) -> ExperimentConfig:

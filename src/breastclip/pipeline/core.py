@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,7 @@ from breastclip.pipeline.results import (
     write_json,
     write_state,
 )
+from breastclip.pipeline.seeds import seed_suffix, summarise_seeds, with_seed
 
 log = logging.getLogger("breastclip.run")
 
@@ -81,6 +83,8 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
         board = build_leaderboard(evaluations, comparisons, info=info, primary=cfg.evaluation.primary_metric)
         atomic_write_csv(out / "leaderboard.csv", board)
         atomic_write_text(out / "leaderboard.md", to_markdown(board))
+        if cfg.experiment.seeds:
+            summarise_seeds(board, cfg.experiment.seeds, out)
         best = board.attrs.get("best")
 
         _fit_gate(cfg, sets, manifest, ids, out, notes)
@@ -152,9 +156,21 @@ def _write_embeddings_info(out: Path, cfg: ExperimentConfig, sets: dict, n_manif
 
 
 def _run_methods(cfg, manifest, ids, sets, out, progress, console, skipped, failed) -> list:
+    """Every method once, or once per seed of ``experiment.seeds`` (labels ``<method>.seed<k>``)."""
+    if not cfg.experiment.seeds:
+        return _run_methods_once(cfg, manifest, ids, sets, out, progress, console, skipped, failed)
+    outcomes = []
+    for seed in cfg.experiment.seeds:
+        log.info("seed %d of %s", seed, list(cfg.experiment.seeds))
+        outcomes += _run_methods_once(with_seed(cfg, seed), manifest, ids, sets, out, progress, console, skipped,
+                                      failed, suffix=seed_suffix(seed))
+    return outcomes
+
+
+def _run_methods_once(cfg, manifest, ids, sets, out, progress, console, skipped, failed, suffix: str = "") -> list:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    plans = methods.plan_methods(cfg)
+    plans = [replace(p, label=p.label + suffix) for p in methods.plan_methods(cfg)]
     selector = None
     if cv_selection(cfg):  # cross-validated selection; fold results are cached, so finished methods rerun cheaply
         selector = CVSelector(cfg, manifest, ids)
