@@ -64,6 +64,8 @@ class ExperimentSection:
     description: str = ""
     seed: int = 0
     seeds: tuple[int, ...] = ()  # several: every method runs once per seed (labels <method>.seed<k>), mean +- sd
+    label_fractions: tuple[float, ...] = ()  # label-efficiency curve: refit on these shares of train (per class)
+    shots: tuple[int, ...] = ()  # ... or on this many training images per class
     output: str = ""  # empty: ./results/<name>
     on_existing: str = "auto"  # auto (resume identical, else new timestamped folder) | new | refuse
 
@@ -383,6 +385,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         problems.append(f"evaluation.level must be 'image', 'breast' or 'exam', got '{cfg.evaluation.level}'")
     if cfg.evaluation.aggregate not in ("mean", "max", "noisy_or"):
         problems.append(f"evaluation.aggregate must be 'mean', 'max' or 'noisy_or', got '{cfg.evaluation.aggregate}'")
+    if any(not 0 < f <= 1 for f in cfg.experiment.label_fractions):
+        problems.append(f"experiment.label_fractions must be in (0, 1], got {list(cfg.experiment.label_fractions)}")
+    if any(n < 1 for n in cfg.experiment.shots):
+        problems.append(f"experiment.shots must be positive integers, got {list(cfg.experiment.shots)}")
     if cfg.evaluation.selection not in SELECTION_SOURCES:
         problems.append(f"evaluation.selection must be one of {', '.join(SELECTION_SOURCES)}, got "
                         f"'{cfg.evaluation.selection}'")

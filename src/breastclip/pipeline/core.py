@@ -16,6 +16,7 @@ from breastclip.data.manifest import Manifest
 from breastclip.pipeline import data_step, embed_step, evaluate_step, methods
 from breastclip.pipeline.cv_select import ENSEMBLE, CVSelector, cv_selection
 from breastclip.pipeline.environment import capture_environment, set_seeds
+from breastclip.pipeline.label_efficiency import run_label_efficiency
 from breastclip.pipeline.leaderboard import build_leaderboard, to_markdown
 from breastclip.pipeline.logs import run_logging
 from breastclip.pipeline.results import (
@@ -87,6 +88,11 @@ def run_core(cfg: ExperimentConfig, decision: OutputDecision, *, console, progre
             summarise_seeds(board, cfg.experiment.seeds, out)
         best = board.attrs.get("best")
 
+        if cfg.experiment.label_fractions or cfg.experiment.shots:
+            text_cache_le: dict = {}
+            run_label_efficiency(cfg, manifest, ids, sets, outcomes, out,
+                                 lambda plan, emb: _text_embeddings(plan, emb, manifest, text_cache_le))
+            notes.append("label-efficiency curve: label_efficiency.csv and figures/label_efficiency.png")
         _fit_gate(cfg, sets, manifest, ids, out, notes)
         if cfg.report.gradcam > 0:
             from breastclip.pipeline.explain_step import run_gradcam
