@@ -27,6 +27,30 @@ def shared_data() -> Path:
     return root
 
 
+#: Folders the tools themselves keep in a checkout (caches, the CI venv); anything else a test creates is a leak.
+TOOL_ENTRIES = {".pytest_cache", ".ruff_cache", ".mypy_cache", ".hypothesis", "__pycache__", ".venv", ".coverage"}
+#: Ignored folders where a leaking test would hide its files from `git status` (results of `breastclip run`...).
+WATCHED = ("results", "runs", ".cache")
+
+
+def _checkout_entries() -> set[str]:
+    seen = {p.name for p in REPO.iterdir()} - TOOL_ENTRIES
+    for name in WATCHED:
+        if (REPO / name).is_dir():
+            seen |= {f"{name}/{p.name}" for p in (REPO / name).iterdir()}
+    return seen
+
+
+@pytest.fixture(autouse=True)
+def _checkout_stays_clean():
+    """Tests write to temporary folders only: fail the test that leaves a new file or folder in the checkout."""
+    before = _checkout_entries()
+    yield
+    new = sorted(_checkout_entries() - before)
+    if new:
+        pytest.fail(f"the test wrote into the checkout {REPO}: {new} (write to tmp_path instead)", pytrace=False)
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

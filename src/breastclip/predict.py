@@ -10,23 +10,27 @@ probabilities. One CSV out (never overwriting a file), with a JSON sidecar sayin
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
+from rich.table import Table
 
 from breastclip import RESEARCH_ONLY
-from breastclip.data.images import IMAGE_SUFFIXES
+from breastclip.backbones import embed_manifest
+from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
+from breastclip.config import CNN_KIND, ExperimentConfig
+from breastclip.data.images import IMAGE_SUFFIXES, load_image
+from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import image_files
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from breastclip.finetune import load_finetuned
+from breastclip.heads import load_head
+from breastclip.pipeline.explain_step import overlays_for_predict
+from breastclip.pipeline.methods import align_proba
+from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
 
 
 class PredictError(ValueError):
@@ -44,20 +48,18 @@ class PredictResult:
 
 @dataclass
 class RunArtifacts:
-    """What ``predict`` needs from a results folder."""
+    """What ``predict`` needs from a results folder (read through its :class:`RunFolder`)."""
 
-    run_dir: Path
-    config: object
+    folder: RunFolder
+    config: ExperimentConfig
     method: str
     method_info: dict
     classes: list[str]
     operating_point: dict
 
     @property
-    def method_dir(self) -> Path:
-        from breastclip.pipeline.results import safe_name
-
-        return self.run_dir / "methods" / safe_name(self.method)
+    def run_dir(self) -> Path:
+        return self.folder.path
 
 
 def collect_images(items: list[str | Path]) -> list[Path]:
@@ -81,29 +83,33 @@ def collect_images(items: list[str | Path]) -> list[Path]:
 
 def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
     """Read a finished run's config, leaderboard and the chosen method's frozen operating point."""
-    from breastclip.config import from_dict
-    from breastclip.pipeline.results import CONFIG_FILE, read_state, safe_name
-
-    run_dir = Path(run_dir).expanduser().resolve()
-    state = read_state(run_dir)
-    if state is None or not (run_dir / CONFIG_FILE).is_file():
-        raise PredictError(f"{run_dir} is not a breastclip results folder (no {CONFIG_FILE} / run_state.json)")
+    folder = RunFolder(Path(run_dir).expanduser().resolve())
+    state = folder.read_state()
+    if state is None or not (folder / RunFolder.CONFIG).is_file():
+        raise PredictError(f"{folder.path} is not a breastclip results folder (no {RunFolder.CONFIG} / "
+                           f"{RunFolder.STATE})")
     if not state.get("complete"):
-        raise PredictError(f"the run in {run_dir} did not finish; run `breastclip run` on its config again to "
+        raise PredictError(f"the run in {folder.path} did not finish; run `breastclip run` on its config again to "
                            f"resume it")
-    cfg = from_dict(tomllib.loads((run_dir / CONFIG_FILE).read_text()))
-    board = pd.read_csv(run_dir / "leaderboard.csv")
-    methods = board["method"].astype(str).tolist()
-    if method is None:
-        method = methods[0]
-    elif method not in methods:
-        raise PredictError(f"method {method!r} is not in this run; its methods are {methods}")
-    mdir = run_dir / "methods" / safe_name(method)
-    info = json.loads((mdir / "method.json").read_text())
-    op_path = mdir / "operating_point.json"
-    op = json.loads(op_path.read_text()) if op_path.is_file() else {}
-    meta = json.loads((run_dir / "manifest.json").read_text())
-    return RunArtifacts(run_dir, cfg, method, info, list(meta["classes"]), op)
+    try:
+        cfg = folder.read_config()
+        methods = folder.read_leaderboard()["method"].astype(str).tolist()
+        if method is None:
+            if not methods:
+                raise PredictError(f"{folder / RunFolder.LEADERBOARD} lists no method")
+            method = methods[0]
+        elif method not in methods:
+            raise PredictError(f"method {method!r} is not in this run; its methods are {methods}")
+        info = folder.read_method_record(method)
+        backbone = info.get("backbone")
+        if backbone and backbone not in cfg.backbones:  # a results folder is data: check it agrees with itself
+            raise PredictError(f"{folder.method_dir(method) / RunFolder.METHOD_RECORD}: backbone {backbone!r} is "
+                               f"not one of the run's backbones {list(cfg.backbones)}; the folder is inconsistent")
+        op = folder.read_operating_point(method)
+        classes = folder.read_classes()
+    except ResultsFolderError as e:
+        raise PredictError(str(e)) from None
+    return RunArtifacts(folder, cfg, method, info, classes, op)
 
 
 def predict_images(
@@ -131,7 +137,7 @@ def predict_images(
     keep = ok & (table["status"].to_numpy() == "ok")
     proba = np.full((len(paths), len(run.classes)), np.nan)
     if keep.any():
-        if head == "cnn":
+        if head == CNN_KIND:
             proba[keep] = _cnn_proba(run, [paths[i] for i in np.flatnonzero(keep)])
         else:
             proba[keep] = _head_proba(run, X[keep[ok]] if X is not None else None)
@@ -157,8 +163,7 @@ def predict_images(
 # ---- steps --------------------------------------------------------------------------------------------------
 def _output_path(run: RunArtifacts, output: str | Path | None) -> Path:
     if output is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        return run.run_dir / "predict" / f"predict-{stamp}.csv"
+        return run.folder.new_predict_csv()
     out = Path(output).expanduser()
     if out.exists():
         raise PredictError(f"{out} exists; choose another --output (predict never overwrites a file)")
@@ -172,32 +177,23 @@ def _gate_backbone(run: RunArtifacts) -> str | None:
 
 
 def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    from breastclip.backbones import embed_manifest
-    from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
-    from breastclip.data.manifest import Manifest
-    from breastclip.pipeline.embed_step import cache_dir_for
-
     records = [{"id": f"predict:{i}", "image": str(p), "label": "unknown"} for i, p in enumerate(paths)]
     manifest = Manifest.from_records(records, Path("/"), name="predict", source="predict")
     # the run's pixel preprocessing (breast crop) must be the one its heads were trained on
     pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS}
-    res = embed_manifest(manifest, backbone, cache_dir=cache_dir_for(run.config), progress=False, **pixels,
+    # the user's own cache root, never a path named inside the results folder (it may come from someone else)
+    res = embed_manifest(manifest, backbone, cache_dir=None, progress=False, **pixels,
                          **({"device": run.config.embed.device} if run.config.embed.device else {}))
-    X, ids, failures = res
-    pos = {i: k for k, i in enumerate(ids)}
+    pos = {i: k for k, i in enumerate(res.ids)}
     ok = np.array([f"predict:{i}" in pos for i in range(len(paths))])
-    for f in failures:
-        i = int(str(f[0]).split(":")[1])
-        table.loc[i, ["status", "error"]] = ["error", str(f[-1])]
+    for image_id, _path, problem in res.failures:
+        table.loc[int(image_id.split(":")[1]), ["status", "error"]] = ["error", problem]
     order = [pos[f"predict:{i}"] for i in range(len(paths)) if ok[i]]
-    return np.asarray(X)[order], ok
+    return np.asarray(res.X)[order], ok
 
 
 def _apply_gate(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray, table: pd.DataFrame) -> None:
-    from breastclip.heads import load_head
-    from breastclip.pipeline.results import safe_name
-
-    gdir = run.run_dir / "gate" / safe_name(backbone)
+    gdir = run.folder.gate_dir(backbone)
     if not (gdir / "ood").is_dir():
         raise PredictError(f"the run has no medical-image gate for {backbone} ({gdir}); it was run with "
                            f"gate.ood = false. Re-run it with the gate, or pass --no-gate to go on without it")
@@ -227,19 +223,12 @@ def _apply_gate(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray,
 
 
 def _head_proba(run: RunArtifacts, X: np.ndarray) -> np.ndarray:
-    from breastclip.heads import load_head
-    from breastclip.pipeline.methods import align_proba
-
-    head = load_head(run.method_dir / "model")
+    head = load_head(run.folder.model_dir(run.method))
     return align_proba(head.predict_proba(X), [str(c) for c in head.classes_], run.classes)
 
 
 def _cnn_proba(run: RunArtifacts, paths: list[Path]) -> np.ndarray:
-    from breastclip.data.images import load_image
-    from breastclip.finetune import load_finetuned
-    from breastclip.pipeline.methods import align_proba
-
-    fm = load_finetuned(run.method_dir / "model")
+    fm = load_finetuned(run.folder.model_dir(run.method))
     images = [load_image(p) for p in paths]
     return align_proba(fm.predict_proba(images), list(fm.classes), run.classes)
 
@@ -264,8 +253,6 @@ def _decide(run: RunArtifacts, proba: np.ndarray, keep: np.ndarray, table: pd.Da
 
 
 def _gradcam(run: RunArtifacts, paths: list[Path], keep: np.ndarray, table: pd.DataFrame, folder: Path) -> None:
-    from breastclip.pipeline.explain_step import overlays_for_predict
-
     table["gradcam"] = ""
     written = overlays_for_predict(run, [paths[i] for i in np.flatnonzero(keep)], folder)
     for i, path in zip(np.flatnonzero(keep), written, strict=True):
@@ -273,9 +260,6 @@ def _gradcam(run: RunArtifacts, paths: list[Path], keep: np.ndarray, table: pd.D
 
 
 def _print(table: pd.DataFrame, run: RunArtifacts, out_csv: Path, n_rej: int, n_fail: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(title=f"breastclip predict ({run.method})", caption=RESEARCH_ONLY)
     cols = ["image", "decision"] + [f"p_{c}" for c in run.classes] + (["ood_score"] if "ood_score" in table else [])
     for c in cols:

@@ -42,12 +42,12 @@ def mammo_manifest(tmp_path):
 
 def test_default_keys_unchanged_and_breast_options_change_them():
     plain = get_entry("tiny-test")
-    # the plain key is exactly what it was before breast cropping existed: caches built before stay valid
+    # the plain key is what it was before breast cropping existed, plus the reduced-decode marker (issue 14)
     assert json.loads(plain.preprocessing_key()) == {
         "size": plain.image_size, "resize": plain.resize_mode, "interp": plain.interpolation,
-        "mean": [round(v, 8) for v in plain.mean], "std": [round(v, 8) for v in plain.std]}
+        "mean": [round(v, 8) for v in plain.mean], "std": [round(v, 8) for v in plain.std], "decode": "reduced-1"}
     assert json.loads(spec_key(plain)) == {"size": plain.image_size, "resize": plain.resize_mode,
-                                           "interp": plain.interpolation}
+                                           "interp": plain.interpolation, "decode": "reduced-1"}
     keys = {get_entry("tiny-test", **kw).preprocessing_key()
             for kw in ({}, {"breast_crop": True}, {"breast_crop": True, "flip_to": "L"},
                        {"breast_crop": True, "pad_square": True})}

@@ -58,12 +58,13 @@ def test_rerun_uses_cache_and_duplicates_share_rows(manifest, tmp_path):
 def test_pixel_cache_skips_decoding_for_same_geometry(manifest, tmp_path, monkeypatch):
     embed_manifest(manifest, "tiny-test", cache_dir=tmp_path / "c", num_workers=0, pixel_cache="always",
                    progress=False)
-    import breastclip.data.images as images
+    import breastclip.backbones.preprocess as preprocess
 
     def refuse(*a, **k):
         raise AssertionError("decoded although the resized pixels were cached")
 
-    monkeypatch.setattr(images, "load_image", refuse)
+    monkeypatch.setattr(preprocess, "load_image", refuse)
+    monkeypatch.setattr(preprocess, "load_image_resized", refuse)
     other = get_entry("tiny-test", mean=(0.5, 0.5, 0.5))  # new embedding cache, same resize geometry
     res = embed_manifest(manifest, other, cache_dir=tmp_path / "c", num_workers=0, progress=False)
     assert res.n_computed == len(res.ids) == 12

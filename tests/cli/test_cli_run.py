@@ -24,7 +24,8 @@ def test_help_lists_the_front_door_commands():
         assert flag in res.output
 
 
-def test_run_reports_config_errors(tmp_path):
+def test_run_reports_config_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default results folder is ./results/<name>: never the checkout
     bad = tmp_path / "bad.toml"
     bad.write_text('backbones = ["tiny-test"]\n[evaluation]\nn_bootstraps = 10\n')
     res = runner.invoke(app, ["run", str(bad)])
@@ -38,6 +39,7 @@ def test_run_reports_config_errors(tmp_path):
     assert res.exit_code == 2 and "unknown hyperparameter" in res.output and "Cs" in res.output
     res = runner.invoke(app, ["run", str(good), "--set", "data.format=nope"])
     assert res.exit_code == 2
+    assert not (tmp_path / "results").exists()  # failed before any work: no stub folder displaces the next run
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from breastclip.config import (
     tomllib,
 )
 from breastclip.pipeline.methods import validate_methods
-from breastclip.pipeline.results import ResultsFolderError, prepare_output, write_state
+from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder, claim_output
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml"))
 
@@ -148,25 +148,31 @@ def test_only_methods(tiny_raw):
         load_config(raw=tiny_raw(), only_methods=["nope"])
 
 
+def _claim(cfg):
+    """Claim and release at once (as a run that has stopped)."""
+    c = claim_output(cfg)
+    c.lock.release()
+    return c
+
+
 def test_results_folder_policy(tiny_raw, tmp_path):
     cfg = load_config(raw=tiny_raw())
-    d = prepare_output(cfg)
+    d = _claim(cfg)
     assert not d.resume and d.path == Path(cfg.experiment.output)
-    d.path.mkdir(parents=True)
-    write_state(d.path, cfg, complete=False)
-    again = prepare_output(cfg)
+    RunFolder(d.path).write_state(cfg.identity(), complete=False)
+    again = _claim(cfg)
     assert again.resume and again.path == d.path  # unfinished run of the same config: resume in place
-    write_state(d.path, cfg, complete=True)
-    done = prepare_output(cfg)
+    RunFolder(d.path).write_state(cfg.identity(), complete=True)
+    done = _claim(cfg)
     assert not done.resume and done.path != d.path and done.path.name.startswith(d.path.name + "-")
     other = load_config(raw=tiny_raw(), overrides=["experiment.seed=3"])
-    assert prepare_output(other).path != d.path  # another config never writes into this folder
+    assert _claim(other).path != d.path  # another config never writes into this folder
     with pytest.raises(ResultsFolderError, match="holds a finished run"):
-        prepare_output(load_config(raw=tiny_raw(), overrides=["experiment.on_existing=refuse"]))
+        _claim(load_config(raw=tiny_raw(), overrides=["experiment.on_existing=refuse"]))
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("a user's file")
-    d2 = prepare_output(load_config(raw=tiny_raw(), overrides=[f"experiment.output={foreign}"]))
+    d2 = _claim(load_config(raw=tiny_raw(), overrides=[f"experiment.output={foreign}"]))
     assert d2.path != foreign and "not made by breastclip" in d2.message
 
 

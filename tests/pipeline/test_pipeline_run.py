@@ -12,7 +12,7 @@ from rich.console import Console
 from breastclip import RESEARCH_ONLY
 from breastclip.config import load_config
 from breastclip.pipeline import run_experiment
-from breastclip.pipeline.results import read_state
+from breastclip.pipeline.run_folder import RunFolder
 
 QUIET = Console(quiet=True)
 
@@ -72,7 +72,7 @@ def test_results_folder_layout(finished):
     assert env["seeds"] == {"experiment": 0, "split": 0} and env["packages"]["torch"]
     assert "commit" in env["git"]
     assert json.loads((out / "leak_audit.json").read_text())["ok"] is True
-    assert read_state(out)["complete"] is True
+    assert RunFolder(out).is_complete()
     op = json.loads((out / "methods" / "linear_probe" / "operating_point.json").read_text())
     assert op["policy"] == "youden" and op["threshold"] is not None
     assert "reading" in (out / "run.log").read_text()
@@ -140,9 +140,13 @@ def test_leaky_split_is_refused(tiny_raw, tmp_path):
         shutil.copy(f, src / f.parent.name / f"{i:03d}.png")
         shutil.copy(f, src / f.parent.name / f"{i:03d}_copy.png")  # every image twice, no patient ids
     raw = tiny_raw(data={"source": str(src), "format": "folders"})
-    with pytest.raises(LeakError, match="byte-identical"):
+    with pytest.raises(LeakError, match="byte-identical") as err:
         _run(raw)
-    assert json.loads((tmp_path / "results" / "tiny" / "leak_audit.json").read_text())["ok"] is False
+    assert "split.options.group_duplicates = true" in str(err.value)  # the message names the option that helps
+    out = tmp_path / "results" / "tiny"
+    audit = json.loads((out / "leak_audit.json").read_text())
+    assert audit["ok"] is False
+    assert audit["contact_sheet"] == "leak_audit_pairs.png" and (out / "leak_audit_pairs.png").is_file()
 
 
 @pytest.mark.slow

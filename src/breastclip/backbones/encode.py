@@ -25,7 +25,7 @@ from .base import Backbone, resolve_device, resolve_precision
 from .cache import EmbeddingCache, PixelCache
 from .factory import as_entry, create_backbone, weights_fingerprint
 from .hashing import file_hash
-from .preprocess import PREPROCESSING_OPTIONS, check_breast_options, prepare_image, spec_key
+from .preprocess import PREPROCESSING_OPTIONS, check_breast_options, load_for_model, spec_key
 from .registry import DEFAULT_BACKBONE, BackboneEntry
 
 _EXPENSIVE_SUFFIXES = (".dcm", ".dicom", ".dic", ".tif", ".tiff")
@@ -67,30 +67,37 @@ class _DecodeDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from breastclip.data.images import ImageDecodeError, load_image
+        from breastclip.data.images import ImageDecodeError
 
         key, path = self.items[i]
         px = self.pixels.get(key) if self.pixels is not None else None
         if px is None:
             try:
-                img = load_image(path)
-                px = prepare_image(img, self.entry)
+                px = load_for_model(path, self.entry)
             except ImageDecodeError as e:
                 return i, None, e.problem
             except Exception as e:  # anything else about this one file: report it, keep going
                 return i, None, f"{type(e).__name__}: {e}"
-            if self.pixels is not None and self._worth_keeping(img, path):
+            if self.pixels is not None and self._worth_keeping(path):
                 try:
                     self.pixels.put(key, px)
                 except OSError:
                     pass
         return i, torch.from_numpy(px), None
 
-    def _worth_keeping(self, img: np.ndarray, path: str) -> bool:
-        if self.policy == "always":
+    def _worth_keeping(self, path: str) -> bool:
+        """"always", or (auto) DICOM / TIFF, or a file of >= 4x the input area (its header says; cheap)."""
+        if self.policy == "always" or path.lower().endswith(_EXPENSIVE_SUFFIXES):
+            return True
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception:  # not something Pillow reads (DICOM without a suffix): decoding it was not cheap
             return True
         s = self.entry.image_size
-        return img.shape[0] * img.shape[1] >= 4 * s * s or path.lower().endswith(_EXPENSIVE_SUFFIXES)
+        return w * h >= 4 * s * s
 
 
 def _collate(items):

@@ -66,13 +66,25 @@ class BackboneEntry:
             return {}
         return {"breast": {"crop": True, "flip_to": self.flip_to, "pad_square": self.pad_square}}
 
+    @property
+    def decode_mode(self) -> str:
+        """How files are decoded for this entry: "reduced" (at reduced resolution where the codec allows, area
+        averaging before the 8-bit mapping; breastclip.data.images.load_image_resized) or "full" (the breast crop
+        is located on the full-resolution image)."""
+        return "full" if self.breast_crop else "reduced"
+
+    def decode_key(self) -> dict:
+        """Part of both cache keys: pixels decoded the reduced way differ slightly (sub-grey-level on average)
+        from a full decode + resize, so caches built before the reduced decode existed are not mixed in."""
+        return {} if self.breast_crop else {"decode": "reduced-1"}
+
     def preprocessing_key(self) -> str:
         """Canonical description of the preprocessing (and the feature view, when there is one); part of every
         cache key."""
-        view = {"view": list(self.view)} if self.view else {}  # plain entries keep their key: old caches stay valid
+        view = {"view": list(self.view)} if self.view else {}  # no view: no "view" field
         return json.dumps({"size": self.image_size, "resize": self.resize_mode, "interp": self.interpolation,
                            "mean": [round(v, 8) for v in self.mean], "std": [round(v, 8) for v in self.std],
-                           **self.breast_key(), **view}, sort_keys=True)
+                           **self.breast_key(), **view, **self.decode_key()}, sort_keys=True)
 
 
 def _oc(name: str, arch: str, size: int, dim: int, desc: str, **kw) -> BackboneEntry:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from .errors import fail
+
 TEXT_COLUMNS = {"id": str, "patient_id": str, "split": str, "method": str, "y_true": str, "y_pred": str}
 
 
@@ -21,13 +23,20 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    fail(message)
 
 
 def _read_predictions(path: Path):
     import pandas as pd
 
+    if path.is_dir():  # a results folder of `breastclip run`: its predictions table, read through its RunFolder
+        # lazy: the pipeline package imports torch, which `breastclip --help` must not wait for
+        from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
+
+        try:
+            return RunFolder(path).read_predictions()
+        except ResultsFolderError as e:
+            _fail(f"{path} is not a results folder with a predictions table: {e}")
     if not path.is_file():
         _fail(f"predictions file {path} does not exist")
     try:
@@ -44,9 +53,10 @@ def _check_out(out: Path, force: bool) -> None:
 
 def evaluate(
     predictions: Path = typer.Argument(..., help="Predictions table CSV (id, patient_id, split, method, y_true, "
-                                                 "y_pred, p_<class>...)."),
+                                                 "y_pred, p_<class>...), or a results folder of `breastclip run`."),
     out: Path = typer.Option(Path("evaluation.json"), "--out", "-o", help="JSON file to write."),
-    manifest: Path | None = typer.Option(None, help="Manifest CSV whose metadata columns feed the subgroups."),
+    manifest: Path | None = typer.Option(None, help="Manifest CSV whose metadata columns feed the subgroups "
+                                                    "(default for a results folder: its manifest)."),
     method: str | None = typer.Option(None, help="Method to evaluate when the table holds several."),
     positive_class: str | None = typer.Option(None, help="Positive class (default: malignant/cancer, else the "
                                                           "second class of a binary problem)."),
@@ -80,6 +90,13 @@ def evaluate(
         if not manifest.is_file():
             _fail(f"manifest file {manifest} does not exist")
         mdf = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    elif predictions.is_dir():
+        from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
+
+        try:
+            mdf = RunFolder(predictions).read_manifest().df
+        except ResultsFolderError as e:
+            _fail(str(e))
     console = Console(stderr=True)
     try:
         with console.status(f"evaluating {predictions.name} ({n_boot} bootstrap replicates)"):

@@ -27,10 +27,12 @@ a decompression-bomb guard (``max_pixels``, checked from the header before any p
 corrupt file.
 
 Fast path for embedding: :func:`load_image_resized` downsizes while decoding where the format allows it (JPEG DCT
-scaling via ``Image.draft``, then ``Image.reduce`` by an integer factor, then one antialiased resize; greyscale is
-resampled as one channel). Measured by ``benchmarks/bench_images.py`` on a 2560x3328 image: JPEG 87 -> 20 ms
-(4-6x depending on load); 16-bit PNG (250 ms) and DICOM (90 ms) cannot be decoded at reduced scale, their cost
-is the decoder (zlib / pydicom), the intensity mapping being one lookup-table pass. Callers that embed many large images should cache the resized copy.
+scaling via ``Image.draft``; JPEG 2000 DICOM decoded at a reduced wavelet resolution level; then ``Image.reduce`` by
+an integer factor, then one antialiased resize; greyscale is resampled as one channel). 16-bit PNG/TIFF and
+uncompressed or lossless-compressed DICOM cannot be decoded at reduced scale (zlib, RLE, JPEG-LS): their values are
+area-averaged (``cv2.INTER_AREA`` on uint16, one pass) to twice the target before the intensity mapping, so the
+8-bit mapping and the final resize touch 4-16x fewer pixels. ``benchmarks/embed_large.py`` measures where the time
+goes on full-field inputs. Callers that embed many large images should cache the resized copy.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ __all__ = [
     "load_image",
     "load_image_resized",
     "load_images",
+    "area_reduce",
     "to_uint8",  # re-exported from .intensity
 ]
 
@@ -140,7 +143,8 @@ def load_image_resized(
     _check_file(path)
     # greyscale is resized as one channel and replicated to RGB last (3x less resampling work)
     if is_dicom(path):
-        arr = _load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity, rgb=False)
+        arr = _load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity, rgb=False,
+                          min_side=REDUCING_GAP * size)
         return _gray_to_rgb(_resize_array(arr, size, resample))
     with _open_pil(path, max_pixels) as im:
         if _is_deep_colour(im, path):
@@ -153,7 +157,11 @@ def load_image_resized(
             im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (int(w / scale), int(h / scale)))
         im = _oriented(im, path)
         if im.mode in _HIGH_DEPTH_MODES:
-            grey = to_uint8(np.asarray(im), "percentile" if intensity == "percentile" else "minmax")
+            # area-average the 16-bit values down to twice the target in one pass, map them to 8 bit with the
+            # window of the full image (its histogram), then the final antialiased resize
+            full = np.asarray(im)
+            small = area_reduce(full, REDUCING_GAP * size)
+            grey = to_uint8(full, "percentile" if intensity == "percentile" else "minmax", apply_to=small)
             return _gray_to_rgb(_resize_array(grey, size, resample))
         if im.mode in ("L", "LA", "1", "La"):
             return _gray_to_rgb(np.asarray(_resize_pil(im.convert("L"), size, resample)))
@@ -396,6 +404,28 @@ def _resize_pil(im: Image.Image, size: int, resample: Image.Resampling) -> Image
     return im.resize(new, resample, reducing_gap=None)
 
 
+#: The reduced-resolution paths shrink cheaply (DCT scaling, JPEG 2000 resolution levels, area averaging) to at
+#: least this many times the target before the final antialiased resize, like Pillow's ``reducing_gap``.
+REDUCING_GAP = 2
+_AREA_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+
+
+def area_reduce(arr: np.ndarray, min_side: int, full_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Shrink an (H, W) or (H, W, C) array by area averaging (``cv2.INTER_AREA``, one pass, in its own dtype:
+    uint8, uint16, int16, float) so that its shorter side is ``min_side``; returned as is when not larger, or of
+    a dtype OpenCV cannot average. ``full_shape``: the (H, W) of the full-resolution image when ``arr`` is already a
+    reduced decode of it, so the output size (and aspect) is exactly what reducing the full image gives."""
+    h, w = arr.shape[:2]
+    if min(h, w) <= min_side or arr.dtype.type not in _AREA_DTYPES:
+        return arr
+    import cv2  # a core dependency, imported here so that importing this module stays light
+
+    fh, fw = full_shape or (h, w)
+    scale = min_side / min(fh, fw)
+    return cv2.resize(np.ascontiguousarray(arr), (max(1, round(fw * scale)), max(1, round(fh * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
 def _resize_array(arr: np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:
     if min(arr.shape[:2]) <= size:
         return arr
@@ -430,7 +460,7 @@ def _map_collect(fn: Callable[[Path], np.ndarray], paths: list[Path],
 
 # ---- DICOM ---------------------------------------------------------------------------------------------------------
 def _load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Intensity,
-                rgb: bool = True) -> np.ndarray:
+                rgb: bool = True, min_side: int | None = None) -> np.ndarray:
     from ._dicom import load_dicom
 
-    return load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity, rgb=rgb)
+    return load_dicom(path, frame=frame, max_pixels=max_pixels, intensity=intensity, rgb=rgb, min_side=min_side)

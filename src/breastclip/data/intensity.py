@@ -19,30 +19,36 @@ Intensity = Literal["auto", "minmax", "percentile"]
 
 
 def to_uint8(arr: np.ndarray, mode: Literal["minmax", "percentile"] = "minmax",
-             percentiles: tuple[float, float] = PERCENTILE_WINDOW) -> np.ndarray:
+             percentiles: tuple[float, float] = PERCENTILE_WINDOW, *,
+             apply_to: np.ndarray | None = None) -> np.ndarray:
     """Scale any numeric array linearly to uint8 by its min..max or a percentile window (constant -> zeros).
 
     Integer images (16-bit detectors) take a fast exact path: a histogram gives the window, and a lookup table
-    over the value range maps every pixel in one pass.
+    over the value range maps every pixel in one pass. ``apply_to``: map this array instead (e.g. an area-averaged
+    copy of ``arr``) with the window found on ``arr``, so a reduced image gets the full image's window.
     """
     a = np.asarray(arr)
-    if a.dtype == np.uint8:
+    if a.dtype == np.uint8 and apply_to is None:
         return a
-    compact = compact_values(a)
+    compact = compact_values(a, index=apply_to is None)
     if compact is not None:
         values, idx, counts = compact
         v = values.astype(np.float64)
         lo, hi = window_bounds(v, counts, mode, percentiles)
-        return _window_to_uint8(v, lo, hi)[idx]
-    a = a.astype(np.float64, copy=False)
-    lo, hi = window_bounds(a, None, mode, percentiles)
-    return _window_to_uint8(a, lo, hi)
+        lut = _window_to_uint8(v, lo, hi)
+        if apply_to is None:
+            return lut[idx]
+        return lut[np.clip(np.asarray(apply_to, np.int64) - int(values[0]), 0, len(lut) - 1)]
+    lo, hi = window_bounds(a.astype(np.float64, copy=False), None, mode, percentiles)
+    return _window_to_uint8(np.asarray(a if apply_to is None else apply_to, np.float64), lo, hi)
 
 
-def compact_values(a: np.ndarray, max_range: int = 1 << 20) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def compact_values(a: np.ndarray, max_range: int = 1 << 20,
+                   index: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """For an integer image: (every value from min to max, index image into it, histogram), else None.
 
     Pointwise maps (rescale, window, LUT) then run once per possible value instead of once per pixel.
+    ``index=False``: the histogram only (the index image comes back empty).
     """
     if a.dtype.kind not in "iu" or a.size < 4096:
         return None
@@ -54,7 +60,7 @@ def compact_values(a: np.ndarray, max_range: int = 1 << 20) -> tuple[np.ndarray,
     else:
         idx = a.astype(np.int32 if a.itemsize <= 2 else np.int64) - lo
     counts = np.bincount(idx.ravel(), minlength=hi - lo + 1)
-    return np.arange(lo, hi + 1, dtype=np.int64), idx, counts
+    return np.arange(lo, hi + 1, dtype=np.int64), idx if index else np.empty(0, np.int64), counts
 
 
 def window_bounds(v: np.ndarray, counts: np.ndarray | None, mode: str,

@@ -9,34 +9,21 @@ config resumes where it stopped (see :mod:`breastclip.pipeline.results`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+from rich.console import Console
 
 from breastclip import RESEARCH_ONLY
 from breastclip.config import ExperimentConfig
+from breastclip.pipeline.context import RunResult
 from breastclip.pipeline.core import run_core
-from breastclip.pipeline.results import OutputDecision, prepare_output
+from breastclip.pipeline.leaderboard import rich_table
+from breastclip.pipeline.methods import validate_methods
+from breastclip.pipeline.run_folder import RunClaim, RunFolder, claim_output
+from breastclip.pipeline.tracking import require_mlflow
 from breastclip.user_cache import synthetic_dir
 
-__all__ = ["RunResult", "run_experiment", "synthetic_overrides"]
-
-
-@dataclass
-class RunResult:
-    """What a finished run produced (everything is also on disk in ``out_dir``)."""
-
-    out_dir: Path
-    leaderboard: pd.DataFrame
-    best: str | None
-    report_html: Path | None
-    seconds: float
-    resumed: bool = False
-    notes: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-    leak_audit: dict | None = None  # leak_audit.json of the run (ok, problems)
+__all__ = ["RunFolder", "RunResult", "run_experiment", "synthetic_overrides"]
 
 
 def synthetic_overrides(root: str | Path | None = None) -> list[str]:
@@ -45,24 +32,27 @@ def synthetic_overrides(root: str | Path | None = None) -> list[str]:
     return ["data.format=synthetic", f"data.source={where}", "data.options={}", "data.subset=0"]
 
 
-def run_experiment(cfg: ExperimentConfig, *, progress: bool = True, console=None,
-                   decision: OutputDecision | None = None) -> RunResult:
-    """Run ``cfg`` end to end and return the leaderboard and where everything was written."""
-    from rich.console import Console
+def run_experiment(cfg: ExperimentConfig, *, progress: bool = True, console: Console | None = None,
+                   claim: RunClaim | None = None) -> RunResult:
+    """Run ``cfg`` end to end and return the leaderboard and where everything was written.
 
+    The results folder is claimed first (see :func:`breastclip.pipeline.run_folder.claim_output`): a concurrent
+    run given the same folder writes elsewhere and says where.
+    """
     console = console or Console(stderr=False)
     t0 = time.perf_counter()
-    decision = decision or prepare_output(cfg)
-    console.print(f"[bold]breastclip run[/bold] {cfg.experiment.name}: {decision.message}")
-    result = run_core(cfg, decision, console=console, progress=progress)
+    validate_methods(cfg)  # a typo in a hyperparameter fails now, before a folder is made or an image is read
+    if cfg.tracking.mlflow:
+        require_mlflow()
+    claim = claim or claim_output(cfg)
+    console.print(f"[bold]breastclip run[/bold] {cfg.experiment.name}: {claim.message}")
+    result = run_core(cfg, claim, console=console, progress=progress)
     result.seconds = time.perf_counter() - t0
     print_summary(result, console)
     return result
 
 
-def print_summary(result, console) -> None:
-    from breastclip.pipeline.leaderboard import rich_table
-
+def print_summary(result: RunResult, console: Console) -> None:
     if result.leaderboard is not None and not result.leaderboard.empty:
         console.print(rich_table(result.leaderboard))
     for label, why in result.skipped.items():
@@ -80,4 +70,3 @@ def print_summary(result, console) -> None:
     if result.report_html is not None:
         console.print(f"report:  {result.report_html}")
     console.print(f"[dim]{RESEARCH_ONLY}[/dim]")
-

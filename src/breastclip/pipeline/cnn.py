@@ -5,19 +5,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-
-import pandas as pd
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from breastclip.config import ConfigError, ExperimentConfig
-from breastclip.data.manifest import Manifest
+from breastclip.finetune import AugmentConfig, FinetuneConfig, finetune
+from breastclip.pipeline.methods import MethodOutcome, Plan
+
+if TYPE_CHECKING:  # the context module imports the method step
+    from breastclip.pipeline.context import RunContext, RunData
 
 log = logging.getLogger("breastclip.run")
 
 
-def finetune_config(plan, cfg: ExperimentConfig):
+def finetune_config(plan: Plan, cfg: ExperimentConfig) -> FinetuneConfig:
     """A :class:`FinetuneConfig` from the method's params (unknown keys are errors naming the valid ones)."""
-    from breastclip.finetune import AugmentConfig, FinetuneConfig
-
     valid = [f.name for f in dataclasses.fields(FinetuneConfig) if f.name not in ("method",)]
     params = dict(plan.method.params)
     unknown = sorted(set(params) - set(valid))
@@ -40,16 +42,13 @@ def finetune_config(plan, cfg: ExperimentConfig):
         raise ConfigError(f"method '{plan.method.name}' (cnn): {e}") from e
 
 
-def run_cnn_baseline(plan, cfg: ExperimentConfig, manifest: Manifest, ids: list[str], folder, *,
-                     progress: bool = True, on_progress=None):
+def run_cnn_baseline(ctx: RunContext, plan: Plan, data: RunData,
+                     on_progress: Callable[[str, int, int], None] | None = None) -> MethodOutcome:
     """Train on the run's train rows (best epoch by validation loss), predict val + test, same table as heads."""
-    from breastclip.finetune import finetune
-    from breastclip.pipeline.methods import MethodOutcome
-
     t0 = time.perf_counter()
-    fc = finetune_config(plan, cfg)
-    keep = manifest.df["id"].isin(set(ids))
-    sub = manifest.subset(keep.to_numpy())
+    fc = finetune_config(plan, ctx.cfg)
+    keep = data.manifest.df["id"].isin(set(data.ids))
+    sub = data.manifest.subset(keep.to_numpy())
     log.info("%s: fine-tuning %s end to end for up to %d epochs on %d training images", plan.label, fc.arch,
              fc.epochs, int((sub.df["split"] == "train").sum()))
     state = {"last": ""}
@@ -61,9 +60,9 @@ def run_cnn_baseline(plan, cfg: ExperimentConfig, manifest: Manifest, ids: list[
         if on_progress is not None:
             on_progress(stage, i, n)
 
-    result = finetune(sub, fc, folder / "model", overwrite=False, progress=report if progress else None)
-    history = result.history.to_dict(orient="records") if isinstance(result.history, pd.DataFrame) else None
+    result = finetune(sub, fc, ctx.folder.model_dir(plan.label), overwrite=False,
+                      progress=report if ctx.progress else None)
     pred = result.predictions.copy()
     pred["method"] = plan.label
-    return MethodOutcome(plan.label, plan.method, None, folder, pred, history,
-                         seconds=time.perf_counter() - t0, model=result)
+    return MethodOutcome(plan.label, plan.method, None, ctx.folder.method_dir(plan.label), pred,
+                         result.history.to_dict(orient="records"), seconds=time.perf_counter() - t0, model=result)

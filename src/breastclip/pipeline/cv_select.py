@@ -16,12 +16,10 @@ import io
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from breastclip.atomic import atomic_write_text
 from breastclip.config import CNN_KIND, ConfigError, ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.heads.model_selection import (
@@ -37,6 +35,7 @@ from breastclip.heads.model_selection import (
 )
 from breastclip.pipeline import methods
 from breastclip.pipeline.embed_step import EmbeddingSet, cache_dir_for
+from breastclip.pipeline.run_folder import RunFolder
 from breastclip.predictions import make_predictions
 
 log = logging.getLogger("breastclip.run")
@@ -102,7 +101,7 @@ class CVSelector:
 
         return make
 
-    def fit_predict(self, plan: methods.Plan, emb: EmbeddingSet, text: dict | None, folder: Path
+    def fit_predict(self, plan: methods.Plan, emb: EmbeddingSet, text: dict | None, folder: RunFolder
                     ) -> methods.MethodOutcome:
         """Select ``plan``'s hyperparameters by CV on train+val, refit there, predict every split."""
         if plan.method.head == CNN_KIND:
@@ -137,11 +136,11 @@ class CVSelector:
         df = self.manifest.df.set_index("id").loc[self.ids]
         pred = make_predictions(ids=self.ids, y_true=self.y, proba=proba, classes=self.manifest.classes,
                                 method=plan.label, split=list(self.split), patient_id=df["patient_id"].tolist())
-        folder.mkdir(parents=True, exist_ok=True)
-        head.save(folder / "model", overwrite=True)
-        atomic_write_text(folder / "cv_results.csv", _table_csv(table))
+        head.save(folder.model_dir(plan.label), overwrite=True)
+        folder.write_method_text(plan.label, RunFolder.CV_RESULTS, _table_csv(table))
         out = methods.MethodOutcome(plan.label, _with_params(plan.method, best.candidate.params), plan.backbone,
-                                    folder, pred, None, seconds=time.perf_counter() - t0, model=head)
+                                    folder.method_dir(plan.label), pred, None, seconds=time.perf_counter() - t0,
+                                    model=head)
         out.selection = best.selection_score(self.cfg.evaluation.primary_metric)
         return out
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from breastclip.backbones import Backbone, BackboneEntry, create_backbone, embed_manifest, get_entry
 from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.user_cache import cache_root
@@ -23,34 +23,32 @@ class EmbeddingSet:
     backbone_name: str
     X: np.ndarray
     ids: list[str]
-    failures: list = field(default_factory=list)
-    entry: object = None
+    failures: list[tuple[str, str, str]]  # (id, path, problem)
+    entry: BackboneEntry
     device: str | None = None
     n_computed: int = 0
     n_cached: int = 0
     seconds: float = 0.0
-    _backbone: object = None
+    _backbone: Backbone | None = None
 
     def rows(self, ids: list[str]) -> np.ndarray:
         pos = {i: k for k, i in enumerate(self.ids)}
         return self.X[[pos[i] for i in ids]]
 
     @property
-    def backbone(self):
+    def backbone(self) -> Backbone:
         """The live model, built on first use only (text prompts, Grad-CAM): cache hits never load weights."""
         if self._backbone is None:
-            from breastclip.backbones import create_backbone
-
             self._backbone = create_backbone(self.backbone_name, self.device or None)
         return self._backbone
 
     @property
     def has_text(self) -> bool:
-        return bool(getattr(self.entry, "has_text", False))
+        return self.entry.has_text
 
     @property
     def text_aligned(self) -> bool:
-        return bool(getattr(self.entry, "has_text", False) and getattr(self.entry, "text_aligned", True))
+        return self.entry.has_text and self.entry.text_aligned
 
 
 def cache_dir_for(cfg: ExperimentConfig) -> Path:
@@ -61,40 +59,28 @@ def cache_dir_for(cfg: ExperimentConfig) -> Path:
 
 def embed_all(cfg: ExperimentConfig, manifest: Manifest, *, progress: bool = True) -> dict[str, EmbeddingSet]:
     """Embed ``manifest`` with every backbone of the experiment (cache hits cost only hashing)."""
-    from breastclip.backbones import embed_manifest, get_entry
-
     out: dict[str, EmbeddingSet] = {}
     cache = cache_dir_for(cfg)
     for name in cfg.backbones:
         entry = get_entry(name)
         opts = dict(cfg.embed.options)
-        params = inspect.signature(embed_manifest).parameters
         if cfg.embed.batch_size:
             opts["batch_size"] = cfg.embed.batch_size
         if cfg.embed.device:
             opts["device"] = cfg.embed.device
-        if "progress" in params:
-            opts.setdefault("progress", progress)
+        opts.setdefault("progress", progress)
         log.info("embedding %d images with %s (cache %s)", len(manifest), name, cache)
         result = embed_manifest(manifest, name, cache_dir=cache, **opts)
-        X, ids, failures = _unpack(result)
-        if failures:
-            log.warning("%s: %d image(s) could not be embedded and are left out: %s", name, len(failures),
-                        "; ".join(str(f) for f in list(failures)[:5]))
-        s = EmbeddingSet(name, np.asarray(X, dtype=np.float32), [str(i) for i in ids], list(failures), entry,
-                         cfg.embed.device or None, int(getattr(result, "n_computed", 0)),
-                         int(getattr(result, "n_cached", 0)), float(getattr(result, "seconds", 0.0)))
+        if result.failures:
+            log.warning("%s: %d image(s) could not be embedded and are left out: %s", name, len(result.failures),
+                        "; ".join(str(f) for f in result.failures[:5]))
+        s = EmbeddingSet(name, np.asarray(result.X, dtype=np.float32), [str(i) for i in result.ids],
+                         list(result.failures), entry, cfg.embed.device or None, result.n_computed,
+                         result.n_cached, result.seconds)
         log.info("%s: %d embedded (%d computed, %d from the cache) in %.1f s", name, len(s.ids), s.n_computed,
                  s.n_cached, s.seconds)
         out[name] = s
     return out
-
-
-def _unpack(result) -> tuple[np.ndarray, list[str], list]:
-    if isinstance(result, tuple):
-        X, ids, *rest = result
-        return X, list(ids), list(rest[0]) if rest else []
-    return result.X, list(result.ids), list(getattr(result, "failures", []))
 
 
 def common_ids(sets: dict[str, EmbeddingSet], manifest: Manifest) -> list[str]:
@@ -105,16 +91,6 @@ def common_ids(sets: dict[str, EmbeddingSet], manifest: Manifest) -> list[str]:
     return [i for i in manifest.df["id"] if i in keep]
 
 
-def failures_table(sets: dict[str, EmbeddingSet]) -> list[dict]:
-    rows = []
-    for name, s in sets.items():
-        for f in s.failures:
-            if isinstance(f, dict):
-                rows.append({"backbone": name, **{k: str(v) for k, v in f.items()}})
-            elif isinstance(f, (tuple, list)) and len(f) >= 3:
-                rows.append({"backbone": name, "id": str(f[0]), "path": str(f[1]), "error": str(f[2])})
-            elif isinstance(f, (tuple, list)) and len(f) == 2:
-                rows.append({"backbone": name, "id": str(f[0]), "error": str(f[1])})
-            else:
-                rows.append({"backbone": name, "error": str(f)})
-    return rows
+def failures_table(sets: dict[str, EmbeddingSet]) -> list[dict[str, str]]:
+    return [{"backbone": name, "id": str(i), "path": str(path), "error": str(problem)}
+            for name, s in sets.items() for i, path, problem in s.failures]

@@ -3,35 +3,35 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
+from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
+from breastclip.evaluation.levels import aggregate_predictions, unit_manifest
+from breastclip.pipeline.context import RunContext
 from breastclip.pipeline.options import check_options
-from breastclip.pipeline.results import write_json
+from breastclip.pipeline.run_folder import RunFolder
 
 log = logging.getLogger("breastclip.run")
 
 
-def evaluate_all(cfg: ExperimentConfig, predictions: dict[str, pd.DataFrame], manifest: Manifest,
-                 notes: list[str]) -> tuple[dict, pd.DataFrame | None]:
+def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame],
+                 manifest: Manifest) -> tuple[dict[str, Evaluation], pd.DataFrame | None]:
     """Evaluate each method (thresholds and temperature fitted on val, metrics on test) and compare them.
 
     ``evaluation.level`` = breast / exam: each method's image predictions are first pooled per unit
     (``evaluation.aggregate``; label = worst image label) and everything is measured on units, the bootstrap still
     resampling patients."""
-    from breastclip.evaluation import compare_methods, evaluate_predictions
-
+    cfg = ctx.cfg
     ev_cfg = cfg.evaluation
     meta = manifest.df
     if ev_cfg.level != "image":
-        predictions, meta = unit_predictions(cfg, predictions, manifest, notes)
+        predictions, meta = unit_predictions(ctx, predictions, manifest)
     subgroups = list(ev_cfg.subgroups)
     missing = [c for c in subgroups if c not in meta.columns]
     if missing:
-        notes.append(f"subgroup column(s) {missing} are not in this data set's metadata; skipped")
+        ctx.note(f"subgroup column(s) {missing} are not in this data set's metadata; skipped")
         subgroups = [c for c in subgroups if c in meta.columns]
     fixed = ("pred", "manifest_df", "method", "positive_class", "n_boot", "seed", "alpha", "min_group_size",
              "threshold_policies", "subgroup_columns")
@@ -53,32 +53,31 @@ def evaluate_all(cfg: ExperimentConfig, predictions: dict[str, pd.DataFrame], ma
                                           positive_class=ev_cfg.positive_class or None, n_boot=ev_cfg.n_bootstrap,
                                           seed=cfg.experiment.seed, alpha=alpha)
         except ValueError as e:  # e.g. methods evaluated on different test images
-            notes.append(f"paired comparisons skipped: {e}")
+            ctx.note(f"paired comparisons skipped: {e}")
             log.warning("paired comparisons skipped: %s", e)
     return evaluations, comparisons
 
 
-def unit_predictions(cfg: ExperimentConfig, predictions: dict[str, pd.DataFrame], manifest: Manifest,
-                     notes: list[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+def unit_predictions(ctx: RunContext, predictions: dict[str, pd.DataFrame],
+                     manifest: Manifest) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """Every method's predictions pooled to ``evaluation.level`` units, and the unit-level metadata table."""
-    from breastclip.evaluation.levels import aggregate_predictions, unit_manifest
-
-    ev_cfg = cfg.evaluation
+    ev_cfg = ctx.cfg.evaluation
     level_notes: list[str] = []
     pooled = {label: aggregate_predictions(pred, manifest.df, ev_cfg.level, ev_cfg.aggregate,
                                            severity=ev_cfg.severity or None, notes=level_notes)
               for label, pred in predictions.items()}
     meta = unit_manifest(manifest.df, ev_cfg.level)
-    notes.extend(dict.fromkeys(level_notes))
+    for note in dict.fromkeys(level_notes):
+        ctx.note(note)
     n_units = len(meta)
-    notes.append(f"evaluated per {ev_cfg.level} ({n_units} {ev_cfg.level}s of {len(manifest.df)} images): image "
-                 f"probabilities pooled by {ev_cfg.aggregate}; a {ev_cfg.level}'s label is the worst label of its "
-                 "images; the bootstrap resamples patients")
+    ctx.note(f"evaluated per {ev_cfg.level} ({n_units} {ev_cfg.level}s of {len(manifest.df)} images): image "
+             f"probabilities pooled by {ev_cfg.aggregate}; a {ev_cfg.level}'s label is the worst label of its "
+             "images; the bootstrap resamples patients")
     log.info("evaluation level %s: %d units, aggregate %s", ev_cfg.level, n_units, ev_cfg.aggregate)
     return pooled, meta
 
 
-def best_method(evaluations: dict, metric: str) -> str:
+def best_method(evaluations: dict[str, Evaluation], metric: str) -> str:
     def score(label: str) -> float:
         h = evaluations[label].headline.get(metric) or {}
         v = h.get("estimate")
@@ -87,7 +86,7 @@ def best_method(evaluations: dict, metric: str) -> str:
     return max(evaluations, key=score)
 
 
-def operating_point(ev, policy: str) -> dict:
+def operating_point(ev: Evaluation, policy: str) -> dict:
     """The threshold ``policy`` chose on validation (binary / one-vs-rest), frozen for ``predict``."""
     out = {"policy": policy, "positive_class": ev.positive_class, "threshold": None,
            "classes": list(ev.classes), "note": ""}
@@ -108,14 +107,13 @@ def operating_point(ev, policy: str) -> dict:
     return out
 
 
-def save_evaluations(out_dir: Path, cfg: ExperimentConfig, evaluations: dict, comparisons: pd.DataFrame | None,
-                     folders: dict[str, Path]) -> dict:
+def save_evaluations(ctx: RunContext, evaluations: dict[str, Evaluation], comparisons: pd.DataFrame | None) -> dict:
     """``metrics.json`` (every evaluation + comparisons) and each method's ``operating_point.json``."""
     metrics = {"methods": {k: ev.to_dict() for k, ev in evaluations.items()},
                "comparisons": [] if comparisons is None else comparisons.to_dict(orient="records")}
-    write_json(out_dir / "metrics.json", metrics)
+    ctx.folder.write_json(RunFolder.METRICS, metrics)
     if comparisons is not None:
-        comparisons.to_csv(out_dir / "comparisons.csv", index=False)
+        ctx.folder.write_csv(RunFolder.COMPARISONS, comparisons)
     for label, ev in evaluations.items():
-        write_json(folders[label] / "operating_point.json", operating_point(ev, cfg.evaluation.operating_point))
+        ctx.folder.write_operating_point(label, operating_point(ev, ctx.cfg.evaluation.operating_point))
     return metrics

@@ -8,19 +8,19 @@ the zero-shot medical vs non-medical filter. Written to ``gate/<backbone>/{ood,m
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from breastclip.config import ExperimentConfig
-from breastclip.data.manifest import Manifest
+from breastclip.heads import EmbeddingOOD, MedicalGate
+from breastclip.pipeline.context import RunContext, RunData
 from breastclip.pipeline.explain_step import save_class_means
-from breastclip.pipeline.results import safe_name, write_json
+from breastclip.pipeline.run_folder import RunFolder
+from breastclip.retrieval import make_reference, save_reference
 
 log = logging.getLogger("breastclip.run")
 
 
-def fit_run_gate(cfg: ExperimentConfig, sets: dict, manifest: Manifest, ids: list[str], out: Path) -> dict:
-    from breastclip.heads import EmbeddingOOD, MedicalGate
-
+def fit_run_gate(ctx: RunContext, data: RunData) -> dict:
+    cfg, manifest, ids, out = ctx.cfg, data.manifest, data.ids, ctx.folder
+    sets = data.sets
     df = manifest.df.set_index("id").loc[ids]
     split = df["split"].to_numpy()
     summary: dict = {"backbones": {}}
@@ -28,13 +28,14 @@ def fit_run_gate(cfg: ExperimentConfig, sets: dict, manifest: Manifest, ids: lis
     for name, emb in sets.items():
         X = emb.rows(ids)
         tr, va = split == "train", split == "val"
-        folder = out / "gate" / safe_name(name)
+        folder = out.gate_dir(name)
         ood = EmbeddingOOD(random_state=cfg.experiment.seed, **opts)
         ood.fit(X[tr], df["label"].to_numpy()[tr], X_val=X[va] if va.sum() >= 2 else None)
         ood.save(folder / "ood", overwrite=True)
         save_class_means(folder, X[tr], df["label"].to_numpy()[tr], list(manifest.classes))
+        save_reference(make_reference(X[tr], df.index.to_numpy()[tr], df["label"].to_numpy()[tr]), folder)
         flagged_test = float(ood.is_ood(X[split == "test"]).mean()) if (split == "test").any() else None
-        info = {"ood": {"path": str((folder / "ood").relative_to(out)), "method": ood.method,
+        info = {"ood": {"path": str((folder / "ood").relative_to(out.path)), "method": ood.method,
                         "threshold": float(ood.threshold_), "quantile": ood.quantile,
                         "test_flagged_fraction": flagged_test}}
         if emb.text_aligned:
@@ -42,7 +43,7 @@ def fit_run_gate(cfg: ExperimentConfig, sets: dict, manifest: Manifest, ids: lis
                 gate = MedicalGate.from_backbone(emb.backbone, bank=cfg.gate.medical_prompts)
                 gate.save(folder / "medical", overwrite=True)
                 scores = gate.medical_score(X[split == "test"]) if (split == "test").any() else None
-                info["medical"] = {"path": str((folder / "medical").relative_to(out)), "bank": cfg.gate.medical_prompts,
+                info["medical"] = {"path": str((folder / "medical").relative_to(out.path)), "bank": cfg.gate.medical_prompts,
                                    "threshold": float(gate.threshold),
                                    "test_rejected_fraction": None if scores is None else
                                    float((scores < gate.threshold).mean())}
@@ -54,5 +55,5 @@ def fit_run_gate(cfg: ExperimentConfig, sets: dict, manifest: Manifest, ids: lis
         summary["backbones"][name] = info
         log.info("%s: OOD gate threshold %.4f (%.0f%% of test images flagged)", name, ood.threshold_,
                  100 * (flagged_test or 0.0))
-    write_json(out / "gate" / "gate.json", summary)
+    out.write_json(f"{RunFolder.GATE}/{RunFolder.GATE_SUMMARY}", summary)
     return summary

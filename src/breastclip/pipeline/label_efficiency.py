@@ -12,6 +12,7 @@ Writes ``label_efficiency.csv`` (method, budget, n_train, seed, test AUC / accur
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from breastclip.config import CNN_KIND, ExperimentConfig
-from breastclip.data.manifest import Manifest
 from breastclip.evaluation.metrics import headline_metrics, resolve_positive_class
 from breastclip.heads import torch_threads
 from breastclip.pipeline import methods
-from breastclip.pipeline.results import atomic_write_csv
+from breastclip.pipeline.context import RunData
+from breastclip.pipeline.run_folder import RunFolder
 
 log = logging.getLogger("breastclip.run")
 
@@ -49,12 +50,13 @@ def nested_subset(y: np.ndarray, kind: str, value: float, seed: int) -> np.ndarr
     return np.sort(np.concatenate(keep))
 
 
-def run_label_efficiency(cfg: ExperimentConfig, manifest: Manifest, ids: list[str], sets: dict, outcomes: list,
-                         out: Path, text_for) -> pd.DataFrame | None:
+def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, folder: RunFolder,
+                         text_for: Callable) -> pd.DataFrame | None:
     """Refit every finished head method on each training budget; write the table and the figure."""
     todo = budgets(cfg)
     if not todo:
         return None
+    manifest, ids, sets = data.manifest, data.ids, data.sets
     df = manifest.df.set_index("id").loc[ids]
     split = df["split"].to_numpy()
     y = df["label"].astype(str).to_numpy()
@@ -78,7 +80,7 @@ def run_label_efficiency(cfg: ExperimentConfig, manifest: Manifest, ids: list[st
             sub = tr[nested_subset(y[tr], kind, value, seed)]
             head = methods.build_head(replace(plan, method=replace(o.method, params=dict(o.method.params))),
                                       replace(cfg, experiment=replace(cfg.experiment, seed=seed)), text)
-            kw = {"X_val": X[va], "y_val": y[va]} if len(va) and "X_val" in methods._fit_args(head) else {}
+            kw = {"X_val": X[va], "y_val": y[va]} if len(va) else {}
             try:
                 with torch_threads("cpu"):
                     head.fit(X[sub], y[sub], **kw)
@@ -90,9 +92,9 @@ def run_label_efficiency(cfg: ExperimentConfig, manifest: Manifest, ids: list[st
             rows.append({"method": base, "label": o.label, "seed": seed, "budget": kind, "value": value,
                          "n_train": len(sub), "roc_auc": m.get("roc_auc"), "accuracy": m.get("accuracy")})
     table = pd.DataFrame(rows)
-    atomic_write_csv(out / "label_efficiency.csv", table)
+    folder.write_csv(RunFolder.LABEL_EFFICIENCY, table)
     if len(table):
-        plot_label_efficiency(table, out / "figures" / "label_efficiency")
+        plot_label_efficiency(table, folder / RunFolder.LABEL_EFFICIENCY_FIGURE)
     return table
 
 

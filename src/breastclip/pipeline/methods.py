@@ -4,11 +4,13 @@ and save model, predictions and loss history under ``methods/<label>/``. Finishe
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,11 +23,13 @@ from breastclip.config import (
     ExperimentConfig,
     MethodSection,
 )
-from breastclip.data.manifest import Manifest
 from breastclip.evaluation.selection import SelectionScore
 from breastclip.pipeline.embed_step import EmbeddingSet
-from breastclip.pipeline.results import atomic_write_csv, safe_name, write_json
+from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
 from breastclip.predictions import make_predictions
+
+if TYPE_CHECKING:  # the context module imports this one
+    from breastclip.pipeline.context import RunContext, RunData
 
 log = logging.getLogger("breastclip.run")
 
@@ -44,7 +48,7 @@ class MethodOutcome:
     backbone: str | None
     folder: Path
     predictions: pd.DataFrame | None = None
-    history: list | None = None
+    history: list[dict[str, Any]] | None = None
     skipped: str | None = None
     reused: bool = False
     seconds: float = 0.0
@@ -95,18 +99,22 @@ def method_identity(cfg: ExperimentConfig, plan: Plan) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_finished(folder: Path, identity: str) -> MethodOutcome | None:
-    meta = folder / "method.json"
-    if not (meta.is_file() and (folder / "predictions.csv").is_file()):
+def load_finished(folder: RunFolder, plan: Plan, identity: str) -> MethodOutcome | None:
+    """The method's finished result from an earlier (interrupted) run of the same config, or None."""
+    mdir = folder.method_dir(plan.label)
+    if not (mdir / RunFolder.METHOD_RECORD).is_file() or not (mdir / RunFolder.PREDICTIONS).is_file():
         return None
-    info = json.loads(meta.read_text())
-    if info.get("identity") != identity or not info.get("complete"):
+    try:
+        info = folder.read_method_record(plan.label)
+        if info.get("identity") != identity or not info.get("complete"):
+            return None
+        pred = folder.read_method_predictions(plan.label)
+        history = folder.read_history(plan.label)
+    except ResultsFolderError as e:  # a damaged file of an unfinished run: fit the method again
+        log.warning("%s: not reusing the earlier result (%s)", plan.label, e)
         return None
-    pred = pd.read_csv(folder / "predictions.csv", dtype={"id": str, "patient_id": str, "split": str,
-                                                          "y_true": str, "y_pred": str})
-    hist = json.loads((folder / "history.json").read_text()) if (folder / "history.json").is_file() else None
     sel = info.get("selection")
-    return MethodOutcome(info["label"], None, info.get("backbone"), folder, pred, hist, reused=True,  # type: ignore[arg-type]
+    return MethodOutcome(plan.label, plan.method, plan.backbone, mdir, pred, history, reused=True,
                          seconds=float(info.get("seconds", 0.0)),
                          selection=SelectionScore(**sel) if isinstance(sel, dict) else None)
 
@@ -160,67 +168,28 @@ def build_head(plan: Plan, cfg: ExperimentConfig, text: dict | None = None):
     return cls(**params)
 
 
-def _init_args(cls) -> list[str]:
-    import inspect
-
+def _init_args(cls: type) -> list[str]:
     return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
 
-def fit_predict(plan: Plan, cfg: ExperimentConfig, manifest: Manifest, ids: list[str], emb: EmbeddingSet,
-                text: dict | None, folder: Path) -> MethodOutcome:
-    """Fit on train (validation rows for model selection), predict every split, save everything."""
+def fit_predict(ctx: RunContext, plan: Plan, data: RunData, emb: EmbeddingSet, text: dict | None) -> MethodOutcome:
+    """Fit on train (validation rows for model selection), predict every split, save the model."""
     t0 = time.perf_counter()
+    manifest, ids = data.manifest, data.ids
     df = manifest.df.set_index("id").loc[ids]
     X = emb.rows(ids)
     split = df["split"].to_numpy()
     y = df["label"].to_numpy()
     tr, va = split == "train", split == "val"
-    head = build_head(plan, cfg, text)
-    fit_kw = {}
-    if "X_val" in _fit_args(head) and va.any():
-        fit_kw = {"X_val": X[va], "y_val": y[va]}
-    head.fit(X[tr], y[tr], **fit_kw)
+    head = build_head(plan, ctx.cfg, text)
+    head.fit(X[tr], y[tr], X_val=X[va] if va.any() else None, y_val=y[va] if va.any() else None)
     proba = align_proba(head.predict_proba(X), [str(c) for c in head.classes_], manifest.classes)
     pred = make_predictions(ids=ids, y_true=y, proba=proba, classes=manifest.classes, method=plan.label,
                             split=list(split), patient_id=df["patient_id"].tolist())
-    history = _history(head)
-    folder.mkdir(parents=True, exist_ok=True)
-    model_dir = folder / "model"
-    head.save(model_dir, overwrite=True) if "overwrite" in _save_args(head) else head.save(model_dir)
-    secs = time.perf_counter() - t0
-    return MethodOutcome(plan.label, plan.method, plan.backbone, folder, pred, history, seconds=secs, model=head)
-
-
-def _fit_args(head) -> list[str]:
-    import inspect
-
-    return list(inspect.signature(head.fit).parameters)
-
-
-def _save_args(head) -> list[str]:
-    import inspect
-
-    return list(inspect.signature(head.save).parameters)
-
-
-def _history(est) -> list | None:
-    h = getattr(est, "history_", None)
-    if h is None:
-        return None
-    if isinstance(h, pd.DataFrame):
-        return h.to_dict(orient="records")
-    if isinstance(h, dict):  # {"train_loss": [...], "val_loss": [...]}
-        keys = list(h)
-        n = max((len(v) for v in h.values() if hasattr(v, "__len__")), default=0)
-        return [{"epoch": i + 1, **{k: _num(h[k][i]) for k in keys if i < len(h[k])}} for i in range(n)]
-    return [dict(r) if isinstance(r, dict) else r for r in h]
-
-
-def _num(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return v
+    history: list[dict[str, Any]] | None = getattr(head, "history_", None)  # the trained heads keep one
+    head.save(ctx.folder.model_dir(plan.label), overwrite=True)
+    return MethodOutcome(plan.label, plan.method, plan.backbone, ctx.folder.method_dir(plan.label), pred,
+                         None if history is None else list(history), seconds=time.perf_counter() - t0, model=head)
 
 
 def align_proba(proba: np.ndarray, head_classes: list[str], classes: list[str]) -> np.ndarray:
@@ -235,21 +204,15 @@ def align_proba(proba: np.ndarray, head_classes: list[str], classes: list[str]) 
     return out / np.where(s > 0, s, 1.0)
 
 
-def save_outcome(outcome: MethodOutcome, identity: str) -> None:
+def save_outcome(folder: RunFolder, outcome: MethodOutcome, identity: str) -> None:
     """Write predictions, history and the completion record (last, so a crash leaves the method unfinished)."""
-    folder = outcome.folder
-    folder.mkdir(parents=True, exist_ok=True)
     if outcome.predictions is not None:
-        atomic_write_csv(folder / "predictions.csv", outcome.predictions)
+        folder.write_method_predictions(outcome.label, outcome.predictions)
     if outcome.history is not None:
-        write_json(folder / "history.json", outcome.history)
+        folder.write_history(outcome.label, outcome.history)
     m = outcome.method
-    write_json(folder / "method.json", {
+    folder.write_method_record(outcome.label, {
         "label": outcome.label, "name": m.name, "head": m.head, "backbone": outcome.backbone,
         "params": m.params, "prompts": m.prompts, "identity": identity, "complete": outcome.skipped is None,
         "skipped": outcome.skipped, "seconds": round(outcome.seconds, 3),
         "selection": asdict(outcome.selection) if outcome.selection is not None else None})
-
-
-def method_folder(out_dir: Path, label: str) -> Path:
-    return out_dir / "methods" / safe_name(label)

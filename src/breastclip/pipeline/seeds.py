@@ -7,15 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
-from breastclip.atomic import atomic_write_text
 from breastclip.config import ExperimentConfig
-from breastclip.pipeline.results import atomic_write_csv
+from breastclip.pipeline.run_folder import RunFolder
 
 _SUFFIX = re.compile(r"^(?P<method>.+)\.seed(?P<seed>-?\d+)$")
 #: Leaderboard columns averaged over seeds (those present).
@@ -55,10 +53,10 @@ def seed_table(board: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFrame:
     return out.sort_values(key, ascending=False, na_position="last", kind="stable") if key else out
 
 
-def summarise_seeds(board: pd.DataFrame, seeds: Sequence[int], out: Path) -> pd.DataFrame:
+def summarise_seeds(board: pd.DataFrame, seeds: Sequence[int], folder: RunFolder) -> pd.DataFrame:
     """Write ``seeds.csv`` and ``seeds.md`` (mean +- sd per method) into the results folder."""
     table = seed_table(board, seeds)
-    atomic_write_csv(out / "seeds.csv", table)
+    folder.write_csv(RunFolder.SEEDS, table)
     cols = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     lines = [f"# Mean +- sd over seeds {list(seeds)}", "", f"{RESEARCH_ONLY}", "",
              "| method | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
@@ -67,5 +65,5 @@ def summarise_seeds(board: pd.DataFrame, seeds: Sequence[int], out: Path) -> pd.
                  np.isfinite(r[c + "_sd"]) else (f"{r[c + '_mean']:.3f}" if np.isfinite(r[c + "_mean"]) else "")
                  for c in cols]
         lines.append(f"| {r['method']} | {r['n_seeds']} | " + " | ".join(cells) + " |")
-    atomic_write_text(out / "seeds.md", "\n".join(lines) + "\n")
+    folder.write_text(RunFolder.SEEDS_MD, "\n".join(lines) + "\n")
     return table

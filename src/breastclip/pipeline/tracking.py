@@ -4,22 +4,24 @@ metrics, and the results folder's small files as artifacts. The results folder s
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
 from breastclip.config import ExperimentConfig
+from breastclip.evaluation import Evaluation
+from breastclip.pipeline.run_folder import RunFolder
 
 log = logging.getLogger("breastclip.run")
-ARTIFACTS = ("config.resolved.toml", "environment.json", "leaderboard.md", "leaderboard.csv", "metrics.json",
-             "leak_audit.json", "report.html", "report.docx", "MODEL_CARD.md", "run.log")
+ARTIFACTS = (RunFolder.CONFIG, RunFolder.ENVIRONMENT, RunFolder.LEADERBOARD_MD, RunFolder.LEADERBOARD,
+             RunFolder.METRICS, RunFolder.LEAK_AUDIT, "report.html", "report.docx", "MODEL_CARD.md", RunFolder.LOG)
 
 
-def require_mlflow():
+def require_mlflow() -> ModuleType:
     """The mlflow module, or an error saying how to install it (checked before any work is done)."""
     try:
-        import mlflow
+        import mlflow  # optional (the tracking extra): imported only when a run asks for it
     except ImportError as e:
         raise RuntimeError("--mlflow needs MLflow: pip install 'breastclip[tracking]' (or mlflow-skinny)") from e
     return mlflow
@@ -40,12 +42,14 @@ def flat_params(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_to_mlflow(cfg: ExperimentConfig, out: Path, board: pd.DataFrame, evaluations: dict) -> str:
+def log_to_mlflow(cfg: ExperimentConfig, folder: RunFolder, board: pd.DataFrame,
+                  evaluations: dict[str, Evaluation]) -> str:
     """Log one MLflow run for the experiment; returns its run id."""
     mlflow = require_mlflow()
     if cfg.tracking.tracking_uri:
         mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
     mlflow.set_experiment(cfg.tracking.experiment or cfg.experiment.name)
+    out = folder.path
     with mlflow.start_run(run_name=out.name) as run:
         mlflow.set_tags({"breastclip.results_folder": str(out), "breastclip.notice": RESEARCH_ONLY,
                          "breastclip.best_method": str(board.attrs.get("best"))})
