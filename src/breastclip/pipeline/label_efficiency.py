@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from breastclip.config import CNN_KIND, ExperimentConfig
+from breastclip.config import ExperimentConfig
 from breastclip.evaluation.metrics import headline_metrics, resolve_positive_class
 from breastclip.heads import torch_threads
+from breastclip.method_registry import Inputs, method_kind
 from breastclip.pipeline import methods
 from breastclip.pipeline.context import RunData
 from breastclip.pipeline.run_folder import RunFolder
@@ -66,7 +67,7 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
     pos = classes.index(positive) if positive is not None else None
     rows = []
     for o in outcomes:
-        if o.method is None or o.method.head in (CNN_KIND, ENSEMBLE) or o.predictions is None or not o.backbone:
+        if o.method is None or o.method.head == ENSEMBLE or method_kind(o.method.head).inputs is not Inputs.EMBEDDINGS or o.predictions is None or not o.backbone:
             continue
         emb = sets[o.backbone]
         X = emb.rows(ids)
