@@ -35,7 +35,7 @@ def test_group_estimates_equal_metrics_on_the_subset_and_small_groups_are_not_co
     for (col, value), row in acc.iterrows():
         mask = (meta[col].astype(str) == value).to_numpy() if value != "(missing)" else meta[col].isna().to_numpy()
         assert row["n"] == mask.sum()
-        if mask.sum() < 20:
+        if min((y[mask] == 1).sum(), (y[mask] == 0).sum()) < 20:  # positives and negatives, not images
             assert row["status"] == "too_small" and np.isnan(row["estimate"]) and row["n_boot_used"] == 0
         else:
             assert row["status"] == "ok"
@@ -51,10 +51,13 @@ def test_column_selection_skips_with_reasons_and_bins_on_request():
     meta["id"] = "x"
     meta["p_benign"] = 0.5
     chosen, skipped = select_columns(meta)
-    assert set(chosen) == {"view", "density"}
+    assert set(chosen) == {"view", "density", "age"}  # age: continuous, binned into ranges (not one group per age)
     assert "constant" in skipped["scanner"]
-    assert "continuous" in skipped["age"] and "bins" in skipped["age"]
     assert "high-cardinality" in skipped["notes"]
+    assert chosen["age"].nunique() == 4
+    for label, age in zip(chosen["age"], meta["age"], strict=True):
+        lo, hi = map(int, label.split("-"))
+        assert lo <= age <= hi
     chosen, skipped = select_columns(meta, bins={"age": 4})
     assert chosen["age"].nunique() == 4 and "age" not in skipped
     chosen, _ = select_columns(meta, ["age"], bins={"age": [0, 50, 120]})
@@ -65,7 +68,39 @@ def test_column_selection_skips_with_reasons_and_bins_on_request():
     text = meta.astype(str).replace("nan", "")
     chosen, skipped = select_columns(text, bins={"age": 4})
     assert "(missing)" in set(chosen["view"]) and chosen["age"].nunique() == 4
-    assert "continuous" in select_columns(text)[1]["age"]
+    assert select_columns(text)[0]["age"].tolist() == chosen_ranges(meta)
+
+
+def chosen_ranges(meta):
+    return select_columns(meta)[0]["age"].tolist()
+
+
+def test_ages_are_binned_into_ordered_ranges_and_few_distinct_values_stay_groups():
+    from breastclip.evaluation.subgroups import _natural, range_labels
+
+    ages = pd.Series([31, 38, 45, 52, 59, 66, 73, 80, np.nan])
+    labels = range_labels(ages, 4)
+    assert labels.iloc[-1] == "(missing)" and labels.iloc[0] == "31-42" and labels.iloc[-2].endswith("-80")
+    assert sorted(["10-19", "5-9", "(missing)", "20-29"], key=_natural) == ["5-9", "10-19", "20-29", "(missing)"]
+    few = pd.DataFrame({"density": [1, 2, 3, 4] * 10})
+    assert sorted(select_columns(few)[0]["density"].unique()) == ["1", "2", "3", "4"]
+    sizes = pd.DataFrame({"size_mm": np.linspace(1.5, 30.25, 40)})
+    assert select_columns(sizes)[0]["size_mm"].nunique() == 4
+
+
+def test_minimum_group_size_counts_positives_and_negatives():
+    from breastclip.evaluation.subgroups import subgroup_operating_points
+
+    # site a: 60 images but 3 positives; site b: 24 positives and 24 negatives
+    y = np.array([1] * 3 + [0] * 57 + [1] * 24 + [0] * 24)
+    p = np.clip(0.3 + 0.4 * y + np.linspace(-0.2, 0.2, y.size), 0, 1)
+    meta = pd.DataFrame({"site": ["a"] * 60 + ["b"] * 48})
+    table, _ = subgroup_table(y, np.c_[1 - p, p], ["neg", "pos"], meta, positive_index=1, min_group_size=10,
+                              n_boot=20)
+    status = table.drop_duplicates("value").set_index("value")["status"]
+    assert status["a"] == "too_small" and status["b"] == "ok"
+    ops = subgroup_operating_points(y == 1, p, meta, {"youden": 0.5}, min_group_size=10, n_boot=20)
+    assert ops.set_index("value").loc["a", "status"] == "too_small"
 
 
 def test_single_class_groups_give_nan_auc_not_an_error():

@@ -28,7 +28,6 @@ from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import image_files
 from breastclip.finetune import load_finetuned
 from breastclip.heads import load_head
-from breastclip.pipeline.embed_step import cache_dir_for
 from breastclip.pipeline.explain_step import overlays_for_predict
 from breastclip.pipeline.methods import align_proba
 from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
@@ -102,6 +101,10 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
         elif method not in methods:
             raise PredictError(f"method {method!r} is not in this run; its methods are {methods}")
         info = folder.read_method_record(method)
+        backbone = info.get("backbone")
+        if backbone and backbone not in cfg.backbones:  # a results folder is data: check it agrees with itself
+            raise PredictError(f"{folder.method_dir(method) / RunFolder.METHOD_RECORD}: backbone {backbone!r} is "
+                               f"not one of the run's backbones {list(cfg.backbones)}; the folder is inconsistent")
         op = folder.read_operating_point(method)
         classes = folder.read_classes()
     except ResultsFolderError as e:
@@ -178,7 +181,8 @@ def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFr
     manifest = Manifest.from_records(records, Path("/"), name="predict", source="predict")
     # the run's pixel preprocessing (breast crop) must be the one its heads were trained on
     pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS}
-    res = embed_manifest(manifest, backbone, cache_dir=cache_dir_for(run.config), progress=False, **pixels,
+    # the user's own cache root, never a path named inside the results folder (it may come from someone else)
+    res = embed_manifest(manifest, backbone, cache_dir=None, progress=False, **pixels,
                          **({"device": run.config.embed.device} if run.config.embed.device else {}))
     pos = {i: k for k, i in enumerate(res.ids)}
     ok = np.array([f"predict:{i}" in pos for i in range(len(paths))])

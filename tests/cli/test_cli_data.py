@@ -120,3 +120,35 @@ def test_unknown_reader_option_is_named(shared_data):
     result = runner.invoke(app, ["data", "inspect", str(shared_data / "breakhis_samples"), "-O", "magnificaton=40"])
     assert result.exit_code == 2
     assert "reader 'breakhis' has no option ['magnificaton']" in result.output and "magnification" in result.output
+
+
+def test_split_near_duplicate_policy_option(tmp_path):
+    """A resized JPEG copy of a training image under another patient: warned by default (the manifest is written,
+    the warning names the option), refused with --near-duplicates refuse, a bad value named."""
+    from PIL import Image
+
+    src = _synthetic(tmp_path)
+    table = pd.read_csv(src / "labels.csv")
+    first = table.iloc[0]
+    im = Image.open(src / first["image"]).convert("RGB")
+    im.resize((im.width + 16, im.height + 16)).save(src / "copy.jpg", quality=90)
+    extra = {**first.to_dict(), "image": "copy.jpg", "patient_id": "someone-else"}
+    pd.concat([table, pd.DataFrame([extra])], ignore_index=True).to_csv(src / "labels.csv", index=False)
+    out = tmp_path / "m.csv"
+    warned = runner.invoke(app, ["data", "split", str(src), "-o", str(out), "--group-duplicates"])
+    assert warned.exit_code == 0, warned.output
+    bad = runner.invoke(app, ["data", "split", str(src), "-o", str(tmp_path / "b.csv"), "--near-duplicates", "maybe"])
+    assert bad.exit_code != 0 and "near_duplicates" in bad.output
+    for seed in range(8):  # find a seed that puts the copy and its original in different parts
+        o = tmp_path / f"s{seed}.csv"
+        res = runner.invoke(app, ["data", "split", str(src), "-o", str(o), "--seed", str(seed)])
+        audit = json.loads((tmp_path / f"s{seed}.audit.json").read_text())
+        if audit["near_duplicates"]:
+            assert res.exit_code == 0 and 'split.options.near_duplicates = "refuse"' in res.output
+            assert audit["contact_sheet"] == f"s{seed}.pairs.png" and (tmp_path / f"s{seed}.pairs.png").is_file()
+            refused = runner.invoke(app, ["data", "split", str(src), "-o", str(tmp_path / "r.csv"), "--seed",
+                                          str(seed), "--near-duplicates", "refuse"])
+            assert refused.exit_code == 1 and "near-duplicate" in refused.output
+            break
+    else:
+        pytest.fail("no seed separated the copy from its original")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from breastclip.data import leaks
+from breastclip.data.breast import crop_breast
 from breastclip.data.manifest import Manifest
 from breastclip.data.splits import (
     LeakError,
@@ -291,12 +292,18 @@ def test_near_duplicate_reencoded_and_resized_copy(synth):
     im.resize((80, 80), Image.Resampling.BICUBIC).convert("RGB").save(m.root / "near.jpg", quality=85)
     extra = {**src.to_dict(), "id": "near", "image": "near.jpg", "patient_id": "OTHER", "split": "val"}
     leaky = Manifest(pd.concat([m.df, pd.DataFrame([extra])], ignore_index=True), m.root, m.classes, m.name)
-    audit = audit_leaks(leaky)
-    assert not audit.ok and audit.identical_images == []
+    audit = audit_leaks(leaky)  # default policy: near duplicates warn, with the option that changes it
+    assert audit.ok and audit.identical_images == []
     pairs = [(d["a"], d["b"]) for d in audit.near_duplicates]
     assert tuple(sorted((src["id"], "near"))) in pairs
     assert all(d["distance"] <= audit.checked["max_distance"] for d in audit.near_duplicates)
-    assert any("near-duplicate" in p for p in audit.problems)
+    assert all(d["similarity"] >= audit.checked["min_similarity"] for d in audit.near_duplicates)
+    warn = [w for w in audit.warnings if "near-duplicate image pair(s) across parts" in w]
+    assert len(warn) == 1 and 'split.options.near_duplicates = "refuse"' in warn[0]
+    refused = audit_leaks(leaky, near_duplicates="refuse")
+    assert not refused.ok and any('split.options.near_duplicates = "warn"' in p for p in refused.problems)
+    off = audit_leaks(leaky, near_duplicates="off")
+    assert off.ok and off.near_duplicates == [] and off.checked["near_duplicates"] == "off"
 
 
 def test_missing_class_and_unsplit_rows(synth):
@@ -328,7 +335,7 @@ def test_hash_cache_avoids_decoding_again(synth, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(leaks, "_phash", boom)
+    monkeypatch.setattr(leaks, "_content_fingerprint", boom)
     second = audit_leaks(m, cache=cache)
     assert second.to_dict() == first.to_dict()
 
@@ -338,7 +345,9 @@ def test_phash_matches_imagehash_reference(synth):
 
     path = synth.paths()[0]
     fps, _ = leaks.fingerprint_files([path])
-    assert fps[0].phash == str(imagehash.phash(Image.open(path).convert("RGB")))
+    grey = np.asarray(Image.open(path).convert("RGB")).max(axis=2)  # small image: decoded at full size
+    content = Image.fromarray(crop_breast(grey, margin=0.0).image)
+    assert fps[0].phash == str(imagehash.phash(content))
 
 
 def test_duplicate_groups_and_group_duplicates_split(synth):
@@ -369,7 +378,7 @@ def test_busi_duplicates_found_and_grouped(shared_data, tmp_path):
     m = Manifest.from_records([{"image": str(p.relative_to(root)), "label": p.parent.name} for p in files], root,
                               name="busi", source="busi")
     cache = tmp_path / "busi_hashes.json"
-    naive = audit_leaks(assign_splits(m, seed=0), cache=cache, workers=2)
+    naive = audit_leaks(assign_splits(m, seed=0), cache=cache, workers=2, near_duplicates="refuse")
     assert not naive.ok and len(naive.near_duplicates) >= 20
     assert any("benign (433).png" in w and "malignant (145).png" in w for w in naive.warnings)
     fixed = assign_splits(m, seed=0, group_duplicates=True, cache=cache)
@@ -392,6 +401,6 @@ def test_mirrored_or_rotated_copy_across_parts(synth, op):
     assert len(pair) == 1 and pair[0]["distance"] <= 2
     # the exact transform reported may differ from ``name`` when the lesion is nearly symmetric, never identity
     assert pair[0]["transform"] != "identity"
-    assert f"{pair[0]['transform'].replace('_', ' ')} copy" in " ".join(audit.problems)
+    assert f"{pair[0]['transform'].replace('_', ' ')} copy" in " ".join(audit.warnings)
     plain = audit_leaks(leaky, flips=False)
     assert not any("aug" in (d["a"], d["b"]) for d in plain.near_duplicates)

@@ -7,6 +7,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from breastclip.heads import (
     HEADS,
+    AttentionMILHead,
     EmbeddingOOD,
     EnsembleHead,
     FCHead,
@@ -33,6 +34,8 @@ ESTIMATORS = [
     KNNHead(k=3, weights="uniform"),
     NearestClassMeanHead(),
     EnsembleHead(members=(("simpleshot", {}), ("svm_rbf", {"C": 1.0, "random_state": 0}))),
+    AttentionMILHead(epochs=5, random_state=0),  # each row one instance
+    AttentionMILHead(tile_dim=1, epochs=5, random_state=0),  # each feature one instance: real bags
 ]
 
 
@@ -42,8 +45,17 @@ def test_every_registered_head_is_checked():
     assert set(HEADS) - {"zeroshot"} <= checked, sorted(set(HEADS) - {"zeroshot"} - checked)
 
 
-# Every check applies and passes: no expected_failed_checks entries are needed for these heads.
-@parametrize_with_checks(ESTIMATORS)
+def _expected_failures(estimator) -> dict[str, str]:
+    """Only the bag-of-scalars MIL head is excused, from one check, for a reason of its input shape."""
+    if isinstance(estimator, AttentionMILHead) and estimator.tile_dim == 1:
+        return {"check_classifiers_train": "a bag model is permutation-invariant over its instances: with one "
+                "feature per instance it cannot tell feature 1 from feature 2, which the check's blobs need "
+                "(MIL assumes exchangeable tiles; the tile_dim=None variant passes it)"}
+    return {}
+
+
+# Every check applies and passes, except the one excused above for a documented reason.
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 

@@ -31,6 +31,7 @@ FAST = {
     "knn": {},
     "simpleshot": {},
     "ensemble": {"members": (("svm_rbf", {"C": 3.0}), ("knn", {"k": 7}), ("simpleshot", {}))},
+    "attention_mil": {"epochs": 15},
 }
 
 
@@ -54,7 +55,7 @@ def fitted(synthetic):
 
 def test_registry_lists_every_method():
     assert set(HEADS) == {"zeroshot", "linear_probe", "similarity_guided", "mlp", "fc", "tip_adapter", "tip_adapter_f",
-                          "svm_rbf", "knn", "simpleshot", "ensemble"}
+                          "svm_rbf", "knn", "simpleshot", "ensemble", "attention_mil"}
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))

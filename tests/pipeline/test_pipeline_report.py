@@ -30,3 +30,28 @@ def test_run_report_holds_flow_contingency_and_checklist(tiny_raw):
     assert f"Selected method: {res.best}." in contingency
     checklist = re.search(r'<section id="checklist">(.*?)</section>', html, flags=re.S).group(1)
     assert "histopathology of every lesion" in checklist
+
+
+@pytest.mark.slow
+def test_run_report_embeds_gradcam_cases_and_retrieval_evidence(tiny_raw):
+    raw = tiny_raw(methods=tiny_raw()["methods"][:1], report={"enabled": True, "gradcam": 4, "neighbours": 3})
+    res = run_experiment(load_config(raw=raw), progress=False, console=Console(quiet=True))
+    cases = pd.read_csv(res.out_dir / "gradcam" / "cases.csv")
+    assert len(cases) == 4 and set(cases["method"]) == {res.best}
+    pred = pd.read_csv(res.out_dir / "predictions.csv")
+    test = pred[(pred["split"] == "test") & (pred["method"] == res.best)].set_index("id")
+    for _, c in cases.iterrows():  # the kind of each case agrees with its probability and the frozen threshold
+        pos = test.loc[c["id"], "y_true"] == c["positive"]
+        hit = test.loc[c["id"], f"p_{c['positive']}"] >= c["threshold"]
+        assert c["category"] == {(True, True): "TP", (True, False): "FN", (False, True): "FP",
+                                 (False, False): "TN"}[(bool(pos), bool(hit))]
+    html = res.report_html.read_text()
+    gradcam = re.search(r'<section id="gradcam">(.*?)</section>', html, flags=re.S).group(1)
+    assert gradcam.count("<img ") >= 1 and "ROAD" in gradcam
+    neighbours = pd.read_csv(res.out_dir / "neighbours.csv")
+    manifest = pd.read_csv(res.out_dir / "manifest.csv").set_index("id")
+    assert (manifest.loc[neighbours["id"], "split"] == "train").all()  # neighbours come from training only
+    assert (manifest.loc[neighbours["id"], "label"].to_numpy() == neighbours["label"].to_numpy()).all()
+    assert neighbours.groupby("query_id")["similarity"].apply(lambda s: s.is_monotonic_decreasing).all()
+    part = re.search(r'<section id="neighbours">(.*?)</section>', html, flags=re.S).group(1)
+    assert part.count("<img ") == 1

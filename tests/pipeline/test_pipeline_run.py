@@ -140,9 +140,13 @@ def test_leaky_split_is_refused(tiny_raw, tmp_path):
         shutil.copy(f, src / f.parent.name / f"{i:03d}.png")
         shutil.copy(f, src / f.parent.name / f"{i:03d}_copy.png")  # every image twice, no patient ids
     raw = tiny_raw(data={"source": str(src), "format": "folders"})
-    with pytest.raises(LeakError, match="byte-identical"):
+    with pytest.raises(LeakError, match="byte-identical") as err:
         _run(raw)
-    assert json.loads((tmp_path / "results" / "tiny" / "leak_audit.json").read_text())["ok"] is False
+    assert "split.options.group_duplicates = true" in str(err.value)  # the message names the option that helps
+    out = tmp_path / "results" / "tiny"
+    audit = json.loads((out / "leak_audit.json").read_text())
+    assert audit["ok"] is False
+    assert audit["contact_sheet"] == "leak_audit_pairs.png" and (out / "leak_audit_pairs.png").is_file()
 
 
 @pytest.mark.slow

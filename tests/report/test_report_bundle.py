@@ -172,3 +172,33 @@ def test_failed_leak_audit_is_flagged_on_the_first_screen_and_in_limitations(tmp
     assert "The leak audit failed" in html
     assert "The leak audit FAILED" in paths.model_card.read_text()
     assert json.loads(paths.metrics_json.read_text())["leak_audit"]["ok"] is False
+
+
+def test_leak_limitation_names_only_what_was_found_and_embeds_the_contact_sheet(tmp_path):
+    """Perceptual pairs only (warned): the audit passes and the report never claims shared patients; refused
+    near duplicates are named as such; the audit's contact sheet of flagged pairs is embedded."""
+    from PIL import Image
+
+    pred, manifest = synthetic_predictions(classes=("benign", "malignant"), methods=("probe",), n_val=20, n_test=30)
+    pair = {"a": "x1", "b": "x2", "parts": ["train", "test"], "distance": 4, "similarity": 0.8,
+            "transform": "identity"}
+    Image.new("RGB", (470, 300), (200, 200, 200)).save(tmp_path / "leak_audit_pairs.png")
+    warned = {"ok": True, "problems": [], "warnings": ["1 near-duplicate image pair(s) across parts ..."],
+              "near_duplicates": [pair], "checked": {"near_duplicates": "warn", "n_images": 80},
+              "contact_sheet": "leak_audit_pairs.png"}
+    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, leak_audit=warned, n_boot=10)
+    html = paths.html.read_text()
+    assert "share patients" not in html and "leak audit FAILED" not in html
+    assert "Image pairs flagged by the leak audit" in html and (paths.figures_dir / "leak_audit_pairs.png").is_file()
+    refused = {**warned, "ok": False, "problems": ["1 near-duplicate image pair(s) across parts ..."],
+               "checked": {"near_duplicates": "refuse"}}
+    out2 = tmp_path / "r2"
+    out2.mkdir()
+    Image.new("RGB", (470, 300)).save(out2 / "leak_audit_pairs.png")
+    html2 = write_report(out2, predictions=pred, manifest_df=manifest, leak_audit=refused, n_boot=10).html.read_text()
+    assert "near-duplicate images sit in more than one part" in html2 and "share patients" not in html2
+    leaky = {"ok": False, "problems": ["1 patient(s) in more than one part: p1 (train/test)"],
+             "patients_in_several_parts": {"p1": ["train", "test"]}}
+    out3 = tmp_path / "r3"
+    html3 = write_report(out3, predictions=pred, manifest_df=manifest, leak_audit=leaky, n_boot=10).html.read_text()
+    assert "test images share patients" in html3

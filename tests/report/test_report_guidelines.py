@@ -174,3 +174,21 @@ def test_evaluation_is_reused_for_the_selected_method(tmp_path):
     op = ev.operating_points.iloc[0]
     part = _section(paths.html.read_text(), "contingency")
     assert f"{int(op['tp'])}/{int(op['tp'] + op['fn'])}" in part
+
+
+def test_fairness_section_gives_the_largest_gap_with_a_ci(tmp_path):
+    pred, manifest = synthetic_predictions(classes=("benign", "malignant"), methods=("a",), n_val=80, n_test=240,
+                                           seed=5)
+    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, n_boot=50, min_group_size=10)
+    part = _section(paths.html.read_text(), "fairness")
+    rows = pd.read_html(_table_html(part, "fairness-gaps"))[0]
+    assert set(rows["metric"]) == {"Sensitivity", "Specificity", "ROC AUC"} and set(rows["attribute"]) == {"device"}
+    assert rows["95% CI of the gap"].str.fullmatch(r"-?\d\.\d{3}(-| to )-?\d\.\d{3}").all()
+    assert (rows["groups compared"] >= 2).all()
+
+
+def test_fairness_section_says_why_it_is_empty(tmp_path):
+    pred, manifest = synthetic_predictions(classes=("benign", "malignant"), methods=("a",), n_val=40, n_test=60)
+    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, n_boot=0, min_group_size=1000)
+    part = _section(paths.html.read_text(), "fairness")
+    assert "No fairness summary for a" in part and "at least 1000 positives" in part

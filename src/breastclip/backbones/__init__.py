@@ -1,7 +1,8 @@
 """Frozen image/text backbones: a registry of named entries, one factory, batched cached extraction.
 
 ``create_backbone(name)`` -> :class:`Backbone` (``encode_images`` uint8 -> unit vectors, ``encode_text``);
-``embed_manifest(manifest, name)`` -> :class:`EmbeddingResult` (X aligned with ids, failures), cached on disk.
+``embed_manifest(manifest, name)`` -> :class:`EmbeddingResult` (X aligned with ids, failures), cached on disk;
+``embed_tiles(manifest, name, TileSpec(...))`` the high-resolution tile view, pooled per image.
 """
 
 from .base import Backbone
@@ -21,8 +22,11 @@ __all__ = [
     "BackboneEntry",
     "BackboneUnavailable",
     "EmbeddingResult",
+    "TileEmbeddingResult",
+    "TileSpec",
     "create_backbone",
     "embed_manifest",
+    "embed_tiles",
     "get_entry",
     "list_backbones",
     "offline_status",
@@ -36,4 +40,12 @@ def __getattr__(name: str):
         from . import encode
 
         return getattr(encode, name)
+    if name in ("embed_tiles", "TileEmbeddingResult"):
+        from . import tile_embed
+
+        return getattr(tile_embed, name)
+    if name == "TileSpec":
+        from .tiles import TileSpec
+
+        return TileSpec
     raise AttributeError(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -247,6 +247,7 @@ def embed_manifest(
     precision: str = "auto",
     pixel_cache: str = "auto",
     progress: bool = True,
+    tiles: Mapping | bool | None = None,
     **overrides,
 ) -> EmbeddingResult:
     """Embed every image of ``manifest`` with ``backbone``, through the content-addressed cache.
@@ -257,7 +258,17 @@ def embed_manifest(
     processes its share and every rank returns the same full result. ``overrides`` replace backbone-entry fields;
     the mammography ones (``breast_crop``, ``flip_to``, ``pad_square``: see :mod:`breastclip.data.breast`) also apply
     to an already built backbone and are part of the cache key.
+
+    ``tiles`` (config ``embed.options.tiles``): embed overlapping high-resolution tiles instead of the whole image
+    and pool them per image (:mod:`breastclip.backbones.tiles`; returns a ``TileEmbeddingResult``).
     """
+    if tiles is not None and tiles is not False:
+        # lazy: tile_embed builds on this module's helpers, so it cannot be imported at the top
+        from .tile_embed import embed_tiles
+
+        return embed_tiles(manifest, backbone, tiles, cache_dir=cache_dir, batch_size=batch_size,
+                           num_workers=num_workers, device=device, precision=precision, progress=progress,
+                           **overrides)
     t0 = time.perf_counter()
     if pixel_cache not in ("auto", "always", "never"):
         raise ValueError(f"pixel_cache must be 'auto', 'always' or 'never', got {pixel_cache!r}")

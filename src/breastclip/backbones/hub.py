@@ -47,6 +47,12 @@ def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
 
 
 def unavailable_message(entry: BackboneEntry, tried: str, error: str, fix: str | None = None) -> str:
+    if entry.name.startswith("local:"):  # a file on this machine: the network cannot help
+        path = entry.name[len("local:"):]
+        return (f"backbone '{entry.name}': {path} could not be loaded ({error}); tried: {tried}. fix: point it at a "
+                f"checkpoint of that architecture (.safetensors, or a PyTorch file holding tensors only: pickled "
+                f"objects are refused), or correct the architecture (--architecture, or a .json beside the file). "
+                f"Random weights are never substituted.")
     if fix is None:
         if entry.family == "hf_clip":
             fix = ("download it where there is internet (CLIPModel.from_pretrained(id).save_pretrained(folder), "

@@ -6,12 +6,17 @@ import importlib
 
 import typer
 
+from .errors import ErrorHandlingGroup, debug_option, hide_flag_types
+
 app = typer.Typer(
     name="breastclip",
+    cls=ErrorHandlingGroup,
     help="Breast lesion classification with vision-language models. Research use only, not for diagnosis.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+app.callback()(debug_option)
+hide_flag_types()
 
 # Each module below defines `register(app)`, adding its commands or command group.
 COMMAND_MODULES: tuple[str, ...] = (

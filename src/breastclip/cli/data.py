@@ -208,7 +208,9 @@ def split(
     seed: int = typer.Option(0, help="Random seed of the split."),
     keep_official: bool = typer.Option(True, help="Keep the source's official split where it has one."),
     group_duplicates: bool = typer.Option(False, help="Keep identical / near-duplicate images in one part (BUSI)."),
-    near_duplicates: bool = typer.Option(True, help="Audit near-duplicate images (perceptual hash) across parts."),
+    near_duplicates: str = typer.Option("warn", help="Near-duplicate images across parts (content hash + detail): "
+                                        "refuse (fail the audit), warn (default: list them with a contact sheet) "
+                                        "or off."),
     workers: int = typer.Option(0, help="Processes for image hashing (0: in this process)."),
     allow_leaks: bool = typer.Option(False, help="Write the manifest even when the leak audit fails."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
@@ -248,7 +250,13 @@ def split(
     except ValueError as e:
         typer.secho(f"error: cannot split: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from e
-    audit = audit_leaks(result, near_duplicates=near_duplicates, workers=workers)
+    sheet_path = output.with_name(output.stem + ".pairs.png")
+    try:
+        audit = audit_leaks(result, near_duplicates=near_duplicates, workers=workers, contact_sheet=sheet_path)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--near-duplicates") from e
+    if audit.contact_sheet:
+        audit.contact_sheet = sheet_path.name  # beside the audit; no local path in the JSON
     report = {"source": str(source), "format": fmt, "fractions": fr, "seed": seed, "keep_official": keep_official,
               "group_duplicates": group_duplicates, "splits": result.summary()["classes_per_split"],
               **_audit_dict(audit), "notice": RESEARCH_ONLY}

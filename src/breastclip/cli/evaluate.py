@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from .errors import fail
+
 TEXT_COLUMNS = {"id": str, "patient_id": str, "split": str, "method": str, "y_true": str, "y_pred": str}
 
 
@@ -21,8 +23,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    fail(message)
 
 
 def _read_predictions(path: Path):

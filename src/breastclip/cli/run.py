@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from .errors import fail
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="run")(run)
@@ -92,5 +94,4 @@ def demo(
 
 
 def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    fail(message)

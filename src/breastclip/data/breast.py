@@ -59,7 +59,7 @@ _CV_DTYPES = (np.uint8, np.uint16, np.float32)  # what OpenCV resizes, flips and
 
 
 def _grey_small(image: np.ndarray, work_size: int) -> tuple[np.ndarray, float]:
-    """uint8 greyscale copy with the long side <= work_size (min to 99.9th percentile stretched to 0..255)."""
+    """uint8 greyscale copy with the long side <= work_size, stretched to 0..255 (see the comment on the range)."""
     a = np.asarray(image)
     if a.ndim == 3:
         a = a[..., :3] if a.shape[2] >= 3 else a[..., 0]
@@ -74,7 +74,11 @@ def _grey_small(image: np.ndarray, work_size: int) -> tuple[np.ndarray, float]:
     if small.ndim == 3:
         small = small.max(axis=2)
     small = small.astype(np.float32, copy=False)
-    lo, hi = float(small.min()), float(np.percentile(small, 99.9))  # a few hot pixels do not squash the range
+    # the range: darkest level to the 99.5th percentile of the pixels that are not background, so neither a few hot
+    # pixels nor the amount of black around the breast (a film digitised into a larger canvas) moves the threshold
+    lo, top = float(small.min()), float(small.max())
+    above = small[small > lo + 0.02 * (top - lo)]
+    hi = float(np.percentile(above, 99.5)) if above.size else top
     if hi <= lo:
         return np.zeros(small.shape, np.uint8), scale
     return np.clip((small - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8), scale
@@ -97,7 +101,9 @@ def breast_mask(image: np.ndarray, *, work_size: int = 512, max_threshold: int =
     fg = (small > t).astype(np.uint8)
     if 1.0 - fg.mean() < _MIN_BACKGROUND:
         return np.ones(small.shape, np.uint8), empty, False
-    k = max(3, (min(small.shape) // 100) | 1)
+    rows, cols = np.nonzero(fg.any(axis=1))[0], np.nonzero(fg.any(axis=0))[0]
+    extent = min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1  # of the content, not the frame: padding-invariant
+    k = max(3, (int(extent) // 100) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     opened = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(opened if opened.any() else fg, connectivity=8)

@@ -7,10 +7,16 @@ with the reason recorded, when it is constant, or when it has more than ``max_le
 ids, continuous measurements) unless it is binned through ``bins={column: n_quantiles | [edges]}``
 (``pandas.qcut`` / ``pandas.cut``). Missing values (NaN or empty strings) form their own group ``"(missing)"``.
 
-Groups smaller than ``min_group_size`` images are listed with status ``"too_small"`` and NaN metrics instead of
-being computed: a metric from a handful of images is noise. Groups holding a single class are computed (accuracy
-is meaningful: per-subtype sensitivity when the column is a finer label such as a BreakHis subtype or the CBIS-DDSM
-pathology) but AUC / AP are NaN; ``classes_present`` says which classes a group holds.
+Numeric columns with more than ``AUTO_BIN_LEVELS`` distinct values (age, BMI, lesion size) are binned into
+quartile ranges (``"34-45"``) instead of one group per value; ``bins`` overrides that per column.
+
+A group's size is counted in the images that carry its metrics, not in images: a group is estimated when it holds
+at least ``min_group_size`` positives *and* ``min_group_size`` negatives (the positive class when one is given,
+else the rarest class of the group against the rest). Smaller groups are listed with status ``"too_small"`` and
+NaN metrics instead of being computed: a sensitivity from three positives is noise, however many negatives the
+group holds. A group holding a single class is estimated when that class reaches ``min_group_size`` (accuracy is
+meaningful: per-subtype sensitivity when the column is a finer label such as a BreakHis subtype or the CBIS-DDSM
+pathology) but its AUC / AP are NaN; ``classes_present`` says which classes a group holds.
 
 :func:`subgroup_table` returns a long table, one row per (column, value, metric)::
 
@@ -25,6 +31,7 @@ pathology) but AUC / AP are NaN; ``classes_present`` says which classes a group 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -36,6 +43,8 @@ from breastclip.evaluation.thresholds import apply_thresholds
 from breastclip.evaluation.weighted import weighted_sample_metrics
 from breastclip.predictions import BASE_COLUMNS, PROB_PREFIX
 
+AUTO_BIN_LEVELS = 6  # numeric columns with more distinct values are binned into quartiles
+AUTO_BINS = 4
 NOT_METADATA = {"id", "image", "label", "patient_id", "split", *BASE_COLUMNS}
 MISSING = "(missing)"
 COLUMNS = ["column", "value", "n", "n_patients", "classes_present", "status", "metric", "estimate", "ci_lo",
@@ -85,6 +94,8 @@ def select_columns(
             cut = (pd.qcut(values, q=int(spec), duplicates="drop") if isinstance(spec, int | np.integer)
                    else pd.cut(values, bins=list(spec), include_lowest=True))
             labels = cut.astype(str).where(cut.notna(), MISSING)
+        elif _numeric(s) and pd.to_numeric(s.where(_present(s)), errors="coerce").nunique() > AUTO_BIN_LEVELS:
+            labels = range_labels(pd.to_numeric(s.where(_present(s)), errors="coerce"), AUTO_BINS)
         else:
             labels = s.astype(str).str.strip().where(_present(s), MISSING)
             levels = labels.nunique()
@@ -103,14 +114,54 @@ def select_columns(
     return chosen, skipped
 
 
+def range_labels(values: pd.Series, q: int) -> pd.Series:
+    """Quantile bins of a numeric column labelled as readable ranges: ``"30-44"`` for whole numbers (both ends
+    included), ``"1.25-3.5"`` otherwise (upper end included); missing values get ``"(missing)"``."""
+    present = values.dropna()
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, q + 1)))
+    whole = bool(np.all(np.equal(np.mod(present, 1), 0)))
+    if whole:
+        edges = np.unique(np.round(edges))
+    if edges.size < 2:
+        return values.map(lambda v: MISSING if pd.isna(v) else f"{v:g}")
+    codes = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, edges.size - 2)
+    if whole:  # [e_i, e_{i+1} - 1], the last bin closed at the maximum
+        names = [f"{edges[i]:g}-{(edges[i + 1] - 1 if i < edges.size - 2 else edges[-1]):g}"
+                 for i in range(edges.size - 1)]
+    else:
+        codes = np.clip(np.searchsorted(edges, values, side="left") - 1, 0, edges.size - 2)
+        names = [f"{edges[i]:.3g}-{edges[i + 1]:.3g}" for i in range(edges.size - 1)]
+    out = pd.Series([names[c] for c in codes], index=values.index, dtype=object)
+    return out.where(values.notna(), MISSING)
+
+
+def effective_size(y_group: np.ndarray, positive_index: int | None) -> int:
+    """Images that carry a group's metrics: the smaller of its positives and negatives (one-class groups: that
+    class's count); without a positive class, the rarest class present against the rest."""
+    y_group = np.asarray(y_group, dtype=int)
+    if y_group.size == 0:
+        return 0
+    if positive_index is not None:
+        counts = np.array([int((y_group == positive_index).sum()), int((y_group != positive_index).sum())])
+    else:
+        counts = np.bincount(y_group)
+        rare = int(counts[counts > 0].min())
+        counts = np.array([rare, y_group.size - rare])
+    present = counts[counts > 0]
+    return int(present.min()) if present.size > 1 else int(present.sum())
+
+
+_LEADING_NUMBER = re.compile(r"^-?\d+(\.\d+)?")
+
+
 def _natural(value: str) -> tuple:
-    """Sort key: numbers numerically (2 before 10), then text, the missing group last."""
+    """Sort key: numbers and ranges numerically (2 before 10, "5-9" before "10-14"), then text, missing last."""
     if value == MISSING:
         return (2, 0.0, value)
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)
+    m = _LEADING_NUMBER.match(value)
+    if m:
+        return (0, float(m.group(0)), value)
+    return (1, 0.0, value)
 
 
 def subgroup_table(
@@ -145,7 +196,7 @@ def subgroup_table(
             yy, pp, gg = y[mask], proba[mask], groups[mask]
             base = {"column": col, "value": value, "n": int(mask.sum()), "n_patients": int(np.unique(gg).size),
                     "classes_present": ",".join(str(classes[j]) for j in np.unique(yy))}
-            if mask.sum() < min_group_size:
+            if effective_size(yy, positive_index) < min_group_size:
                 rows += [{**base, "status": "too_small", "metric": m, "estimate": np.nan, "ci_lo": np.nan,
                           "ci_hi": np.nan, "n_boot_used": 0} for m in names]
                 continue
@@ -185,7 +236,7 @@ def subgroup_operating_points(
             mask = (labels == value).to_numpy()
             base = {"column": col, "value": value, "n": int(mask.sum()),
                     "n_patients": int(np.unique(groups[mask]).size), "n_positive": int(y_bin[mask].sum())}
-            if mask.sum() < min_group_size:
+            if effective_size(y_bin[mask].astype(int), 1) < min_group_size:
                 parts.append(pd.DataFrame([{**base, "status": "too_small", "policy": k, "threshold": float(t)}
                                            for k, t in thresholds.items()]))
                 continue

@@ -26,6 +26,8 @@ the operating-point thresholds and the calibration temperature. Without validati
     subgroups_skipped: {column: reason}
     subgroup_operating_points: [{column, value, n, n_patients, n_positive, status, policy, threshold, tp, fp, tn,
                        fn, sensitivity, specificity, ppv, npv (+ _ci_lo / _ci_hi)}]  (val thresholds, per subgroup)
+    fairness:        [{column, metric, n_groups, low_group, low_value, high_group, high_value, gap, ci_lo,
+                      ci_hi, n_boot_used}]  (largest between-group gap per attribute; see evaluation.fairness)
     confident_errors:[{rank, id, patient_id, y_true, y_pred, confidence, p_true, error_type, <metadata>}]
     settings:        {test_split, val_split, threshold_policies, n_bins, min_group_size, max_levels,
                       subgroup_columns, subgroup_bins, top_k_errors, threshold_rule}
@@ -51,6 +53,7 @@ from breastclip.evaluation.calibration import calibration_summary
 from breastclip.evaluation.compare import compare_methods
 from breastclip.evaluation.curves import curve_bands
 from breastclip.evaluation.errors import confident_errors
+from breastclip.evaluation.fairness import fairness_gaps
 from breastclip.evaluation.metrics import (
     PER_CLASS_METRICS,
     confusion_matrices,
@@ -87,6 +90,7 @@ class Evaluation:
     subgroups_skipped: dict[str, str]
     confident_errors: pd.DataFrame
     subgroup_operating_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fairness: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     disclaimer: str = RESEARCH_ONLY
@@ -128,8 +132,12 @@ class Evaluation:
                      f"negative log-likelihood (T = {cal['temperature']:.3g})")
         parts.append(text + ".")
         if len(self.subgroups):
-            parts.append(f"Subgroups with fewer than {st.get('min_group_size', '?')} test images are listed but "
-                         "not analysed.")
+            parts.append(f"Subgroups with fewer than {st.get('min_group_size', '?')} positive or fewer than "
+                         f"{st.get('min_group_size', '?')} negative test images are listed but not analysed; "
+                         "continuous metadata are binned into quartile ranges.")
+        if len(self.fairness):
+            parts.append("Fairness: per attribute, the largest gap in sensitivity and specificity (at the first "
+                         "frozen threshold) and in ROC AUC between groups, with a bootstrap CI of the gap.")
         parts.append("Methods are compared on the same test images with DeLong's test for ROC AUC when every "
                      "patient contributes one image, otherwise with a paired patient-level bootstrap; p-values are "
                      "Holm-adjusted across the methods compared.")
@@ -298,9 +306,14 @@ def evaluate_predictions(
         interval=interval)
     errors = confident_errors(test, k=top_k_errors, positive_class=pos_name)
     sub_ops = pd.DataFrame()
+    fairness = pd.DataFrame()
     if len(ops):
         sub_ops = subgroup_operating_points(
             (y == pos), proba[:, pos], test, dict(zip(ops["policy"], ops["threshold"], strict=True)), groups=groups,
+            columns=subgroup_columns, bins=subgroup_bins, min_group_size=min_group_size, max_levels=max_levels,
+            n_boot=n_boot, seed=seed, alpha=alpha)
+        fairness = fairness_gaps(
+            (y == pos), proba[:, pos], float(ops["threshold"].iloc[0]), test, groups=boot_groups,
             columns=subgroup_columns, bins=subgroup_bins, min_group_size=min_group_size, max_levels=max_levels,
             n_boot=n_boot, seed=seed, alpha=alpha)
 
@@ -315,7 +328,7 @@ def evaluate_predictions(
         headline=headline, per_class=per_class,
         confusion=confusion_matrices(y, proba, classes), operating_points=ops, threshold_sweep=sweep,
         roc=roc, pr=pr, calibration=calibration, subgroups=subgroups, subgroups_skipped=skipped,
-        confident_errors=errors, subgroup_operating_points=sub_ops, notes=notes,
+        confident_errors=errors, subgroup_operating_points=sub_ops, fairness=fairness, notes=notes,
         settings={"test_split": test_split, "val_split": val_split, "threshold_policies": list(threshold_policies),
                   "n_bins": int(n_bins), "min_group_size": int(min_group_size), "max_levels": int(max_levels),
                   "subgroup_columns": None if subgroup_columns is None else list(subgroup_columns),

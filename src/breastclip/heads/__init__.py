@@ -7,6 +7,7 @@ any saved head, gate or OOD detector.
 from __future__ import annotations
 
 from breastclip.heads._torch_base import torch_threads as torch_threads  # one CPU thread for small heads
+from breastclip.heads.attention_mil import AttentionMILHead
 from breastclip.heads.ensemble import EnsembleHead
 from breastclip.heads.fc import FCHead
 from breastclip.heads.gate import GateResult, MedicalGate
@@ -24,7 +25,8 @@ from breastclip.heads.zeroshot import UnalignedTextError, ZeroShotHead, prompt_r
 HEADS: dict[str, type] = {
     cls.head_name: cls
     for cls in (ZeroShotHead, LinearProbe, SimilarityGuidedHead, MLPHead, FCHead, TipAdapter, TipAdapterF, RBFSVMHead,
-                KNNHead, NearestClassMeanHead, EnsembleHead)
+                KNNHead, NearestClassMeanHead, EnsembleHead,
+                AttentionMILHead)
 }
 """Classifier heads by method name."""
 
@@ -59,7 +61,7 @@ def registry_name(cls: type) -> str:
 
 
 __all__ = [
-    "HEADS", "SAVEABLE", "TEXT_HEADS", "EmbeddingOOD", "EnsembleHead", "FCHead", "KNNHead", "NearestClassMeanHead",
+    "HEADS", "SAVEABLE", "AttentionMILHead", "TEXT_HEADS", "EmbeddingOOD", "EnsembleHead", "FCHead", "KNNHead", "NearestClassMeanHead",
     "RBFSVMHead", "FocalLoss", "GateResult", "HeadFormatError",
     "LinearProbe", "MLPHead", "MedicalGate", "SimilarityGuidedHead", "TipAdapter", "TipAdapterF",
     "UnalignedTextError", "ZeroShotHead", "effective_number_weights", "load_head", "make_head", "prompt_robustness",

@@ -141,9 +141,10 @@ class TorchHead(BaseHead):
     def _logits(self, X: np.ndarray) -> np.ndarray:
         device = self._torch_device()
         out = []
+        step = max(1, min(4096, (1 << 22) // max(1, X.shape[1])))  # <= 32 MB of float64 per chunk (wide MIL bags)
         with torch.no_grad(), torch_threads(device):
-            for start in range(0, len(X), 4096):
-                xb = torch.as_tensor(X[start:start + 4096], dtype=torch.float64, device=device)
+            for start in range(0, len(X), step):
+                xb = torch.as_tensor(X[start:start + step], dtype=torch.float64, device=device)
                 out.append(self.module_(xb).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes_)))
 

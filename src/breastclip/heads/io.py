@@ -116,7 +116,11 @@ def load_head(path: str | Path):
     name = config.get("head")
     if name not in SAVEABLE:
         raise HeadFormatError(f"{cfg_file}: unknown head {name!r}; known heads: {sorted(SAVEABLE)}")
-    arrays = load_file(str(w_file))
+    try:
+        arrays = load_file(str(w_file))
+    except Exception as exc:  # safetensors raises its own SafetensorError (header too large, truncated, ...)
+        raise HeadFormatError(f"{w_file}: not a valid safetensors file ({exc}); restore it from the results "
+                              f"folder's copy or run `breastclip run` on the config again to rewrite it") from exc
     params = {k: _from_json(v) for k, v in config["params"].items()}
     params.update({k[len(_PARAM_PREFIX):]: v for k, v in arrays.items() if k.startswith(_PARAM_PREFIX)})
     head = SAVEABLE[name](**params)

@@ -24,6 +24,7 @@ from breastclip.pipeline.explain_step import run_gradcam
 from breastclip.pipeline.gate import fit_run_gate
 from breastclip.pipeline.leaderboard import build_leaderboard, to_markdown
 from breastclip.pipeline.logs import run_logging
+from breastclip.pipeline.neighbours_step import run_neighbours
 from breastclip.pipeline.report_step import write_run_report
 from breastclip.pipeline.run_folder import RunClaim, RunFolder
 from breastclip.pipeline.tracking import log_to_mlflow
@@ -89,11 +90,17 @@ def _run_steps(ctx: RunContext) -> RunResult:
 
     _fit_gate(ctx, data)
     if cfg.report.gradcam > 0:
-        for label, where in run_gradcam(ctx, data, outcomes).items():
+        for label, where in run_gradcam(ctx, data, outcomes, evaluations, best).items():
             if where.startswith("failed"):
                 ctx.note(f"Grad-CAM for {label} {where}")
             else:
                 ctx.note(f"Grad-CAM overlays and the ROAD faithfulness check for {label}: {where}")
+    if cfg.report.enabled and cfg.report.neighbours > 0:
+        try:
+            run_neighbours(ctx, data, evaluated)
+        except Exception as e:  # evidence for the report must not lose the run
+            ctx.note(f"retrieval evidence failed: {type(e).__name__}: {e}")
+            log.warning("retrieval evidence failed: %s", e, exc_info=True)
     report_html = _report(ctx, data, evaluated)
     if cfg.tracking.mlflow:
         try:
@@ -125,7 +132,7 @@ def _manifest(ctx: RunContext) -> Manifest:
         flow["exclusions"].append({"reason": f"not in the stratified subset (data.subset = {cfg.data.subset})",
                                    "images": n_read - len(manifest)})
     folder.write_json(RunFolder.FLOW, flow)
-    manifest, audit = data_step.split_and_audit(manifest, cfg)
+    manifest, audit = data_step.split_and_audit(manifest, cfg, contact_sheet=folder / RunFolder.LEAK_PAIRS)
     folder.write_json(RunFolder.LEAK_AUDIT, audit)
     data_step.enforce_audit(audit, cfg)
     folder.write_manifest(manifest)

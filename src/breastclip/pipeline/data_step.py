@@ -84,8 +84,12 @@ def subset_manifest(manifest: Manifest, n: int, seed: int) -> Manifest:
     return out
 
 
-def split_and_audit(manifest: Manifest, cfg: ExperimentConfig) -> tuple[Manifest, dict]:
-    """Assign train/val/test (patient-grouped, stratified; official split kept) and audit for leaks."""
+def split_and_audit(manifest: Manifest, cfg: ExperimentConfig,
+                    contact_sheet: Path | None = None) -> tuple[Manifest, dict]:
+    """Assign train/val/test (patient-grouped, stratified; official split kept) and audit for leaks.
+
+    With ``contact_sheet`` (a PNG in the results folder), flagged image pairs are drawn there and the audit records
+    the file's name only (the report embeds it; no local path is written)."""
     from breastclip.data.splits import assign_splits, audit_leaks
 
     split_kw, audit_kw = split_options(dict(cfg.split.options), assign_splits, audit_leaks, where="split.options")
@@ -93,8 +97,12 @@ def split_and_audit(manifest: Manifest, cfg: ExperimentConfig) -> tuple[Manifest
         audit_kw["cache"] = leak_fingerprints_file(cfg.embed.cache_dir or None)
     manifest = assign_splits(manifest, fractions=tuple(cfg.split.fractions), seed=cfg.split_seed,
                              keep_official=cfg.split.keep_official, **split_kw)
+    if contact_sheet is not None:
+        audit_kw.setdefault("contact_sheet", contact_sheet)
     audit = audit_leaks(manifest, **audit_kw)
     report = audit_to_dict(audit)
+    if report.get("contact_sheet"):
+        report["contact_sheet"] = Path(report["contact_sheet"]).name
     report["counts"] = split_counts(manifest.df)
     return manifest, report
 
@@ -123,5 +131,6 @@ def enforce_audit(report: dict, cfg: ExperimentConfig) -> None:
     problems = report.get("problems", [])
     text = "\n- ".join(str(p) for p in problems) or "(no details)"
     if cfg.split.on_leak == "refuse":
-        raise LeakError(f"the split failed the leak audit (set split.on_leak = \"warn\" to go on anyway):\n- {text}")
+        raise LeakError("the split failed the leak audit; each problem below says what fixes it (split.on_leak = "
+                        f"\"warn\" runs anyway on a leaking split, and the report then says it leaks):\n- {text}")
     log.warning("leak audit failed; going on because split.on_leak = 'warn':\n- %s", text)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from breastclip.backbones import create_backbone
 from breastclip.config import CNN_KIND
@@ -42,16 +43,71 @@ def load_class_means(folder: Path) -> tuple[np.ndarray, list[str]]:
         return z["means"], [str(c) for c in z["classes"]]
 
 
-def run_gradcam(ctx: RunContext, data: RunData, outcomes: list[MethodOutcome]) -> dict[str, str]:
-    """Overlays of the first ``report.gradcam`` test images for each CNN method and each backbone."""
+CATEGORIES = ("TP", "FP", "FN", "TN")
+
+
+def choose_cases(predictions: pd.DataFrame, positive: str | None, threshold: float | None, n: int) -> pd.DataFrame:
+    """``n`` test images of one method spread over true/false positives/negatives at the frozen threshold, the
+    most confident of each kind first (TP, FP, FN, TN in turn); without an operating point, the first ``n``.
+
+    Columns: id, y_true, p_positive, threshold, category, rank.
+    """
+    test = predictions[predictions["split"].astype(str) == "test"].drop_duplicates("id").reset_index(drop=True)
+    ids = test["id"].astype(str).to_numpy()
+    y_true = test["y_true"].astype(str).to_numpy()
+    if positive is None or threshold is None or np.isnan(threshold) or f"p_{positive}" not in test:
+        k = min(n, len(test))
+        return pd.DataFrame({"id": ids[:k], "y_true": y_true[:k], "p_positive": np.nan, "threshold": np.nan,
+                             "category": "-", "rank": range(k)})
+    p = test[f"p_{positive}"].to_numpy(dtype=float)
+    pos = y_true == str(positive)
+    hit = p >= threshold
+    kinds = {"TP": (hit & pos, -p), "FP": (hit & ~pos, -p), "FN": (~hit & pos, p), "TN": (~hit & ~pos, p)}
+    queues = {k: [int(j) for j in np.flatnonzero(mask)[np.lexsort((ids[mask], key[mask]))]]
+              for k, (mask, key) in kinds.items()}
+    chosen: list[tuple[int, str]] = []
+    while len(chosen) < n and any(queues.values()):
+        for k in CATEGORIES:
+            if queues[k] and len(chosen) < n:
+                chosen.append((queues[k].pop(0), k))
+    rows = [j for j, _ in chosen]
+    return pd.DataFrame({"id": ids[rows], "y_true": y_true[rows], "p_positive": p[rows], "threshold": float(threshold),
+                         "category": [k for _, k in chosen], "rank": range(len(chosen))})
+
+
+def selected_cases(ctx: RunContext, outcomes: list[MethodOutcome], evaluations: dict | None, best: str | None,
+                   n: int) -> pd.DataFrame:
+    """The cases to explain, chosen on the selected method's test predictions and frozen operating point."""
+    outcome = next((o for o in outcomes if o.label == best and o.predictions is not None), None)
+    if outcome is None:
+        outcome = next(o for o in outcomes if o.predictions is not None)
+    ev = (evaluations or {}).get(outcome.label)
+    positive, threshold = getattr(ev, "positive_class", None), None
+    ops = getattr(ev, "operating_points", None)
+    if ops is not None and len(ops):
+        rows = ops[ops["policy"] == ctx.cfg.evaluation.operating_point]
+        threshold = float((rows if len(rows) else ops)["threshold"].iloc[0])
+    cases = choose_cases(outcome.predictions, positive, threshold, n)
+    return cases.assign(method=outcome.label, positive=positive or "")
+
+
+def run_gradcam(ctx: RunContext, data: RunData, outcomes: list[MethodOutcome], evaluations: dict | None = None,
+                best: str | None = None) -> dict[str, str]:
+    """Overlays of ``report.gradcam`` test images of the selected method (true/false positives/negatives at its
+    frozen threshold, see :func:`choose_cases`) for each CNN method and each backbone, and ``gradcam/cases.csv``."""
     n = int(ctx.cfg.report.gradcam)
     manifest, folder = data.manifest, ctx.folder
-    df = manifest.df.set_index("id").loc[data.ids]
-    test = df[df["split"] == "test"]
-    paths = [manifest.resolve(p) for p in test["image"].head(n)]
     done: dict[str, str] = {}
+    if not any(o.predictions is not None for o in outcomes):
+        return done
+    cases = selected_cases(ctx, outcomes, evaluations, best, n)
+    cases = cases[cases["id"].isin(set(data.ids))]
+    images = manifest.df.set_index(manifest.df["id"].astype(str))["image"]
+    paths = [manifest.resolve(images[i]) for i in cases["id"]]
     if not paths:
         return done
+    (folder / folder.GRADCAM).mkdir(parents=True, exist_ok=True)
+    folder.write_csv(folder.GRADCAM_CASES, cases)
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for o in outcomes:
         if o.method.head == CNN_KIND and o.predictions is not None:

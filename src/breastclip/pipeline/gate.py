@@ -13,6 +13,7 @@ from breastclip.heads import EmbeddingOOD, MedicalGate
 from breastclip.pipeline.context import RunContext, RunData
 from breastclip.pipeline.explain_step import save_class_means
 from breastclip.pipeline.run_folder import RunFolder
+from breastclip.retrieval import make_reference, save_reference
 
 log = logging.getLogger("breastclip.run")
 
@@ -32,6 +33,7 @@ def fit_run_gate(ctx: RunContext, data: RunData) -> dict:
         ood.fit(X[tr], df["label"].to_numpy()[tr], X_val=X[va] if va.sum() >= 2 else None)
         ood.save(folder / "ood", overwrite=True)
         save_class_means(folder, X[tr], df["label"].to_numpy()[tr], list(manifest.classes))
+        save_reference(make_reference(X[tr], df.index.to_numpy()[tr], df["label"].to_numpy()[tr]), folder)
         flagged_test = float(ood.is_ood(X[split == "test"]).mean()) if (split == "test").any() else None
         info = {"ood": {"path": str((folder / "ood").relative_to(out.path)), "method": ood.method,
                         "threshold": float(ood.threshold_), "quantile": ood.quantile,

@@ -66,6 +66,7 @@ class RunFolder:
     MANIFEST = "manifest.csv"
     MANIFEST_META = "manifest.json"
     LEAK_AUDIT = "leak_audit.json"
+    LEAK_PAIRS = "leak_audit_pairs.png"  # contact sheet of the image pairs the audit flagged (when any)
     FLOW = "flow.json"
     EMBEDDINGS = "embeddings.json"
     PREDICTIONS = "predictions.csv"
@@ -76,6 +77,8 @@ class RunFolder:
     GATE = "gate"
     GATE_SUMMARY = "gate.json"
     GRADCAM = "gradcam"
+    GRADCAM_CASES = "gradcam/cases.csv"  # which test images the overlays explain (TP/FP/FN/TN of the selection)
+    NEIGHBOURS = "neighbours.csv"  # nearest training images of the selected method's confident errors
     METHODS = "methods"
     PREDICT = "predict"
     # files in a method's folder
@@ -87,7 +90,7 @@ class RunFolder:
     #: What a run writes before its first step; removed again when the run fails before doing any work.
     SETUP_FILES = (CONFIG, STATE, LOG, ENVIRONMENT, LOCK)
     #: What proves a run did work (the data step's outputs onwards).
-    WORK_FILES = (FLOW, LEAK_AUDIT, MANIFEST, METHODS)
+    WORK_FILES = (FLOW, LEAK_AUDIT, LEAK_PAIRS, MANIFEST, METHODS)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -352,20 +355,23 @@ def claim_output(cfg: ExperimentConfig, cwd: Path | None = None) -> RunClaim:
     raise ResultsFolderError(f"could not claim {target}: it keeps appearing and disappearing (another process?)")
 
 
+_WRITABLE = "choose a folder you can write to (--output, or experiment.output) or fix its permissions"
+
+
 def _claim(cfg: ExperimentConfig, target: Path) -> RunClaim:
     policy = cfg.experiment.on_existing
     made_parents = tuple(p for p in target.parents if not p.exists())
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ResultsFolderError(f"cannot create the results folder's parent {target.parent}: {e}") from None
+        raise ResultsFolderError(f"cannot create the results folder's parent {target.parent}: {e}; {_WRITABLE}") from None
     try:
         target.mkdir()
         made = True
     except FileExistsError:
         made = False
     except OSError as e:
-        raise ResultsFolderError(f"cannot create the results folder {target}: {e}") from None
+        raise ResultsFolderError(f"cannot create the results folder {target}: {e}; {_WRITABLE}") from None
     if not target.is_dir():
         raise ResultsFolderError(f"{target} exists and is not a folder")
     folder = RunFolder(target)

@@ -33,9 +33,21 @@ from breastclip.evaluation.summary import jsonable
 from breastclip.predictions import classes_of, validate_predictions
 from breastclip.report import sections as S
 from breastclip.report.checklist import checklist_section, study_section
-from breastclip.report.content import Bullets, Document, Section, ci_text, fmt, fmt_ci, fmt_p, fmt_threshold
+from breastclip.report.content import (
+    Bullets,
+    Document,
+    FigureRef,
+    Section,
+    ci_text,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    fmt_threshold,
+)
 from breastclip.report.contingency import contingency_appendix, contingency_section
 from breastclip.report.docx import write_docx
+from breastclip.report.evidence import gradcam_section, neighbours_section
+from breastclip.report.fairness import fairness_section
 from breastclip.report.flow import FlowView, flow_section, flow_view
 from breastclip.report.html import write_html
 from breastclip.report.model_card import ModelCard, model_card_section, render_markdown
@@ -108,7 +120,8 @@ def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None, str]:
     checked = get("checked") or {}
     if ok:
         what = f" on {checked['n_images']} images" if checked.get("n_images") else ""
-        dup = " (patients, identical and near-duplicate images)" if checked.get("near_duplicates") else ""
+        dup = (" (patients, identical and near-duplicate images)"
+               if checked.get("near_duplicates") not in (None, False, "off") else "")
         text = f"passed{what}{dup}" + (f"; warnings: {'; '.join(map(str, warns))}" if warns else "")
         return text, True, f"passed{what}" + (f" ({len(warns)} warning(s))" if warns else "")
     if ok is None:
@@ -117,6 +130,55 @@ def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None, str]:
         return "FAILED", False, "FAILED"
     heads = "; ".join(dict.fromkeys(str(p).split(":", 1)[0].strip() for p in problems))
     return "FAILED: " + "; ".join(map(str, problems)), False, f"FAILED: {heads} (details under Data and splits)"
+
+
+def leak_limitation(leak_audit) -> str:
+    """The limitation a failed audit puts first, naming only what the audit actually found."""
+    if not isinstance(leak_audit, Mapping) and hasattr(leak_audit, "to_dict"):
+        leak_audit = leak_audit.to_dict()
+    a = leak_audit if isinstance(leak_audit, Mapping) else {}
+    found = []
+    if a.get("patients_in_several_parts"):
+        found.append("images of one patient sit in more than one part (test images share patients with training "
+                     "or validation images)")
+    if a.get("identical_images"):
+        found.append("byte-identical images sit in more than one part")
+    if a.get("near_duplicates") and (a.get("checked") or {}).get("near_duplicates") == "refuse":
+        found.append("near-duplicate images sit in more than one part")
+    if a.get("missing_classes"):
+        found.append("a part lacks a class")
+    if a.get("unsplit_rows"):
+        found.append("some images have no split")
+    what = "; ".join(found) if found else "see the problems listed there"
+    return (f"The leak audit FAILED (see Data and splits): {what}. Test estimates may be inflated or biased "
+            "accordingly.")
+
+
+def _with_leak_evidence(section: Section, leak_audit, out: Path, figures_dir: Path) -> Section:
+    """Add the audit's contact sheet of flagged image pairs (a PNG in the results folder) to the data section."""
+    get = leak_audit.get if isinstance(leak_audit, Mapping) else (lambda k, d=None: getattr(leak_audit, k, d))
+    sheet = get("contact_sheet") if leak_audit is not None else None
+    if not sheet:
+        return section
+    src = Path(sheet) if Path(sheet).is_absolute() else out / sheet
+    if not src.is_file():
+        return section
+    from PIL import Image
+
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    png, jpg = figures_dir / "leak_audit_pairs.png", figures_dir / "leak_audit_pairs.jpg"
+    with Image.open(src) as im:  # the report shows figures at print size for 300 dpi: scale to ~6 inches wide
+        big = im.convert("RGB").resize((1800, round(im.height * 1800 / im.width)), Image.Resampling.LANCZOS)
+    big.save(png, dpi=(300, 300))
+    big.save(jpg, quality=90, dpi=(300, 300))
+    n_near = len(get("near_duplicates") or [])
+    n_same = len(get("identical_images") or [])
+    section.add(FigureRef(key="leak_audit_pairs", title="Image pairs flagged by the leak audit",
+                          caption=f"{n_same} byte-identical and {n_near} near-duplicate pair(s) across parts, each "
+                                  "shown side by side with what matched (hash distance, detail similarity, flip or "
+                                  "rotation). Check them by eye: true copies should share one part "
+                                  "(split.options.group_duplicates = true).", png=png, jpg=jpg))
+    return section
 
 
 def _check_free(out_dir: Path, overwrite: bool) -> None:
@@ -182,6 +244,8 @@ def write_report(
     selected_method: str | None = None,
     flow: Mapping | None = None,
     study: Mapping[str, str] | None = None,
+    gradcam: Sequence[Mapping] | None = None,
+    neighbours: pd.DataFrame | None = None,
     overwrite: bool = False,
 ) -> ReportPaths:
     """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
@@ -193,7 +257,11 @@ def write_report(
     ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
     ``selected_method`` is the method the leaderboard selected (the run passes it; the report does not re-rank);
     ``flow`` holds what was excluded before the manifest (see :mod:`breastclip.report.flow`); ``study`` the
-    investigators' facts for the reporting-guideline checklist (``[report.study]``).
+    investigators' facts for the reporting-guideline checklist (``[report.study]``). ``gradcam`` holds the
+    overlays of the selected method's cases per explained model (see :func:`breastclip.report.evidence.
+    gradcam_section`); ``neighbours`` the nearest training images of its confident errors (query_id, rank, id,
+    label, similarity, backbone), drawn when ``manifest_df`` is the Manifest (its images are read for thumbnails).
+    An empty list / table still gets its section, saying that nothing was produced.
     """
     validate_predictions(predictions)
     run_info = dict(run_info or {})
@@ -225,9 +293,9 @@ def write_report(
     env = environment(run_info)
     env.update({"bootstrap": f"{n_boot} replicates, seed {seed}", "operating-point rule": str(operating_policy)})
     extra_lims = list(limitations)
+    audit_obj = leak_audit if leak_audit is not None else run_info.get("leak_audit")
     if leak_ok is False:
-        extra_lims.insert(0, "The leak audit FAILED (see Data and splits): test images share patients or near-duplicate "
-                             "scans with training images, so every test estimate may be inflated.")
+        extra_lims.insert(0, leak_limitation(audit_obj))
     lims = S.limitations(data, views, extra_lims)
 
     if selected_method is not None and selected_method not in methods:
@@ -238,10 +306,14 @@ def write_report(
     summary, facts = S.summary_section(data, views, leak_head, operating_policy)
     sections: list[Section | None] = [
         summary,
-        S.data_section(data, leak, leak_ok, fw),
+        _with_leak_evidence(S.data_section(data, leak, leak_ok, fw), audit_obj, out, figures_dir),
         flow_section(fv, fw, data.patient_ids_from_source),
         S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons)),
         contingency_section(selected, operating_policy),
+        fairness_section(selected, operating_policy),
+        gradcam_section(gradcam, selected, fw, requested=int(gradcam is not None)),
+        neighbours_section(neighbours, selected, _image_lookup(manifest_df), fw,
+                           requested=int(neighbours is not None)),
         S.training_section(histories or {}, fw),
         *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in S.rank(views)],
     ]

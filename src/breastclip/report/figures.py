@@ -423,3 +423,35 @@ def participant_flow(source: str, excluded: Sequence[str], analysed: str, parts:
         _box(ax, x, 0.18, f"{name}\n{text}", edge="#009E73", face="#e9f6f1")
     ax.set_title(title)
     return fig
+
+
+@_styled
+def retrieval_grid(rows: Sequence[Sequence[tuple[np.ndarray | None, str]]], *,
+                   title: str = "Most similar training images") -> Figure:
+    """One row per query: the query image, then its nearest training images, each ``(image, caption)``;
+    ``None`` marks an image that could not be read."""
+    nrows = max(len(rows), 1)
+    ncols = max((len(r) for r in rows), default=1)
+    fig, axes = _subplots(nrows, ncols, width=1.45 * ncols + 0.3, height=1.75 * nrows + 0.6, squeeze=False)
+    for i, ax_row in enumerate(axes):
+        for j, ax in enumerate(ax_row):
+            ax.set_axis_off()
+            if i >= len(rows) or j >= len(rows[i]):
+                continue
+            img, caption = rows[i][j]
+            if img is None:
+                ax.text(0.5, 0.5, "image not readable", ha="center", va="center", fontsize=6.5,
+                        transform=ax.transAxes)
+            else:
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            if j == 0:  # the query: framed in the warning colour
+                ax.set_axis_on()
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_edgecolor(PALETTE[1])
+                    spine.set_linewidth(1.6)
+            ax.set_title(caption, fontsize=6, pad=2)
+    fig.suptitle(title, fontsize=9.5)
+    return fig

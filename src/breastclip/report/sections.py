@@ -478,9 +478,9 @@ def subgroup_blocks(v: MethodView, key: str, fw: FigureWriter) -> list:
     small = (groups["status"] != "ok").to_numpy()
     min_n = v.min_group_size
     blocks.append(Table(f"subgroups-{key}", "Subgroups", table, flag_rows=[i for i, s in enumerate(small) if s],
-                        flag_note=f"groups under {min_n or 'the minimum'} images: not estimated.",
+                        flag_note=f"groups with fewer than {min_n or 'the minimum'} positives or negatives: not estimated.",
                         caption="Each metadata value analysed separately on test, with 95% bootstrap CIs; '-': "
-                                "not estimated (too few images) or undefined (AUC needs both classes)."))
+                                "not estimated (too few positives or negatives) or undefined (AUC needs both classes)."))
     metric = chart_metric(sub)
     if metric is not None:
         m = sub[sub["metric"] == metric].reset_index(drop=True)
@@ -517,7 +517,8 @@ def subgroup_operating_table(v: MethodView, key: str, policy: str | None) -> Tab
     small = [i for i, s in enumerate(o["status"]) if s != "ok"] if "status" in o else []
     thr = fmt_threshold(float(o["threshold"].iloc[0])) if "threshold" in o and len(o) else "-"
     return Table(f"subgroup-operating-{key}", f"Operating point by subgroup ({rule}, t={thr})", table,
-                 flag_rows=small, flag_note=f"groups under {v.min_group_size or 'the minimum'} images.",
+                 flag_rows=small, flag_note=f"groups with fewer than {v.min_group_size or 'the minimum'} positives or "
+                                           "negatives: not estimated.",
                  caption=f"The threshold frozen on validation ({rule}) applied in each subgroup of the test split; "
                          f"'{v.positive}': positive images in the group.")
 

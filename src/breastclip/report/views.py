@@ -49,6 +49,7 @@ class MethodView:
     min_group_size: int | None = None
     errors: pd.DataFrame | None = None  # rank, id, y_true, y_pred, confidence, p_true, error_type, metadata...
     subgroup_ops: pd.DataFrame | None = None  # column, value, n, n_positive, status, policy, tp, fp, ..., sensitivity
+    fairness: pd.DataFrame | None = None  # column, metric, n_groups, low_group, low_value, high_group, ..., gap, ci
     methods_text: str = ""  # the evaluation's statistical-methods paragraph
     notes: list[str] = field(default_factory=list)
     bootstrap: dict = field(default_factory=dict)  # unit (patient | image), n_boot, seed, alpha
@@ -155,6 +156,7 @@ def method_view(evaluation, *, min_group_size: int | None = None, test_split: st
         min_group_size=min_group_size,
         errors=_frame(ev.confident_errors),
         subgroup_ops=_frame(getattr(ev, "subgroup_operating_points", None)),
+        fairness=_frame(getattr(ev, "fairness", None)),
         methods_text=methods_text,
         notes=notes,
         bootstrap=dict(ev.bootstrap or {}),
