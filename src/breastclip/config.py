@@ -1,7 +1,8 @@
 """Experiment configuration: frozen dataclasses loaded from TOML, with command-line overrides.
 
 One TOML file describes a whole comparison (data, split, backbones, methods, evaluation, report). Unknown keys are
-errors naming the key and the valid ones. Paths written in the file are relative to the file's folder; paths given
+errors naming the key and the valid ones. Paths written in the file (prompt-bank files included; a shipped bank is
+named without a suffix or slash) are relative to the file's folder; paths given
 on the command line (``--set data.source=...``) are relative to the current directory. The resolved configuration
 (absolute paths, every default filled in) is saved beside every result as ``config.resolved.toml``.
 
@@ -422,7 +423,8 @@ def apply_override(raw: dict, item: str, *, cwd: Path | None = None) -> dict:
     if not parts:
         raise ConfigError(f"override '{item}' has an empty key")
     value = parse_value(text.strip())
-    if key in PATH_KEYS and isinstance(value, str) and value:
+    is_bank = (parts[0] == "methods" and parts[-1] == "prompts") or key == "gate.medical_prompts"
+    if (key in PATH_KEYS and isinstance(value, str) and value) or (is_bank and _is_bank_file(value)):
         value = str(_absolute(value, cwd or Path.cwd()))
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
@@ -461,12 +463,26 @@ def _absolute(value: str, base: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def _is_bank_file(value: Any) -> bool:
+    """A prompt-bank value that names a file (``my_bank.toml``, ``banks/x.json``, ``./x``), not a shipped bank."""
+    if not isinstance(value, str) or not value:
+        return False
+    return Path(value).suffix.lower() in (".toml", ".json") or "/" in value or "\\" in value
+
+
 def _resolve_paths(raw: dict, base: Path) -> None:
     for key in PATH_KEYS:
         section, name = key.split(".")
         sec = raw.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(name), str) and sec[name]:
             sec[name] = str(_absolute(sec[name], base))
+    # prompt-bank files: relative to the config file too (shipped bank names are left as they are)
+    for m in raw.get("methods") or []:
+        if isinstance(m, dict) and _is_bank_file(m.get("prompts")):
+            m["prompts"] = str(_absolute(m["prompts"], base))
+    gate = raw.get("gate")
+    if isinstance(gate, dict) and _is_bank_file(gate.get("medical_prompts")):
+        gate["medical_prompts"] = str(_absolute(gate["medical_prompts"], base))
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:

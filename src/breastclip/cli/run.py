@@ -63,14 +63,18 @@ def predict(
     output: Path | None = typer.Option(None, "--output", "-o", help="CSV to write (default: predictions "
                                        "beside the run, predict-<time>.csv)."),
     gradcam: bool = typer.Option(False, "--gradcam", help="Also write Grad-CAM overlays next to the CSV."),
-    no_gate: bool = typer.Option(False, "--no-gate", help="Skip the medical-image gate (not recommended)."),
+    no_gate: bool = typer.Option(False, "--no-gate", help="Override the medical-image gate knowingly: its checks "
+                                 "still run and say which images it would have rejected, but none is (recorded in "
+                                 "the output)."),
+    neighbours: int = typer.Option(0, "--neighbours", min=0, help="Also list the K most similar training images "
+                                   "of each image (label, similarity): columns and <csv>_neighbours.csv."),
 ) -> None:
     """Classify new images with a finished run: medical gate first, then probabilities and the frozen threshold."""
     from breastclip.predict import PredictError, predict_images
 
     try:
         result = predict_images(images, run_dir, method=method or None, output=output, gradcam=gradcam,
-                                gate=not no_gate, console=True)
+                                gate=not no_gate, neighbours=neighbours, console=True)
     except (PredictError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"wrote {result.csv_path}")

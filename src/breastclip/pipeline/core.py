@@ -59,7 +59,7 @@ def _run_steps(ctx: RunContext) -> RunResult:
     folder.write_config(config_text(cfg))
     folder.write_state(cfg.identity(), complete=False, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     folder.write_json(RunFolder.ENVIRONMENT, capture_environment(
-        seeds={"experiment": cfg.experiment.seed, "split": cfg.split_seed}))
+        seeds={"experiment": cfg.experiment.seed, "split": cfg.split_seed}, base=folder.path))
     set_seeds(cfg.experiment.seed)
 
     manifest = _manifest(ctx)

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
+from breastclip.report.markdown import md_cell, md_text
 
 #: Metrics shown, in order, when present in the evaluations.
 LEADERBOARD_METRICS = ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1_macro",
@@ -113,9 +114,9 @@ def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRI
 
 def to_markdown(board: pd.DataFrame, *, title: str = "Leaderboard (test split)") -> str:
     header, rows = display_rows(board)
-    lines = [f"# {title}", "", f"*{RESEARCH_ONLY}*", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    lines = [f"# {md_text(title)}", "", f"*{RESEARCH_ONLY}*", "",
+             "| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     lines += ["", "Estimates with 95% bootstrap confidence intervals (patients resampled when patient ids exist). "
               "The last column is the paired difference to the best method on the same test images, with the "
               "Holm-adjusted p-value."]
