@@ -11,6 +11,7 @@ user to add), and the default report. The resolved config is saved in the result
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from breastclip.config import DEFAULT_BACKBONE
 
@@ -18,7 +19,7 @@ from breastclip.config import DEFAULT_BACKBONE
 DATA_FILE_SUFFIXES = (".csv", ".tsv", ".npz")
 
 #: The methods of a default experiment: heads that need only image embeddings.
-DEFAULT_METHODS = (
+DEFAULT_METHODS: tuple[dict[str, Any], ...] = (
     {"name": "linear_probe", "head": "linear_probe", "params": {"class_weight": "balanced"}},
     {"name": "mlp", "head": "mlp", "params": {"epochs": 30}},
     {"name": "fc", "head": "fc", "params": {"epochs": 35}},
