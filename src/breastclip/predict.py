@@ -22,15 +22,16 @@ from rich.table import Table
 from breastclip import RESEARCH_ONLY
 from breastclip.backbones import embed_manifest
 from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
-from breastclip.config import CNN_KIND, ExperimentConfig
-from breastclip.data.images import IMAGE_SUFFIXES, load_image
+from breastclip.config import ConfigError, ExperimentConfig
+from breastclip.data.images import IMAGE_SUFFIXES, load_image, pixel_size
 from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import image_files
-from breastclip.finetune import load_finetuned
 from breastclip.heads import load_head
+from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.explain_step import overlays_for_predict
 from breastclip.pipeline.methods import align_proba
 from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
+from breastclip.retrieval import load_reference, nearest
 
 
 class PredictError(ValueError):
@@ -60,6 +61,14 @@ class RunArtifacts:
     @property
     def run_dir(self) -> Path:
         return self.folder.path
+
+    @property
+    def kind(self) -> MethodKind:
+        """What the method needs and how its saved model is loaded (the method registry)."""
+        try:
+            return method_kind(str(self.method_info.get("head")))
+        except ConfigError as e:
+            raise PredictError(f"{self.folder.method_dir(self.method) / RunFolder.METHOD_RECORD}: {e}") from None
 
 
 def collect_images(items: list[str | Path]) -> list[Path]:
@@ -120,37 +129,56 @@ def predict_images(
     output: str | Path | None = None,
     gradcam: bool = False,
     gate: bool = True,
+    neighbours: int = 0,
     console: bool = False,
 ) -> PredictResult:
-    """Gate, classify and decide for every image; write the CSV and return the table."""
+    """Gate, classify and decide for every image; write the CSV and return the table.
+
+    Rejected images say which check rejected them, their score against its threshold and what it means
+    (``gate_check``, ``gate_explanation``). ``gate=False`` (``--no-gate``) still runs the checks when the run has
+    them but rejects nothing: the rows the gate would have rejected say so (``gate_overridden``), and the sidecar
+    JSON records the override. ``neighbours=k`` adds the k most similar training images of each image
+    (``neighbour_<r>_id / _label / _similarity`` columns and ``<csv>_neighbours.csv``)."""
     run = load_run(run_dir, method)
     paths = collect_images(images)
     out_csv = _output_path(run, output)
-    head = run.method_info.get("head")
+    kind = run.kind
     backbone = run.method_info.get("backbone") or _gate_backbone(run)
     table = pd.DataFrame({"image": [str(p) for p in paths], "status": "ok", "error": ""})
     X, ok = _embed(paths, run, backbone, table) if backbone else (None, np.ones(len(paths), bool))
-    if gate and backbone:
+    would_reject = 0
+    if gate and backbone and X is not None:
         _apply_gate(run, backbone, X, ok, table)
+        table["gate"] = "applied"
     elif not gate:
-        table["gate"] = "skipped (--no-gate)"
+        would_reject = _override_gate(run, backbone, X, ok, table)
     keep = ok & (table["status"].to_numpy() == "ok")
     proba = np.full((len(paths), len(run.classes)), np.nan)
     if keep.any():
-        if head == CNN_KIND:
-            proba[keep] = _cnn_proba(run, [paths[i] for i in np.flatnonzero(keep)])
+        model = kind.load(run.folder.model_dir(run.method))
+        if kind.inputs is Inputs.IMAGES:  # trained end to end: the decoded images themselves
+            decoded = [load_image(paths[i]) for i in np.flatnonzero(keep)]
+            proba[keep] = align_proba(model.predict_proba(decoded), [str(c) for c in model.classes], run.classes)
         else:
-            proba[keep] = _head_proba(run, X[keep[ok]] if X is not None else None)
+            if X is None:
+                raise PredictError(f"method {run.method!r} works on embeddings but names no backbone")
+            proba[keep] = align_proba(model.predict_proba(X[keep[ok]]), [str(c) for c in model.classes_],
+                                      run.classes)
     for j, c in enumerate(run.classes):
         table[f"p_{c}"] = proba[:, j]
     _decide(run, proba, keep, table)
     table.insert(1, "method", run.method)
     if gradcam and keep.any():
         _gradcam(run, paths, keep, table, out_csv.parent / (out_csv.stem + "_gradcam"))
+    if neighbours > 0 and backbone and X is not None:
+        _neighbours(run, backbone, X, ok, table, neighbours, out_csv.parent / (out_csv.stem + "_neighbours.csv"))
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_csv, index=False)
     sidecar = {"run": str(run.run_dir), "method": run.method, "backbone": backbone, "classes": run.classes,
-               "operating_point": run.operating_point, "gate": gate, "created": datetime.now().isoformat(),
+               "operating_point": run.operating_point, "gate": gate,
+               **({} if gate else {"gate_overridden": "--no-gate: the medical-image gate was run but not applied",
+                                   "gate_would_have_rejected": would_reject}),
+               "neighbours": int(neighbours), "created": datetime.now().isoformat(),
                "notice": RESEARCH_ONLY}
     out_csv.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
     n_rej = int((table["status"] == "rejected").sum())
@@ -192,11 +220,22 @@ def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFr
     return np.asarray(res.X)[order], ok
 
 
-def _apply_gate(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray, table: pd.DataFrame) -> None:
+OOD_CHECK = "out-of-distribution check"
+MEDICAL_CHECK = "medical-image filter"
+
+
+def _training_words(run: RunArtifacts) -> tuple[str, tuple[int, int] | None]:
+    info = run.folder.read_json_or(f"{RunFolder.GATE}/{RunFolder.GATE_SUMMARY}", {}).get("training_images") or {}
+    size = tuple(info["median_size"]) if info.get("median_size") else None
+    what = f"{info.get('dataset', 'the run')} images ({', '.join(info.get('classes') or run.classes)})"
+    return (f"the run was trained on {size[0]}x{size[1]}-px {what}" if size else f"the run was trained on {what}",
+            size)
+
+
+def _gate_checks(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray, paths: list[str],
+                 table: pd.DataFrame) -> np.ndarray:
+    """Run the gate's checks; fill the score / threshold / check / explanation columns; return who fails."""
     gdir = run.folder.gate_dir(backbone)
-    if not (gdir / "ood").is_dir():
-        raise PredictError(f"the run has no medical-image gate for {backbone} ({gdir}); it was run with "
-                           f"gate.ood = false. Re-run it with the gate, or pass --no-gate to go on without it")
     ood = load_head(gdir / "ood")
     idx = np.flatnonzero(ok)
     score = np.full(len(ok), np.nan)
@@ -206,6 +245,17 @@ def _apply_gate(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray,
     table["ood_score"] = score
     table["ood_threshold"] = float(ood.threshold_)
     table["ood_flag"] = flag
+    trained_on, train_size = _training_words(run)
+    checks: list[list[str]] = [[] for _ in range(len(ok))]
+    explain: list[list[str]] = [[] for _ in range(len(ok))]
+    quantile = getattr(ood, "quantile", None)
+    for i in np.flatnonzero(flag):
+        size = pixel_size(paths[i])
+        this = f"; this image is {size[0]}x{size[1]} px" if size and train_size and size != train_size else ""
+        checks[i].append(OOD_CHECK)
+        explain[i].append(f"OOD score {score[i]:.3f} > threshold {ood.threshold_:.3f}"
+                          + (f" (the {quantile:.0%} quantile of the run's validation images)" if quantile else "")
+                          + f": unlike the training images: {trained_on}{this}")
     reasons = np.where(flag, "unlike the run's training images (out-of-distribution)", "")
     if (gdir / "medical").is_dir():
         med = load_head(gdir / "medical")
@@ -215,22 +265,59 @@ def _apply_gate(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray,
         not_med[idx] = m[idx] < float(med.threshold)
         table["medical_score"] = m
         table["medical_flag"] = not_med
+        for i in np.flatnonzero(not_med):
+            checks[i].append(MEDICAL_CHECK)
+            explain[i].append(f"medical score {m[i]:.3f} < threshold {float(med.threshold):.3f}: the zero-shot "
+                              "medical vs non-medical prompts find it more like a non-medical image")
         reasons = np.where(not_med, np.where(flag, "not a medical image; " + reasons, "not a medical image"), reasons)
         flag = flag | not_med
-    rejected = flag & ok
+    table["gate_check"] = [" + ".join(c) for c in checks]
+    table["gate_explanation"] = ["; ".join(e) for e in explain]
+    table["_gate_reason"] = reasons
+    return flag & ok
+
+
+def _apply_gate(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray, table: pd.DataFrame) -> None:
+    gdir = run.folder.gate_dir(backbone)
+    if not (gdir / "ood").is_dir():
+        raise PredictError(f"the run has no medical-image gate for {backbone} ({gdir}); it was run with "
+                           f"gate.ood = false. Re-run it with the gate, or pass --no-gate to go on without it")
+    rejected = _gate_checks(run, backbone, X, ok, list(table["image"]), table)
     table.loc[rejected, "status"] = "rejected"
-    table.loc[rejected, "error"] = reasons[rejected]
+    table.loc[rejected, "error"] = table.loc[rejected, "_gate_reason"]
+    table.drop(columns="_gate_reason", inplace=True)
 
 
-def _head_proba(run: RunArtifacts, X: np.ndarray) -> np.ndarray:
-    head = load_head(run.folder.model_dir(run.method))
-    return align_proba(head.predict_proba(X), [str(c) for c in head.classes_], run.classes)
+def _override_gate(run: RunArtifacts, backbone: str | None, X: np.ndarray | None, ok: np.ndarray,
+                   table: pd.DataFrame) -> int:
+    """``--no-gate``: the checks run when the run has them, nothing is rejected, the override is recorded."""
+    if not backbone or X is None or not (run.folder.gate_dir(backbone) / "ood").is_dir():
+        table["gate"] = "not applied (--no-gate; the run has no gate)"
+        return 0
+    would = _gate_checks(run, backbone, X, ok, list(table["image"]), table)
+    table.drop(columns="_gate_reason", inplace=True)
+    table["gate"] = "overridden (--no-gate)"
+    table["gate_overridden"] = would
+    table.loc[would, "gate_explanation"] = "would have been rejected: " + table.loc[would, "gate_explanation"]
+    return int(would.sum())
 
 
-def _cnn_proba(run: RunArtifacts, paths: list[Path]) -> np.ndarray:
-    fm = load_finetuned(run.folder.model_dir(run.method))
-    images = [load_image(p) for p in paths]
-    return align_proba(fm.predict_proba(images), list(fm.classes), run.classes)
+def _neighbours(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray, table: pd.DataFrame, k: int,
+                path: Path) -> None:
+    """The k most similar training images of each embedded image: columns in the table, a long CSV beside it."""
+    try:
+        ref = load_reference(run.folder.gate_dir(backbone))
+    except FileNotFoundError as e:
+        raise PredictError(f"--neighbours: {e}") from None
+    found = nearest(X, ref, k)
+    rows = np.flatnonzero(ok)
+    found.insert(0, "image", [table.at[int(rows[q]), "image"] for q in found.pop("query")])
+    for r in range(1, min(k, len(ref.ids)) + 1):
+        part = found[found["rank"] == r].set_index("image")
+        for col in ("id", "label", "similarity"):
+            table[f"neighbour_{r}_{col}"] = table["image"].map(part[col])
+    found.insert(1, "backbone", backbone)
+    found.to_csv(path, index=False)
 
 
 def _decide(run: RunArtifacts, proba: np.ndarray, keep: np.ndarray, table: pd.DataFrame) -> None:
@@ -272,4 +359,10 @@ def _print(table: pd.DataFrame, run: RunArtifacts, out_csv: Path, n_rej: int, n_
     con.print(t)
     if len(table) > 50:
         con.print(f"... {len(table) - 50} more rows in the CSV")
+    for _, r in table[table["status"] == "rejected"].head(10).iterrows():
+        con.print(f"[yellow]rejected[/yellow] {Path(str(r['image'])).name} by the {r.get('gate_check', 'gate')}: "
+                  f"{r.get('gate_explanation', r['error'])}")
+    if "gate_overridden" in table and table["gate_overridden"].any():
+        con.print(f"[red]--no-gate[/red]: {int(table['gate_overridden'].sum())} image(s) the gate would have "
+                  "rejected were classified anyway (column gate_overridden)")
     con.print(f"{len(table)} image(s): {n_rej} rejected by the gate, {n_fail} unreadable. CSV: {out_csv}")

@@ -81,3 +81,74 @@ def test_predict_cli_and_errors(busi_run, shared_data, tmp_path):
     assert res.exit_code == 2 and "do not exist" in res.output
     res = runner.invoke(app, ["predict", str(img), "--run", str(tmp_path)])
     assert res.exit_code == 2 and "not a breastclip results folder" in res.output
+
+
+def _mixed_folder(busi_run, shared_data, tmp_path, n=3):
+    out = busi_run.out_dir
+    manifest = pd.read_csv(out / "manifest.csv")
+    root = json.loads((out / "manifest.json").read_text())["root"]
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for i, rel in enumerate(manifest[manifest["split"] == "test"]["image"].head(n)):
+        shutil.copy(f"{root}/{rel}", mixed / f"busi_{i}.png")
+    for p in sorted((shared_data / "medical_vs_nonmedical" / "non_medical").glob("*"))[:n]:
+        shutil.copy(p, mixed / f"photo_{p.name}")
+    return mixed
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_rejections_say_which_check_the_score_the_threshold_and_what_it_means(busi_run, shared_data, tmp_path):
+    from breastclip.data.images import pixel_size
+
+    res = predict_images([_mixed_folder(busi_run, shared_data, tmp_path)], busi_run.out_dir,
+                         output=tmp_path / "gate.csv")
+    t = res.table
+    rejected = t[t["status"] == "rejected"]
+    assert len(rejected) >= 2
+    for _, r in rejected.iterrows():
+        assert r["gate_check"] == "out-of-distribution check"
+        assert f"OOD score {r['ood_score']:.3f} > threshold {r['ood_threshold']:.3f}" in r["gate_explanation"]
+        assert "the run was trained on 256x256-px Dataset_BUSI_with_GT images (benign, malignant, normal)" in r["gate_explanation"]
+        w, h = pixel_size(r["image"])
+        assert (f"this image is {w}x{h} px" in r["gate_explanation"]) == ((w, h) != (256, 256))
+    assert (t.loc[t["status"] == "ok", "gate_explanation"] == "").all()
+    assert (t["gate"] == "applied").all()
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_no_gate_overrides_knowingly_and_is_recorded(busi_run, shared_data, tmp_path):
+    folder = _mixed_folder(busi_run, shared_data, tmp_path)
+    gated = predict_images([folder], busi_run.out_dir, output=tmp_path / "gated.csv").table
+    res = CliRunner().invoke(app, ["predict", str(folder), "--run", str(busi_run.out_dir), "--no-gate",
+                                   "-o", str(tmp_path / "open.csv")])
+    assert res.exit_code == 0, res.output
+    t = pd.read_csv(tmp_path / "open.csv", keep_default_na=False)
+    assert (t["status"] == "ok").all() and (t["gate"] == "overridden (--no-gate)").all()
+    would = t["gate_overridden"].astype(str) == "True"
+    assert would.tolist() == (gated["status"] == "rejected").tolist()
+    assert t.loc[would, "gate_explanation"].str.startswith("would have been rejected: OOD score").all()
+    assert not t.loc[would, "decision"].str.startswith("rejected").any()  # classified, as the user asked
+    side = json.loads((tmp_path / "open.json").read_text())
+    assert side["gate"] is False and side["gate_would_have_rejected"] == int(would.sum()) >= 2
+    assert "--no-gate" in side["gate_overridden"] and "would have rejected" in res.output
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_predict_lists_the_most_similar_training_images(busi_run, shared_data, tmp_path):
+    folder = _mixed_folder(busi_run, shared_data, tmp_path, n=2)
+    res = predict_images([folder], busi_run.out_dir, output=tmp_path / "nn.csv", neighbours=3)
+    manifest = pd.read_csv(busi_run.out_dir / "manifest.csv").set_index("id")
+    t = res.table
+    for r in (1, 2, 3):
+        ids = t[f"neighbour_{r}_id"]
+        assert (manifest.loc[ids, "split"] == "train").all()
+        assert (manifest.loc[ids, "label"].to_numpy() == t[f"neighbour_{r}_label"].to_numpy()).all()
+    assert (t["neighbour_1_similarity"] >= t["neighbour_2_similarity"]).all()
+    long = pd.read_csv(tmp_path / "nn_neighbours.csv")
+    assert len(long) == 3 * len(t) and set(long["backbone"]) == {"efficientnet-lite0"}
+    # a BUSI test image's nearest training image is closer than any photo's
+    is_photo = t["image"].str.contains("photo_")
+    assert t.loc[~is_photo, "neighbour_1_similarity"].min() > t.loc[is_photo, "neighbour_1_similarity"].max()

@@ -9,6 +9,7 @@ Under CI=true a missing Chromium fails (CI installs it), elsewhere it skips.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import docx
@@ -148,3 +149,74 @@ def test_busi_report_beats_chance_with_honest_intervals(busi_report):
     assert m["dataset"]["patient_ids_from_source"] is False  # BUSI publishes no patient ids: said, not hidden
     assert m["leak_audit"]["ok"] is True, m["leak_audit"]  # the data layer's audit ran on the files and passed
     assert "No patient ids in the source" in paths.model_card.read_text()
+
+
+# ---- real data: a whole `breastclip run` on BUSI with Grad-CAM and retrieval evidence ---------------------------
+@pytest.fixture(scope="session")
+def busi_run(shared_data, tmp_path_factory):
+    """`breastclip run` on a 120-image stratified BUSI subset: efficientnet-lite0 (offline ImageNet weights), a
+    linear probe, report.gradcam = 4 and 3 retrieval neighbours per confident error."""
+    import os
+
+    from rich.console import Console
+
+    from breastclip.config import load_config
+    from breastclip.pipeline import run_experiment
+
+    tmp = tmp_path_factory.mktemp("busi_run")
+    os.environ.setdefault("BREASTCLIP_CACHE", str(tmp / "user_cache"))
+    raw = {"backbones": ["efficientnet-lite0"],
+           "experiment": {"name": "busi-report", "seed": 0, "output": str(tmp / "out")},
+           "data": {"source": str(shared_data / "busi" / "Dataset_BUSI_with_GT"), "format": "folders",
+                    "subset": 120},
+           "split": {"options": {"group_duplicates": True}},
+           "embed": {"cache_dir": str(tmp / "cache"), "device": "cpu"},
+           "methods": [{"name": "linear_probe", "head": "linear_probe", "params": {"class_weight": "balanced"}}],
+           "evaluation": {"n_bootstrap": 200, "positive_class": "malignant"},
+           "gate": {"ood": True},
+           "report": {"gradcam": 4, "neighbours": 3,
+                      "study": {"reference_standard": "BUSI labels as published (Al-Dhabyani et al. 2020)"}}}
+    return run_experiment(load_config(raw=raw), progress=False, console=Console(quiet=True))
+
+
+def _section(html: str, anchor: str) -> str:
+    m = re.search(rf'<section id="{anchor}">(.*?)</section>', html, flags=re.S)
+    assert m, f"no section #{anchor}"
+    return m.group(1)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_busi_run_report_holds_the_reporting_evidence_in_html_and_word(busi_run):
+    html_path = busi_run.report_html
+    html = html_path.read_text()
+    for anchor in ("flow", "gradcam", "neighbours"):
+        assert "<img " in _section(html, anchor), anchor
+    assert _section(html, "gradcam").count("<img ") == 1  # one grid of the 4 cases (the image tower)
+    contingency = _section(html, "contingency")
+    for rate in ("Positive predictive value (PPV)", "Negative predictive value (NPV)"):
+        row = contingency[contingency.index(rate):].split("</tr>")[0]
+        assert re.search(r"\d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\)", row), row
+    checklist = _section(html, "checklist")
+    for g in ("STARD 2015", "TRIPOD+AI", "CLAIM 2024"):
+        assert f">{g}</h3>" in checklist
+    assert "BUSI labels as published" in checklist
+    cases = pd.read_csv(busi_run.out_dir / "gradcam" / "cases.csv")
+    assert len(cases) == 4 and set(cases["category"]) <= {"TP", "FP", "FN", "TN"}
+    page = load_page(html_path, chromium=require_chromium())
+    assert page["console_errors"] == [] and page["failed_loads"] == []
+    broken = [i for i in page["images"] if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
+    assert broken == [] and len(page["images"]) == html.count("<img ")
+    outside = [u for u in page["requested"] if not u.startswith(("data:", html_path.resolve().as_uri()))]
+    assert outside == []
+
+    d = docx.Document(str(busi_run.out_dir / "report.docx"))
+    headings = [p.text for p in d.paragraphs if p.style.name.startswith("Heading")]
+    for h in ("Participant flow", "Grad-CAM: where the model looked", "Retrieval evidence: most similar training "
+              "images", "Appendix: reporting-guideline checklist", "STARD 2015", "TRIPOD+AI", "CLAIM 2024"):
+        assert h in headings, h
+    captions = " ".join(p.text for p in d.paragraphs if p.style.name == "Caption")
+    assert "Participant flow" in captions and "Grad-CAM overlays" in captions and "nearest training" in captions
+    cells = {c.text for t in d.tables for r in t.rows for c in r.cells}
+    assert "Positive predictive value (PPV)" in cells and "Negative predictive value (NPV)" in cells
+    assert len(d.inline_shapes) == html.count("<img ")

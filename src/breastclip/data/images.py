@@ -204,6 +204,21 @@ def format_failures(failures: Sequence[ImageFailure], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def pixel_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(width, height)`` from the file header (PIL formats and DICOM), or None when it cannot be read."""
+    path = Path(path)
+    try:
+        if is_dicom(path):
+            import pydicom  # lazy: DICOM support is optional
+
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            return int(ds.Columns), int(ds.Rows)
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except Exception:  # any unreadable header: the size is simply unknown
+        return None
+
+
 def is_dicom(path: str | os.PathLike) -> bool:
     """True for a DICOM suffix or the ``DICM`` magic at byte 128 (files without a suffix are common in PACS dumps)."""
     path = Path(path)

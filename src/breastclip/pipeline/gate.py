@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
+from breastclip.data.images import pixel_size
 from breastclip.heads import EmbeddingOOD, MedicalGate
 from breastclip.pipeline.context import RunContext, RunData
 from breastclip.pipeline.explain_step import save_class_means
@@ -18,12 +21,26 @@ from breastclip.retrieval import make_reference, save_reference
 log = logging.getLogger("breastclip.run")
 
 
+SIZE_SAMPLE = 200
+
+
+def training_images(data: RunData) -> dict:
+    """What `predict` tells a user whose image the gate rejects: the data set, its classes and the median pixel
+    size of (up to 200 of) its training images, read from the file headers."""
+    df = data.manifest.df
+    train = df[df["split"] == "train"]
+    sizes = [s for s in (pixel_size(data.manifest.resolve(p)) for p in train["image"].head(SIZE_SAMPLE)) if s]
+    median = [int(np.median([s[0] for s in sizes])), int(np.median([s[1] for s in sizes]))] if sizes else None
+    return {"dataset": data.manifest.name, "classes": list(data.manifest.classes), "n": int(len(train)),
+            "median_size": median}
+
+
 def fit_run_gate(ctx: RunContext, data: RunData) -> dict:
     cfg, manifest, ids, out = ctx.cfg, data.manifest, data.ids, ctx.folder
     sets = data.sets
     df = manifest.df.set_index("id").loc[ids]
     split = df["split"].to_numpy()
-    summary: dict = {"backbones": {}}
+    summary: dict = {"backbones": {}, "training_images": training_images(data)}
     opts = dict(cfg.gate.options)
     for name, emb in sets.items():
         X = emb.rows(ids)
