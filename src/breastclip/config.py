@@ -1,7 +1,8 @@
 """Experiment configuration: frozen dataclasses loaded from TOML, with command-line overrides.
 
 One TOML file describes a whole comparison (data, split, backbones, methods, evaluation, report). Unknown keys are
-errors naming the key and the valid ones. Paths written in the file are relative to the file's folder; paths given
+errors naming the key and the valid ones. Paths written in the file (prompt-bank files included; a shipped bank is
+named without a suffix or slash) are relative to the file's folder; paths given
 on the command line (``--set data.source=...``) are relative to the current directory. The resolved configuration
 (absolute paths, every default filled in) is saved beside every result as ``config.resolved.toml``.
 
@@ -40,13 +41,6 @@ DEFAULT_BACKBONE = "clip-vit-b32"
 OFFLINE_BACKBONE = "efficientnet-lite0"
 #: ... or paired with the MiniLM text encoder when a method needs text (not aligned: no zero-shot).
 OFFLINE_TEXT_BACKBONE = "efficientnet-lite0+minilm"
-#: Heads that use class text embeddings from a prompt bank; of those, the ones that cannot run without a text
-#: tower, and the ones that need it aligned with the image space (Tip-Adapter falls back to its cache model).
-TEXT_HEADS = frozenset({"similarity_guided", "zeroshot", "tip_adapter", "tip_adapter_f"})
-REQUIRES_TEXT_HEADS = frozenset({"similarity_guided", "zeroshot"})
-ALIGNED_TEXT_HEADS = frozenset({"zeroshot"})
-#: Method kinds (``head``) that are not a head from ``breastclip.heads.HEADS``.
-CNN_KIND = "cnn"
 #: The CNN architecture ``--offline`` fine-tunes (ImageNet weights from the package index).
 OFFLINE_CNN = "efficientnet-lite0"
 
@@ -104,7 +98,7 @@ class MethodSection:
     """One method to train and evaluate on every backbone (or the listed ones)."""
 
     name: str = ""
-    head: str = ""  # a key of breastclip.heads.HEADS, or "cnn" for the end-to-end CNN baseline
+    head: str = ""  # a key of breastclip.method_registry.METHOD_KINDS (every head, and the CNN baseline)
     params: dict = field(default_factory=dict)
     prompts: str = ""  # prompt bank name or file, for methods that use text
     backbones: tuple[str, ...] = ()  # empty: every backbone of the experiment
@@ -308,19 +302,22 @@ def _lift_split_options(raw: dict) -> dict:
 def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
     """Swap every backbone for the offline one (paired with MiniLM when a method needs text).
 
-    Methods that need a text tower *aligned* with the image space (zero-shot, Tip-Adapter) cannot run on it; the
-    pipeline skips them and says why in the log and the report.
+    Methods that need a text tower *aligned* with the image space (zero-shot) cannot run on it; the pipeline skips
+    them and says why in the log and the report. What each method needs, and the hyperparameters ``--offline``
+    sets (the CNN baseline's architecture), come from the method registry.
     """
-    needs_text = any(m.head in REQUIRES_TEXT_HEADS - ALIGNED_TEXT_HEADS for m in cfg.active_methods())
+    # lazy: the registry imports the heads and the fine-tuning code (torch); the config stays importable without
+    from breastclip.method_registry import TextUse, method_kind
+
+    kinds = {m.name: method_kind(m.head) for m in cfg.methods}
+    needs_text = any(kinds[m.name].text is TextUse.REQUIRED for m in cfg.active_methods())
     if not needs_text and all(_offline_family(b) for b in cfg.backbones):
         return cfg  # already offline (an EfficientNet-Lite feature view such as "efficientnet-lite0@stages"): keep
     backbone = OFFLINE_TEXT_BACKBONE if needs_text else OFFLINE_BACKBONE
     methods = []
     for m in cfg.methods:
-        m = dataclasses.replace(m, backbones=())
-        if m.head == CNN_KIND and m.params.get("arch", "resnet18") != OFFLINE_CNN:
-            m = dataclasses.replace(m, params={**m.params, "arch": OFFLINE_CNN})  # torchvision weights need a download
-        methods.append(m)
+        offline = kinds[m.name].offline_params  # e.g. the CNN's arch: torchvision weights need a download
+        methods.append(dataclasses.replace(m, backbones=(), params={**m.params, **offline}))
     return dataclasses.replace(cfg, backbones=(backbone,), methods=tuple(methods))
 
 
@@ -422,7 +419,8 @@ def apply_override(raw: dict, item: str, *, cwd: Path | None = None) -> dict:
     if not parts:
         raise ConfigError(f"override '{item}' has an empty key")
     value = parse_value(text.strip())
-    if key in PATH_KEYS and isinstance(value, str) and value:
+    is_bank = (parts[0] == "methods" and parts[-1] == "prompts") or key == "gate.medical_prompts"
+    if (key in PATH_KEYS and isinstance(value, str) and value) or (is_bank and _is_bank_file(value)):
         value = str(_absolute(value, cwd or Path.cwd()))
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
@@ -461,12 +459,26 @@ def _absolute(value: str, base: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def _is_bank_file(value: Any) -> bool:
+    """A prompt-bank value that names a file (``my_bank.toml``, ``banks/x.json``, ``./x``), not a shipped bank."""
+    if not isinstance(value, str) or not value:
+        return False
+    return Path(value).suffix.lower() in (".toml", ".json") or "/" in value or "\\" in value
+
+
 def _resolve_paths(raw: dict, base: Path) -> None:
     for key in PATH_KEYS:
         section, name = key.split(".")
         sec = raw.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(name), str) and sec[name]:
             sec[name] = str(_absolute(sec[name], base))
+    # prompt-bank files: relative to the config file too (shipped bank names are left as they are)
+    for m in raw.get("methods") or []:
+        if isinstance(m, dict) and _is_bank_file(m.get("prompts")):
+            m["prompts"] = str(_absolute(m["prompts"], base))
+    gate = raw.get("gate")
+    if isinstance(gate, dict) and _is_bank_file(gate.get("medical_prompts")):
+        gate["medical_prompts"] = str(_absolute(gate["medical_prompts"], base))
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:

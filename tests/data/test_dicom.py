@@ -431,3 +431,46 @@ def test_real_ct_uses_its_window(shared_data):
     path = shared_data / "medical_vs_nonmedical" / "original_dicom" / "CT_Explicit_Little.dcm"
     out = grey(load_image(path))
     assert (out == 0).mean() > 0.2 and (out == 255).mean() > 0.01
+
+
+# ---- mammography: presentation intent and metadata ------------------------------------------------------------------
+def test_for_processing_without_window_is_log_compressed(tmp_path):
+    """Raw (FOR PROCESSING) detector data is linear in exposure: log-compressed before the percentile window, so
+    the dim half of the range gets more grey levels than FOR PRESENTATION data stored the same way."""
+    a = ramp(top=16383)
+    raw = grey(load_image(write_dicom(tmp_path / "raw.dcm", a, bits_stored=14,
+                                      PresentationIntentType="FOR PROCESSING")))
+    shown = grey(load_image(write_dicom(tmp_path / "pres.dcm", a, bits_stored=14,
+                                        PresentationIntentType="FOR PRESENTATION")))
+    assert np.all(np.diff(raw.ravel()) >= 0)  # still monotonic in the stored value
+    low = a < np.percentile(a, 25)
+    assert raw[low].mean() > shown[low].mean() + 40
+    windowed = grey(load_image(write_dicom(tmp_path / "raw_w.dcm", a, bits_stored=14, WindowCenter=8192,
+                                           WindowWidth=16384, PresentationIntentType="FOR PROCESSING")))
+    assert abs(windowed[low].mean() - shown[low].mean()) < 10  # a stored window is honoured as it is
+
+
+def test_dicom_metadata_reads_view_laterality_patient_and_study(tmp_path):
+    from breastclip.data._dicom import dicom_metadata
+
+    path = write_dicom(tmp_path / "m.dcm", ramp(), ImageLaterality="L", ViewPosition="MLO", PatientID="P1",
+                       StudyInstanceUID="1.2.3", PresentationIntentType="FOR PRESENTATION")
+    assert dicom_metadata(path) == {"laterality": "L", "view": "MLO", "patient_id": "P1", "exam_id": "1.2.3",
+                                    "presentation_intent": "FOR PRESENTATION"}
+    bare = dicom_metadata(write_dicom(tmp_path / "b.dcm", ramp(), Laterality="R", ViewPosition="cc"))
+    assert bare["laterality"] == "R" and bare["view"] == "CC" and bare["exam_id"] == "" and bare["patient_id"] == ""
+    assert dicom_metadata(write_dicom(tmp_path / "u.dcm", ramp(), ImageLaterality="B"))["laterality"] == ""
+
+
+@pytest.mark.realdata
+def test_real_cbis_ddsm_dicom_metadata(shared_data):
+    from breastclip.data._dicom import dicom_metadata
+
+    root = shared_data / "mammography_samples" / "cbis_ddsm_tcia" / "CBIS-DDSM"
+    files = sorted(root.rglob("*.dcm"))
+    assert len(files) == 3
+    for f in files:
+        meta = dicom_metadata(f)
+        assert meta["patient_id"].startswith("Mass-Test_P_00") and meta["exam_id"]
+        assert meta["laterality"] == ("L" if "LEFT" in f.parts[-4] else "R")  # Laterality (0020,0060)
+        assert meta["view"] == ""  # the ROI series carry no ViewPosition: the reader takes it from the CSV

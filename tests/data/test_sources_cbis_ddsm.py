@@ -244,3 +244,88 @@ def _empty_tree(tmp_path: Path) -> Path:
     d = tmp_path / "tree"
     _write_dcm(d / "unrelated" / "x.dcm", CROP)
     return d
+
+
+# ---- swapped crop / mask series, decided from the files ---------------------------------------------------------------
+def test_real_tcia_tree_with_swapped_folders_reads_every_crop_with_its_label(shared_data):
+    """The three real DICOMs: two sit in 'ROI mask images' folders but are cropped images (SeriesDescription); all
+    three are found as crops with their CSV labels, none is taken for a mask; view / laterality / exam filled."""
+    root = shared_data / "mammography_samples" / "cbis_ddsm_tcia"
+    crop = read_cbis_ddsm(root, image_type="crop").validate()
+    assert sorted(crop.df["id"]) == ["cbis_ddsm:Mass-Test_P_00016_LEFT_CC_1:crop",
+                                     "cbis_ddsm:Mass-Test_P_00116_RIGHT_MLO_1:crop",
+                                     "cbis_ddsm:Mass-Test_P_00116_RIGHT_MLO_2:crop"]
+    assert set(crop.df["label"]) == {"malignant"}
+    assert sum("ROI mask images" in p for p in crop.df["image"]) == 2
+    assert all(str(_header(p).SeriesDescription) == "cropped images" for p in crop.paths())
+    by_id = crop.df.set_index("id")
+    assert by_id.loc["cbis_ddsm:Mass-Test_P_00016_LEFT_CC_1:crop", ["laterality", "view", "exam_id"]].tolist() == \
+        ["L", "CC", "P_00016"]
+    assert by_id.loc["cbis_ddsm:Mass-Test_P_00116_RIGHT_MLO_2:crop", ["laterality", "view"]].tolist() == ["R", "MLO"]
+    with pytest.raises(SourceError, match="none of the CBIS-DDSM mask images could be found"):
+        read_cbis_ddsm(root, image_type="mask")  # no mask file was downloaded: none is invented from a crop
+    from breastclip.data.sources._cbis_paths import DicomTree
+
+    row = pd.read_csv(root / "mass_case_description_test_set.csv", dtype=str)
+    mlo = row[row["cropped image file path"].str.contains("P_00116_RIGHT_MLO_1")].iloc[0]
+    found, why = DicomTree(root).resolve(mlo["ROI mask file path"], "mask")
+    assert found is None and "is a cropped images file by its SeriesDescription" in why
+
+
+def _write_pixels_dcm(path: Path, arr: np.ndarray) -> None:
+    _write_dcm(path, arr.shape)
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.PixelData = arr.astype(np.uint16).tobytes()
+    ds.save_as(path)
+
+
+def test_tcia_swapped_folders_without_descriptions_decided_by_content(csv_dir):
+    """Descriptive folders swapped and no SeriesDescription: the binary image is the mask, the grey one the crop,
+    even though the mask here is the *smaller* image (size alone would pick wrongly)."""
+    rows = _chosen(csv_dir).head(3)
+    rng = np.random.default_rng(0)
+    for i, r in rows.iterrows():
+        case_roi = _parts(r["cropped image file path"])[0]
+        base = csv_dir / "CBIS-DDSM" / case_roi / "08-07-2016-DDSM-1"
+        grey = rng.integers(100, 4000, (24, 24))
+        mask = np.zeros((16, 16), np.uint16)
+        mask[4:10, 5:12] = 255
+        _write_pixels_dcm(base / f"1.000000-ROI mask images-{i}" / "1-1.dcm", grey)  # swapped
+        _write_pixels_dcm(base / f"1.000000-cropped images-{i}" / "1-1.dcm", mask)
+    crop = read_cbis_ddsm(csv_dir, image_type="crop").validate()
+    mask_m = read_cbis_ddsm(csv_dir, image_type="mask").validate()
+    assert len(crop) == len(mask_m) == len(rows)
+    assert all("ROI mask images" in p for p in crop.df["image"])
+    assert all("cropped images" in p for p in mask_m.df["image"])
+
+
+def test_kaggle_swapped_descriptions_decided_by_content(csv_dir, tmp_path):
+    """dicom_info.csv labels the crop as the mask and back: the JPEGs themselves decide."""
+    rows = _chosen(csv_dir).head(3)
+    root = tmp_path / "kaggle"
+    shutil.copytree(csv_dir, root / "csv")
+    info = []
+    rng = np.random.default_rng(1)
+    for _, r in rows.iterrows():
+        full_uid, roi_uid = _parts(r["image file path"])[2], _parts(r["cropped image file path"])[2]
+        (root / "jpeg" / full_uid).mkdir(parents=True, exist_ok=True)
+        Image.new("L", (48, 64), 90).save(root / "jpeg" / full_uid / "1-1.jpg")
+        info.append({"image_path": f"CBIS-DDSM/jpeg/{full_uid}/1-1.jpg", "SeriesDescription": "full mammogram images",
+                     "SeriesInstanceUID": full_uid})
+        (root / "jpeg" / roi_uid).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(60, 200, (20, 20)).astype(np.uint8)).save(root / "jpeg" / roi_uid / "1-1.jpg")
+        m = np.zeros((48, 64), np.uint8)
+        m[10:20, 10:30] = 255
+        Image.fromarray(m).save(root / "jpeg" / roi_uid / "2-1.jpg")
+        info += [{"image_path": f"CBIS-DDSM/jpeg/{roi_uid}/1-1.jpg", "SeriesDescription": "ROI mask images",
+                  "SeriesInstanceUID": roi_uid},
+                 {"image_path": f"CBIS-DDSM/jpeg/{roi_uid}/2-1.jpg", "SeriesDescription": "cropped images",
+                  "SeriesInstanceUID": roi_uid}]
+    pd.DataFrame(info).drop_duplicates("image_path").to_csv(root / "csv" / "dicom_info.csv", index=False)
+    crop = read_cbis_ddsm(root, image_type="crop").validate()
+    mask = read_cbis_ddsm(root, image_type="mask").validate()
+    assert all(Image.open(p).size == (20, 20) for p in crop.paths())
+    assert all(Image.open(p).size == (64, 48) for p in mask.paths())
+    assert set(crop.df["laterality"]) <= {"L", "R"} and crop.df["exam_id"].eq(crop.df["patient_id"]).all()

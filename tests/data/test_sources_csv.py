@@ -104,3 +104,26 @@ def test_a_non_utf8_csv_is_a_clear_error(tmp_path):
     (tmp_path / "labels.csv").write_bytes("image,label\nl\xe9sion.png,benign\n".encode("cp1252"))
     with pytest.raises(SourceError, match=r"labels\.csv: not UTF-8.*CSV UTF-8"):
         read_source(tmp_path / "labels.csv", format="csv")
+
+
+def test_mammography_columns_mapped_and_filled_from_dicom(tmp_path):
+    """view / laterality / exam_id from CBIS-style spellings (or named), and from DICOM headers where blank."""
+    import numpy as np
+    from PIL import Image
+    from test_dicom import write_dicom
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    write_dicom(tmp_path / "b.dcm", np.zeros((8, 8), np.uint16), ImageLaterality="R", ViewPosition="MLO",
+                StudyInstanceUID="1.2.3", PatientID="P2")
+    (tmp_path / "labels.csv").write_text("image,label,patient_id,image view,left or right breast,study\n"
+                                         "a.png,benign,P1,CC,LEFT,e1\nb.dcm,malignant,P2,,,\n")
+    m = read_csv_table(tmp_path).validate()
+    df = m.df.set_index("image")
+    assert df.loc["a.png", ["view", "laterality", "exam_id"]].tolist() == ["CC", "L", "e1"]
+    assert df.loc["b.dcm", ["view", "laterality", "exam_id"]].tolist() == ["MLO", "R", "1.2.3"]
+    assert any("read from DICOM headers" in n for n in m.notes)
+    (tmp_path / "other.csv").write_text("file,class,pos,breast\na.png,benign,CC,RIGHT\n")
+    named = read_csv_table(tmp_path / "other.csv", view_col="pos", laterality_col="breast").validate()
+    assert named.df[["view", "laterality"]].iloc[0].tolist() == ["CC", "R"]
+    with pytest.raises(SourceError, match="no view column 'views'"):
+        read_csv_table(tmp_path / "other.csv", view_col="views")

@@ -126,3 +126,18 @@ def test_patient_ids_from_subfolders_or_a_pattern(tmp_path):
         read_folders(tmp_path / "tree", patient_from="subfolder")
     with pytest.raises(ValueError, match="not a regular expression"):
         read_folders(tmp_path / "tree", patient_from="(P")
+
+
+def test_dicom_files_fill_view_laterality_and_exam(tmp_path):
+    import numpy as np
+    from test_dicom import write_dicom
+
+    from breastclip.data.sources.folders import read_folders
+
+    for label, lat, view in (("benign", "L", "CC"), ("malignant", "R", "MLO")):
+        (tmp_path / label).mkdir()
+        write_dicom(tmp_path / label / "x.dcm", np.zeros((8, 8), np.uint16), ImageLaterality=lat, ViewPosition=view,
+                    StudyInstanceUID=f"1.{lat}", PatientID=f"P{lat}")
+    df = read_folders(tmp_path).validate().df.set_index("label")
+    assert df.loc["benign", ["laterality", "view", "exam_id", "patient_id"]].tolist() == ["L", "CC", "1.L", "PL"]
+    assert df.loc["malignant", ["laterality", "view"]].tolist() == ["R", "MLO"]

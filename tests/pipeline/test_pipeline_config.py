@@ -120,6 +120,37 @@ def test_file_paths_resolve_against_the_config_folder(tmp_path):
     assert cfg.data.source == str((tmp_path / "data" / "busi").resolve())
 
 
+def test_prompt_bank_files_resolve_against_the_config_folder(tmp_path, monkeypatch):
+    """A bank file next to the config is found from any working directory, and config.resolved.toml keeps a path
+    that still resolves; shipped bank names stay names; command-line bank paths are relative to the cwd."""
+    from breastclip.prompts import load_bank
+
+    sub = tmp_path / "cfgs"
+    (sub / "banks").mkdir(parents=True)
+    (sub / "banks" / "mine.toml").write_text('classes = ["benign", "malignant"]\ntemplates = ["{}"]\n[prompts]\n'
+                                             'benign = ["a"]\nmalignant = ["b"]\n')
+    (sub / "e.toml").write_text('backbones = ["tiny-test"]\n[data]\nsource = "d"\n'
+                                '[gate]\nmedical_prompts = "banks/mine.toml"\n'
+                                '[[methods]]\nname = "zs"\nhead = "zeroshot"\nprompts = "banks/mine.toml"\n'
+                                '[[methods]]\nname = "zs2"\nhead = "zeroshot"\nprompts = "mammography"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(sub / "e.toml")
+    bank_file = str((sub / "banks" / "mine.toml").resolve())
+    assert cfg.methods[0].prompts == bank_file and cfg.gate.medical_prompts == bank_file
+    assert cfg.methods[1].prompts == "mammography"
+    assert load_bank(cfg.methods[0].prompts).classes == ("benign", "malignant")
+    resolved = tmp_path / "out" / "config.resolved.toml"
+    resolved.parent.mkdir()
+    resolved.write_text(cfg.to_toml())
+    again = load_config(resolved)  # loading the saved file from its own folder still finds the bank
+    assert again.methods[0].prompts == bank_file
+    (elsewhere / "cli.toml").write_text((sub / "banks" / "mine.toml").read_text())
+    cli = load_config(sub / "e.toml", overrides=["methods.zs.prompts=cli.toml"])
+    assert cli.methods[0].prompts == str(elsewhere / "cli.toml")
+
+
 def test_offline_swaps_backbones_and_cnn(tiny_raw):
     raw = tiny_raw(backbones=["clip-vit-b32", "clip-rn50"],
                    methods=[{"name": "lp", "head": "linear_probe", "backbones": ["clip-rn50"]},

@@ -55,3 +55,19 @@ def test_run_report_embeds_gradcam_cases_and_retrieval_evidence(tiny_raw):
     assert neighbours.groupby("query_id")["similarity"].apply(lambda s: s.is_monotonic_decreasing).all()
     part = re.search(r'<section id="neighbours">(.*?)</section>', html, flags=re.S).group(1)
     assert part.count("<img ") == 1
+
+
+@pytest.mark.slow
+def test_shared_reports_carry_no_local_absolute_paths(tiny_raw, tmp_path_factory, monkeypatch):
+    """report.html, MODEL_CARD.md, metrics.json and environment.json: paths relative to the results folder."""
+    base = str(tmp_path_factory.getbasetemp())  # every path of this run (data, cache, output) lies under it
+    monkeypatch.setenv("BREASTCLIP_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache"))
+    raw = tiny_raw(methods=tiny_raw()["methods"][:1], report={"enabled": True})
+    res = run_experiment(load_config(raw=raw), progress=False, console=Console(quiet=True))
+    for name in ("report.html", "MODEL_CARD.md", "metrics.json", "environment.json"):
+        text = (res.out_dir / name).read_text()
+        assert base not in text, name
+    card = (res.out_dir / "MODEL_CARD.md").read_text()
+    assert "| Source | ../../../synthetic" in card  # relative to the results folder, still findable
+    env = json.loads((res.out_dir / "environment.json").read_text())
+    assert not env["env"]["BREASTCLIP_CACHE"].startswith("/")

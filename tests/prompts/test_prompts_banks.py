@@ -19,6 +19,8 @@ SHIPPED = {
                           "lobular_carcinoma", "mucinous_carcinoma", "papillary_carcinoma"],
     "dbt": ["normal", "actionable", "benign", "cancer"],
     "medical_vs_nonmedical": ["medical", "non_medical"],
+    "mammography": ["normal", "benign", "malignant"],
+    "birads_density": ["A", "B", "C", "D"],
 }
 
 
@@ -104,3 +106,11 @@ def test_class_text_embeddings_average_normalised_prompts():
             return hash_encoder(texts)
 
     np.testing.assert_allclose(class_text_embeddings(FakeBackbone(), bank, batch_size=3), T)
+
+
+def test_mammography_banks_align_to_real_label_spellings():
+    """The NYU / CBIS-DDSM labels and the Mayo / CBIS-DDSM density codes map onto the shipped banks."""
+    mammo = load_bank("mammography").aligned_to(["MALIGNANT", "BENIGN_WITHOUT_CALLBACK", "normal"])
+    assert list(mammo.classes) == ["MALIGNANT", "BENIGN_WITHOUT_CALLBACK", "normal"]
+    assert load_bank("birads_density").aligned_to(["1", "2", "3", "4"]).classes == ("1", "2", "3", "4")
+    assert load_bank("birads_density").aligned_to(["A", "B", "C", "D"]).classes == ("A", "B", "C", "D")

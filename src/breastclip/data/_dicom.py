@@ -3,7 +3,9 @@
 Order of operations for greyscale (DICOM PS3.3 C.11): stored values -> Modality LUT (rescale slope/intercept or
 LUT) -> VOI LUT or the *first* window centre/width -> 8 bit over the VOI output range -> MONOCHROME1 / Presentation
 LUT Shape INVERSE inverted (one inversion: bright is dense in the result). Files without a VOI get a percentile
-window (0.5..99.5 %). Colour data (RGB, YBR converted by pydicom, PALETTE COLOR through its LUT) is returned as RGB.
+window (0.5..99.5 %); PresentationIntentType FOR PROCESSING data (raw, linear in exposure) without a VOI is
+log-compressed before that window, FOR PRESENTATION data is windowed as stored. :func:`dicom_metadata` reads
+ImageLaterality / ViewPosition / PatientID / StudyInstanceUID for the Manifest's metadata columns. Colour data (RGB, YBR converted by pydicom, PALETTE COLOR through its LUT) is returned as RGB.
 """
 
 from __future__ import annotations
@@ -288,7 +290,61 @@ def _map_grey(stored: np.ndarray, counts: np.ndarray | None, ds, intensity: Inte
             return _apply_voi(values, ds, has_lut)
         except Exception:  # invalid window (width < 1, unknown function): percentile window instead
             pass
+    if for_processing(ds):
+        # raw detector data (linear in exposure) without a display window: log-compress, then a percentile window,
+        # the usual first step of mammography presentation processing; polarity follows PhotometricInterpretation
+        values = np.log1p(values - float(values.min()))
     return _window_to_uint8(values, *window_bounds(values, counts, "percentile", PERCENTILE_WINDOW))
+
+
+def for_processing(ds) -> bool:
+    """PresentationIntentType FOR PROCESSING (raw detector data, not meant for display as stored)."""
+    return str(ds.get("PresentationIntentType", "")).strip().upper() == "FOR PROCESSING"
+
+
+#: DICOM attributes read into the Manifest's metadata columns (first one present wins).
+METADATA_TAGS = {
+    "laterality": ("ImageLaterality", "Laterality"),
+    "view": ("ViewPosition",),
+    "patient_id": ("PatientID",),
+    "exam_id": ("StudyInstanceUID", "AccessionNumber"),
+}
+
+
+def dicom_metadata(path: Path) -> dict[str, str]:
+    """``laterality`` (L/R), ``view`` (CC, MLO, ...), ``patient_id``, ``exam_id`` (StudyInstanceUID) and
+    ``presentation_intent`` from a DICOM header (pixels are not read); empty strings where a tag is missing."""
+    return metadata_from_header(read_header(Path(path)))
+
+
+def metadata_from_header(ds) -> dict[str, str]:
+    """:func:`dicom_metadata` from an already read dataset."""
+    out: dict[str, str] = {}
+    for column, keywords in METADATA_TAGS.items():
+        value = ""
+        for kw in keywords:
+            v = ds.get(kw)
+            if v is not None and str(v).strip():
+                value = str(v).strip()
+                break
+        if column == "laterality" and not value:  # enhanced (multi-frame) objects: Frame Anatomy macro
+            value = _frame_laterality(ds)
+        out[column] = value
+    if out["laterality"].upper() not in ("L", "R"):
+        out["laterality"] = ""  # B (both) / U (unpaired) are not a breast side
+    out["view"] = out["view"].upper().replace("-", "").replace(" ", "")
+    out["presentation_intent"] = str(ds.get("PresentationIntentType", "")).strip().upper()
+    return out
+
+
+def _frame_laterality(ds) -> str:
+    for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        groups = ds.get(seq)
+        if groups:
+            anatomy = groups[0].get("FrameAnatomySequence")
+            if anatomy and str(anatomy[0].get("FrameLaterality", "")).strip():
+                return str(anatomy[0].FrameLaterality).strip()
+    return ""
 
 
 def _apply_voi(values: np.ndarray, ds, has_lut: bool) -> np.ndarray:

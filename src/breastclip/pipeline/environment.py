@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from breastclip.portable import portable_args, portable_path
+
 #: Distributions whose versions change numbers; recorded in every results folder.
 PACKAGES = (
     "breastclip", "numpy", "pandas", "scikit-learn", "scipy", "torch", "torchvision", "open_clip_torch",
@@ -83,8 +85,16 @@ def set_seeds(seed: int) -> None:
         pass
 
 
-def capture_environment(*, seeds: dict[str, int] | None = None, argv: list[str] | None = None) -> dict:
-    """Everything needed to say what produced a results folder."""
+def capture_environment(*, seeds: dict[str, int] | None = None, argv: list[str] | None = None,
+                        base: str | Path | None = None) -> dict:
+    """Everything needed to say what produced a results folder; with ``base`` (the results folder) the command
+    line and environment paths are written relative to it, so a shared folder carries no local absolute path."""
+    env = {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "BREASTCLIP_CACHE", "MEDMNIST_ROOT",
+                                      "KAGGLEHUB_CACHE") if k in os.environ}
+    command = list(argv if argv is not None else sys.argv)
+    if base is not None:
+        command = portable_args(command, base)
+        env = {k: portable_path(v, base) if os.path.isabs(v) else v for k, v in env.items()}
     return {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
@@ -93,7 +103,6 @@ def capture_environment(*, seeds: dict[str, int] | None = None, argv: list[str] 
         "git": git_state(),
         "device": device_info(),
         "seeds": dict(seeds or {}),
-        "command": list(argv if argv is not None else sys.argv),
-        "env": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "BREASTCLIP_CACHE",
-                                             "MEDMNIST_ROOT", "KAGGLEHUB_CACHE") if k in os.environ},
+        "command": command,
+        "env": env,
     }

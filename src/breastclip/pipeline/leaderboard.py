@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
+from breastclip.evaluation import Evaluation
+from breastclip.report.markdown import md_cell, md_text
 
 #: Metrics shown, in order, when present in the evaluations.
 LEADERBOARD_METRICS = ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1_macro",
@@ -19,7 +21,7 @@ METRIC_LABELS = {"roc_auc": "AUC", "average_precision": "AP", "accuracy": "Acc",
 
 
 def build_leaderboard(
-    evaluations: Mapping[str, object],
+    evaluations: Mapping[str, Evaluation],
     comparisons: pd.DataFrame | None,
     *,
     info: Mapping[str, Mapping[str, object]] | None = None,
@@ -29,7 +31,7 @@ def build_leaderboard(
     """One row per method, best ``primary`` first; numeric columns ``<metric>``, ``<metric>_ci_lo/_hi``."""
     rows = []
     for label, ev in evaluations.items():
-        headline = ev.headline if hasattr(ev, "headline") else ev["headline"]
+        headline = ev.headline
         row: dict = {"method": label, **(dict(info.get(label, {})) if info else {})}
         for m in metrics:
             h = headline.get(m)
@@ -38,8 +40,7 @@ def build_leaderboard(
             row[m] = _f(h.get("estimate"))
             row[f"{m}_ci_lo"] = _f(h.get("ci_lo"))
             row[f"{m}_ci_hi"] = _f(h.get("ci_hi"))
-        n = ev.n if hasattr(ev, "n") else ev.get("n", {})
-        row["n_test"] = (n.get("test") or {}).get("images")
+        row["n_test"] = (ev.n.get("test") or {}).get("images")
         rows.append(row)
     board = pd.DataFrame(rows)
     if board.empty:
@@ -113,9 +114,9 @@ def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRI
 
 def to_markdown(board: pd.DataFrame, *, title: str = "Leaderboard (test split)") -> str:
     header, rows = display_rows(board)
-    lines = [f"# {title}", "", f"*{RESEARCH_ONLY}*", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    lines = [f"# {md_text(title)}", "", f"*{RESEARCH_ONLY}*", "",
+             "| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     lines += ["", "Estimates with 95% bootstrap confidence intervals (patients resampled when patient ids exist). "
               "The last column is the paired difference to the best method on the same test images, with the "
               "Holm-adjusted p-value."]

@@ -13,6 +13,7 @@ from breastclip.pipeline.context import Evaluated, RunContext, RunData
 from breastclip.pipeline.neighbours_step import read_neighbours
 from breastclip.pipeline.options import check_options
 from breastclip.pipeline.run_folder import RunFolder
+from breastclip.portable import portable_config, portable_path
 from breastclip.report import write_report
 from breastclip.report.content import fmt_threshold
 
@@ -80,11 +81,12 @@ def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Pa
     heads = sorted({o.method.head for o in outcomes if o.predictions is not None})
     run_info = {
         "dataset": manifest.name, "backbone": ", ".join(cfg.backbones), "head": ", ".join(heads),
-        "seed": cfg.experiment.seed, "config": cfg.to_dict(),
+        "seed": cfg.experiment.seed, "config": portable_config(cfg.to_dict(), folder.path),
         "environment": {"git commit": (env.get("git") or {}).get("commit"),
                         "device": "cuda" if (env.get("device") or {}).get("cuda_available") else "cpu",
                         "torch": (env.get("packages") or {}).get("torch")},
-        "leak_audit": audit, "data_source": f"{cfg.data.source} ({cfg.data.format or 'auto-detected'})",
+        "leak_audit": audit,
+        "data_source": f"{portable_path(cfg.data.source, folder.path)} ({cfg.data.format or 'auto-detected'})",
         "notes": all_notes,
     }
     extra = check_options(write_report, dict(cfg.report.options), "report.options",

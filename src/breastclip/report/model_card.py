@@ -13,6 +13,7 @@ import pandas as pd
 
 from breastclip import RESEARCH_ONLY
 from breastclip.report.content import Bullets, FigureRef, Heading, Note, Section, Table, cell_text
+from breastclip.report.markdown import md_cell, md_text
 
 INTENDED_USE = [
     "Research on image classification of breast lesions with frozen vision-language embeddings: comparing "
@@ -67,17 +68,13 @@ def model_card_section(card: ModelCard, *, title: str = "Model card") -> Section
     return s
 
 
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _md_table(t: Table) -> str:
-    head = "| " + " | ".join(_md_escape(c) for c in t.df.columns) + " |"
+    head = "| " + " | ".join(md_cell(c) for c in t.df.columns) + " |"
     sep = "|" + "|".join("---" for _ in t.df.columns) + "|"
-    rows = ["| " + " | ".join(_md_escape(v) for v in row) + " |" for row in cell_text(t.df)]
-    out = [f"### {t.title}", "", head, sep, *rows, ""]
+    rows = ["| " + " | ".join(md_cell(v) for v in row) + " |" for row in cell_text(t.df)]
+    out = [f"### {md_text(t.title)}", "", head, sep, *rows, ""]
     if t.caption:
-        out += [f"*{t.caption}*", ""]
+        out += [f"*{md_text(t.caption)}*", ""]
     return "\n".join(out)
 
 
@@ -85,23 +82,24 @@ def render_markdown(title: str, sections: Sequence[Section], *, figures_prefix: 
                     section_headings: bool = True) -> str:
     """Markdown for a title and sections; figures link to their PNG relative to the markdown file. The
     research-only statement opens the file once (a section's own copy of it is not repeated)."""
-    lines = [f"# {title}", "", f"> **{RESEARCH_ONLY}**", ""]
+    lines = [f"# {md_text(title)}", "", f"> **{RESEARCH_ONLY}**", ""]
     for s in sections:
         if section_headings:
-            lines += [f"## {s.title}", ""]
+            lines += [f"## {md_text(s.title)}", ""]
         for b in s.blocks:
             if isinstance(b, Note) and b.text == RESEARCH_ONLY:
                 continue
             if isinstance(b, Heading):
-                lines += [f"### {b.text}", ""]
+                lines += [f"### {md_text(b.text)}", ""]
             elif isinstance(b, Table):
                 lines.append(_md_table(b))
             elif isinstance(b, Bullets):
-                lines += [f"- {i}" for i in b.items] + [""]
+                lines += [f"- {md_text(i)}" for i in b.items] + [""]
             elif isinstance(b, Note):
-                lines += [f"> **{b.text}**", ""]
+                lines += [f"> **{md_text(b.text)}**", ""]
             elif isinstance(b, FigureRef):
-                lines += [f"![{b.title}]({figures_prefix}{b.png.name})", "", f"*{b.title}. {b.caption}*", ""]
+                lines += [f"![{md_text(b.title)}]({figures_prefix}{b.png.name})", "",
+                          f"*{md_text(b.title)}. {md_text(b.caption)}*", ""]
             else:
-                lines += [str(b), ""]
+                lines += [md_text(b), ""]
     return "\n".join(lines).rstrip() + "\n"

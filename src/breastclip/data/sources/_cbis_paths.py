@@ -7,9 +7,12 @@ The CSVs name ``<case>/<study uid>/<series uid>/00000N.dcm`` with stray whitespa
   and file names vary (``000000.dcm`` or ``1-1.dcm``). Repaired through the NBIA ``metadata.csv`` (series UID ->
   ``File Location``) when present, else by the case folder (patient/side/view prefix), then the series UID, then the
   series description, then (crop vs mask in one series) the image size: the ROI mask has the full mammogram's size,
-  the crop is smaller.
+  the crop is smaller. The files decide over the folder names: real downloads hold "ROI mask images" folders whose
+  file is a cropped image (its SeriesDescription says so), so a file's kind is its SeriesDescription, else its
+  content (an ROI mask is binary, a crop grey), and only then its folder's name.
 - **Kaggle JPEG copy** (``csv/dicom_info.csv`` + ``jpeg/<series uid>/1-N.jpg``): ``dicom_info.csv`` maps a series UID and
-  its SeriesDescription (full mammogram images / cropped images / ROI mask images) to ``image_path``.
+  its SeriesDescription (full mammogram images / cropped images / ROI mask images) to ``image_path``; between the
+  crop and the mask of one series the JPEGs themselves decide (binary = mask), as those labels are swapped too.
 
 Rows that cannot be repaired are reported, never guessed.
 """
@@ -57,6 +60,41 @@ def _image_area(path: Path) -> int | None:
             return im.size[0] * im.size[1]
     except Exception:
         return None
+
+
+def looks_binary(path: Path) -> bool | None:
+    """True when the image holds two levels only (an ROI mask, JPEG ringing tolerated), False for a grey image
+    (crop or mammogram), None when it cannot be read or is constant."""
+    import numpy as np
+
+    try:
+        if path.suffix.lower() == ".dcm":
+            import pydicom
+
+            arr = np.asarray(pydicom.dcmread(path, force=True).pixel_array)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.draft("L", (256, 256))
+                arr = np.asarray(im.convert("L"))
+    except Exception:
+        return None
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return None  # a constant image says nothing
+    tol = 0.08 * (hi - lo)
+    extreme = (arr <= lo + tol) | (arr >= hi - tol)
+    return bool(extreme.mean() > 0.98)
+
+
+def pick_by_content(paths: list[Path], kind: str) -> Path | None:
+    """Among files of one abnormality, the ROI mask is the binary one and the crop the grey one."""
+    if kind not in ("crop", "mask") or len(paths) < 2:
+        return None
+    binary = [looks_binary(p) for p in paths]
+    want = [p for p, b in zip(paths, binary, strict=True) if b is (kind == "mask")]
+    return want[0] if len(want) == 1 else None
 
 
 def pick_crop_or_mask(paths: list[Path], kind: str) -> Path | None:
@@ -116,6 +154,19 @@ class DicomTree:
     def _parts(self, path: Path) -> tuple[str, ...]:
         return path.relative_to(self.root).parts
 
+    def kind_of(self, path: Path) -> tuple[str | None, str]:
+        """What a file holds, decided from the file itself first: its SeriesDescription, else binary (mask) vs
+        grey content when it sits among crops/masks, else the descriptive folder name. (kind, how)."""
+        k = self._kind_from_header(path)
+        if k:
+            return k, "SeriesDescription"
+        folder = next((k for k in map(kind_of_description, self._parts(path)[1:-1]) if k), None)
+        if folder in ("crop", "mask"):
+            binary = looks_binary(path)
+            if binary is not None:
+                return ("mask" if binary else "crop"), "content"
+        return folder, "folder name"
+
     def resolve(self, csv_path: str, kind: str) -> tuple[Path | None, str]:
         """The file for one CSV path, or None and why."""
         rel = clean_csv_path(csv_path)
@@ -124,7 +175,9 @@ class DicomTree:
             if hit.is_file():
                 if kind in ("crop", "mask"):  # the CSVs sometimes swap 000000/000001 between crop and mask
                     siblings = sorted(hit.parent.glob("*.dcm"))
-                    picked = pick_crop_or_mask(siblings, kind)
+                    typed = [p for p in siblings if self._kind_from_header(p) == kind]
+                    picked = typed[0] if len(typed) == 1 else (pick_by_content(siblings, kind)
+                                                               or pick_crop_or_mask(siblings, kind))
                     if picked is not None:
                         return picked, "exact" if picked == hit else "repaired (crop/mask swapped in the CSV)"
                 return hit, "exact"
@@ -140,15 +193,20 @@ class DicomTree:
             return None, f"no folder for case {parts[0]}"
         by_uid = [p for p in candidates if series_uid and series_uid in {q.strip() for q in self._parts(p)}]
         pool = by_uid or candidates
-        described = [(p, next((k for k in map(kind_of_description, self._parts(p)[1:-1]) if k), None)) for p in pool]
-        if any(k for _, k in described):
-            pool = [p for p, k in described if k == kind]
-        elif len(pool) > 1:
-            from_header = [p for p in pool if self._kind_from_header(p) == kind]
-            if from_header:
-                pool = from_header
-        if len(pool) == 1:
+        if len(pool) == 1 and kind == "full":
             return pool[0], "repaired"
+        kinds = [(p, *self.kind_of(p)) for p in pool]
+        if any(k for _, k, _ in kinds):
+            mislabelled = [p for p, k, _ in kinds if k != kind and kind_of_description(" ".join(self._parts(p)[1:-1]))
+                           == kind]
+            pool = [p for p, k, _ in kinds if k == kind]
+            if not pool and mislabelled:
+                return None, (f"no {KINDS[kind]} file for case {parts[0]}: the file in its '{KINDS[kind]}' folder is "
+                              f"a {KINDS[self.kind_of(mislabelled[0])[0] or kind]} file by its "
+                              f"{self.kind_of(mislabelled[0])[1]} (folders swapped in the download)")
+        if len(pool) == 1:
+            how = next(h for p, _, h in kinds if p == pool[0]) if kinds else ""
+            return pool[0], f"repaired ({how})" if how else "repaired"
         if len(pool) > 1:
             picked = pick_crop_or_mask(pool, kind)
             if picked is not None:
@@ -211,6 +269,11 @@ class KaggleIndex:
         if len(parts) < 3:
             return None, "CSV path has no series UID"
         uid = parts[2]
+        if kind in ("crop", "mask"):  # crop and mask share a series: the files decide, not dicom_info's labels
+            everything = [p for p in (self._local(x) for x in self.by_uid.get(uid, [])) if p is not None]
+            picked = pick_by_content(everything, kind)
+            if picked is not None:
+                return picked, "repaired (content)"
         listed = self.by_key.get((uid, kind)) or []
         if not listed and not any(k[0] == uid and k[1] for k in self.by_key):
             listed = self.by_uid.get(uid, [])  # no descriptions for this series: any of its files

@@ -6,16 +6,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from breastclip.data._dicom import metadata_from_header
 from breastclip.data.images import IMAGE_SUFFIXES
 
 IGNORED_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
-# DICOM header fields worth keeping as metadata (keyword -> manifest column).
+# DICOM header fields worth keeping as metadata (keyword -> manifest column); the mammography columns
+# (laterality, view, exam_id) come from breastclip.data._dicom.metadata_from_header.
 DICOM_FIELDS = {
     "Modality": "modality",
     "Manufacturer": "manufacturer",
-    "ViewPosition": "view",
-    "ImageLaterality": "side",
     "BodyPartExamined": "body_part",
     "PhotometricInterpretation": "photometric",
     "NumberOfFrames": "frames",
@@ -95,6 +95,10 @@ def dicom_header(path: Path) -> dict[str, str]:
     except Exception:  # a broken header is reported by the decoder later, not here
         return {}
     out: dict[str, str] = {}
+    meta = metadata_from_header(ds)
+    for column in ("laterality", "view", "exam_id"):
+        if meta[column]:
+            out[column] = meta[column]
     for keyword, column in DICOM_FIELDS.items():
         value = ds.get(keyword)
         if value is not None and str(value).strip():

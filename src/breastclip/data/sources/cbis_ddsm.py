@@ -11,6 +11,10 @@
   ``calc_type``, ``calc_distribution``, ``birads``, ``subtlety``, ``pathology``. Missing categorical values are
   filled with the mode of their own lesion type (as the ResNet18 notebook does); ``one_hot=True`` adds indicator
   columns. ``split`` is the official train/test split; ``patient_id`` is ``P_00001``.
+- Views, breasts, exams: ``view`` (CC / MLO), ``laterality`` (L / R from ``left or right breast``) and ``exam_id``
+  (the patient: DDSM holds one screening exam per case) for breast- and exam-level evaluation.
+- Crop vs mask: decided from the files (SeriesDescription, else binary vs grey content, else size), never from the
+  folder names alone, which real downloads swap (see ``_cbis_paths``).
 """
 
 from __future__ import annotations
@@ -228,7 +232,12 @@ def read_cbis_ddsm(
     if both:
         notes.append(f"{len(both)} patients appear in both the official train and test sets (e.g. {sorted(both)[:3]}): "
                      "a patient-level leak in the official split")
-    keep = ["id", "image", "label", "patient_id", "split", "lesion_type", "breast_density", "side", "view",
+    # views, breasts, exams: DDSM digitised one screening exam (CC + MLO of both breasts) per case, so a patient's
+    # images form one exam; the breast is patient + laterality
+    df["laterality"] = df["side"].astype(str).str.strip().str.upper().map({"LEFT": "L", "RIGHT": "R"}).fillna("")
+    df["exam_id"] = df["patient_id"].astype(str)
+    keep = ["id", "image", "label", "patient_id", "split", "laterality", "view", "exam_id", "lesion_type",
+            "breast_density", "side",
             "abnormality_id", "abnormality_type", "mass_shape", "mass_margins", "calc_type", "calc_distribution",
             "birads", "subtlety", "pathology"]
     extra = ["n_abnormalities"] if image_type == "full" else []

@@ -17,12 +17,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from breastclip.data.images import DICOM_SUFFIXES
 from breastclip.data.manifest import Manifest
+from breastclip.data.sources._files import dicom_header
 
 IMAGE_CANDIDATES = ("image", "path", "image_path", "filepath", "file_path", "filename", "file", "img", "image_file")
 LABEL_CANDIDATES = ("label", "class", "target", "diagnosis", "pathology", "category", "y")
 PATIENT_CANDIDATES = ("patient_id", "patient", "patientid", "subject_id", "subject", "case_id")
 SPLIT_CANDIDATES = ("split", "subset", "fold_split", "partition", "set")
+# mammography: the Manifest's view / laterality / exam_id columns, from common spellings (CBIS-DDSM, VinDr, EMBED)
+VIEW_CANDIDATES = ("view", "image view", "image_view", "view_position", "viewposition")
+LATERALITY_CANDIDATES = ("laterality", "image_laterality", "imagelaterality", "left or right breast",
+                         "breast_side")  # a bare "side" column is not guessed (it may mean something else)
+EXAM_CANDIDATES = ("exam_id", "exam", "study_id", "studyinstanceuid", "study_instance_uid", "study",
+                   "accession_number")
 TABLE_NAMES = ("labels.csv", "manifest.csv", "metadata.csv", "dataset.csv")
 DELIMITERS = ",;\t|"
 ENCODING = "utf-8-sig"  # UTF-8, and a leading byte-order mark is dropped instead of sticking to the first column
@@ -97,6 +105,26 @@ def _pick(columns: list[str], given: str | None, candidates: Iterable[str], what
     return None
 
 
+def _fill_from_dicom(out: pd.DataFrame, base: Path, notes: list[str]) -> None:
+    """view / laterality / exam_id of DICOM rows from their headers, where the table leaves them blank."""
+    dicom = out["image"].map(lambda p: Path(p).suffix.lower() in DICOM_SUFFIXES)
+    if not dicom.any():
+        return
+    filled = 0
+    for i in out.index[dicom]:
+        p = Path(out.at[i, "image"])
+        header = dicom_header(p if p.is_absolute() else base / p)
+        for column in ("view", "laterality", "exam_id"):
+            current = out.at[i, column] if column in out.columns else ""
+            if header.get(column) and (current is None or str(current).strip() in ("", "nan")):
+                if column not in out.columns:
+                    out[column] = ""
+                out.at[i, column] = header[column]
+                filled += 1
+    if filled:
+        notes.append(f"{filled} view / laterality / exam_id value(s) read from DICOM headers")
+
+
 def read_csv_table(
     path: str | Path,
     *,
@@ -104,6 +132,10 @@ def read_csv_table(
     label_col: str | None = None,
     patient_col: str | None = None,
     split_col: str | None = None,
+    view_col: str | None = None,
+    laterality_col: str | None = None,
+    exam_col: str | None = None,
+    dicom_metadata: bool = True,
     metadata_cols: Iterable[str] | None = None,
     root: str | Path | None = None,
     label_map: Mapping[str, str] | None = None,
@@ -113,6 +145,11 @@ def read_csv_table(
     source: str = "csv",
 ) -> Manifest:
     """Read a CSV of images; ``metadata_cols`` None keeps every other column as metadata.
+
+    ``view_col`` / ``laterality_col`` / ``exam_col`` name the columns that become the Manifest's ``view``,
+    ``laterality`` and ``exam_id`` (guessed from common spellings when not given: ``image view``, ``left or right
+    breast``, ``study_id``...). With ``dicom_metadata``, DICOM images fill those still missing from their headers
+    (ViewPosition, ImageLaterality, StudyInstanceUID).
 
     ``label_map`` renames (or merges) labels; ``classes`` fixes the class order and drops rows of other labels.
     """
@@ -130,7 +167,10 @@ def read_csv_table(
     lcol = _pick(cols, label_col, LABEL_CANDIDATES, "label", table, True)
     pcol = _pick(cols, patient_col, PATIENT_CANDIDATES, "patient", table, False)
     scol = _pick(cols, split_col, SPLIT_CANDIDATES, "split", table, False)
-    used = {c for c in (icol, lcol, pcol, scol) if c}
+    mammo = {"view": _pick(cols, view_col, VIEW_CANDIDATES, "view", table, False),
+             "laterality": _pick(cols, laterality_col, LATERALITY_CANDIDATES, "laterality", table, False),
+             "exam_id": _pick(cols, exam_col, EXAM_CANDIDATES, "exam", table, False)}
+    used = {c for c in (icol, lcol, pcol, scol, *mammo.values()) if c}
     if metadata_cols is None:
         meta = [c for c in cols if c not in used and c != "id"]
     else:
@@ -152,8 +192,13 @@ def read_csv_table(
         out["split"] = raw.map(SPLIT_ALIASES)
         notes.append(f"split taken from column '{scol}'")
     for m in meta:
-        name_m = f"meta_{m}" if m in {"image", "label", "patient_id", "split", "source"} else m
+        name_m = f"meta_{m}" if m in {"image", "label", "patient_id", "split", "source", *mammo} else m
         out[name_m] = df[m]
+    for column, src in mammo.items():
+        if src:
+            out[column] = df[src].str.strip()
+    if dicom_metadata:
+        _fill_from_dicom(out, base, notes)
     if "id" in cols and df["id"].is_unique:
         out["id"] = df["id"]
     blank_label = out["label"] == ""
