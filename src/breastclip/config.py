@@ -41,13 +41,6 @@ DEFAULT_BACKBONE = "clip-vit-b32"
 OFFLINE_BACKBONE = "efficientnet-lite0"
 #: ... or paired with the MiniLM text encoder when a method needs text (not aligned: no zero-shot).
 OFFLINE_TEXT_BACKBONE = "efficientnet-lite0+minilm"
-#: Heads that use class text embeddings from a prompt bank; of those, the ones that cannot run without a text
-#: tower, and the ones that need it aligned with the image space (Tip-Adapter falls back to its cache model).
-TEXT_HEADS = frozenset({"similarity_guided", "zeroshot", "tip_adapter", "tip_adapter_f"})
-REQUIRES_TEXT_HEADS = frozenset({"similarity_guided", "zeroshot"})
-ALIGNED_TEXT_HEADS = frozenset({"zeroshot"})
-#: Method kinds (``head``) that are not a head from ``breastclip.heads.HEADS``.
-CNN_KIND = "cnn"
 #: The CNN architecture ``--offline`` fine-tunes (ImageNet weights from the package index).
 OFFLINE_CNN = "efficientnet-lite0"
 
@@ -105,7 +98,7 @@ class MethodSection:
     """One method to train and evaluate on every backbone (or the listed ones)."""
 
     name: str = ""
-    head: str = ""  # a key of breastclip.heads.HEADS, or "cnn" for the end-to-end CNN baseline
+    head: str = ""  # a key of breastclip.method_registry.METHOD_KINDS (every head, and the CNN baseline)
     params: dict = field(default_factory=dict)
     prompts: str = ""  # prompt bank name or file, for methods that use text
     backbones: tuple[str, ...] = ()  # empty: every backbone of the experiment
@@ -309,19 +302,22 @@ def _lift_split_options(raw: dict) -> dict:
 def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
     """Swap every backbone for the offline one (paired with MiniLM when a method needs text).
 
-    Methods that need a text tower *aligned* with the image space (zero-shot, Tip-Adapter) cannot run on it; the
-    pipeline skips them and says why in the log and the report.
+    Methods that need a text tower *aligned* with the image space (zero-shot) cannot run on it; the pipeline skips
+    them and says why in the log and the report. What each method needs, and the hyperparameters ``--offline``
+    sets (the CNN baseline's architecture), come from the method registry.
     """
-    needs_text = any(m.head in REQUIRES_TEXT_HEADS - ALIGNED_TEXT_HEADS for m in cfg.active_methods())
+    # lazy: the registry imports the heads and the fine-tuning code (torch); the config stays importable without
+    from breastclip.method_registry import TextUse, method_kind
+
+    kinds = {m.name: method_kind(m.head) for m in cfg.methods}
+    needs_text = any(kinds[m.name].text is TextUse.REQUIRED for m in cfg.active_methods())
     if not needs_text and all(_offline_family(b) for b in cfg.backbones):
         return cfg  # already offline (an EfficientNet-Lite feature view such as "efficientnet-lite0@stages"): keep
     backbone = OFFLINE_TEXT_BACKBONE if needs_text else OFFLINE_BACKBONE
     methods = []
     for m in cfg.methods:
-        m = dataclasses.replace(m, backbones=())
-        if m.head == CNN_KIND and m.params.get("arch", "resnet18") != OFFLINE_CNN:
-            m = dataclasses.replace(m, params={**m.params, "arch": OFFLINE_CNN})  # torchvision weights need a download
-        methods.append(m)
+        offline = kinds[m.name].offline_params  # e.g. the CNN's arch: torchvision weights need a download
+        methods.append(dataclasses.replace(m, backbones=(), params={**m.params, **offline}))
     return dataclasses.replace(cfg, backbones=(backbone,), methods=tuple(methods))
 
 

@@ -38,9 +38,10 @@ def choose_data(data: str | Path | None, offline: bool) -> tuple[str, Path | Non
     from breastclip.data.download import DownloadError, download_dataset, find_medmnist, medmnist_root
 
     if data is not None:
-        found = find_medmnist("breastmnist", None, data)
+        found = find_medmnist("breastmnist", None, data, search_root=False)
         if found is None:
-            raise FileNotFoundError(f"--data {data}: no breastmnist.npz there (give the file or its folder)")
+            raise FileNotFoundError(f"--data {data}: no breastmnist.npz in it or its subfolders (give the file, or a "
+                                    f"folder holding it)")
         return "breastmnist", found, f"BreastMNIST from {found} (--data)"
     found = find_medmnist("breastmnist")
     if found is not None:

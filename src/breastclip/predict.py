@@ -22,12 +22,12 @@ from rich.table import Table
 from breastclip import RESEARCH_ONLY
 from breastclip.backbones import embed_manifest
 from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
-from breastclip.config import CNN_KIND, ExperimentConfig
+from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.images import IMAGE_SUFFIXES, load_image, pixel_size
 from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import image_files
-from breastclip.finetune import load_finetuned
 from breastclip.heads import load_head
+from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.explain_step import overlays_for_predict
 from breastclip.pipeline.methods import align_proba
 from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
@@ -61,6 +61,14 @@ class RunArtifacts:
     @property
     def run_dir(self) -> Path:
         return self.folder.path
+
+    @property
+    def kind(self) -> MethodKind:
+        """What the method needs and how its saved model is loaded (the method registry)."""
+        try:
+            return method_kind(str(self.method_info.get("head")))
+        except ConfigError as e:
+            raise PredictError(f"{self.folder.method_dir(self.method) / RunFolder.METHOD_RECORD}: {e}") from None
 
 
 def collect_images(items: list[str | Path]) -> list[Path]:
@@ -134,12 +142,12 @@ def predict_images(
     run = load_run(run_dir, method)
     paths = collect_images(images)
     out_csv = _output_path(run, output)
-    head = run.method_info.get("head")
+    kind = run.kind
     backbone = run.method_info.get("backbone") or _gate_backbone(run)
     table = pd.DataFrame({"image": [str(p) for p in paths], "status": "ok", "error": ""})
     X, ok = _embed(paths, run, backbone, table) if backbone else (None, np.ones(len(paths), bool))
     would_reject = 0
-    if gate and backbone:
+    if gate and backbone and X is not None:
         _apply_gate(run, backbone, X, ok, table)
         table["gate"] = "applied"
     elif not gate:
@@ -147,10 +155,15 @@ def predict_images(
     keep = ok & (table["status"].to_numpy() == "ok")
     proba = np.full((len(paths), len(run.classes)), np.nan)
     if keep.any():
-        if head == CNN_KIND:
-            proba[keep] = _cnn_proba(run, [paths[i] for i in np.flatnonzero(keep)])
+        model = kind.load(run.folder.model_dir(run.method))
+        if kind.inputs is Inputs.IMAGES:  # trained end to end: the decoded images themselves
+            decoded = [load_image(paths[i]) for i in np.flatnonzero(keep)]
+            proba[keep] = align_proba(model.predict_proba(decoded), [str(c) for c in model.classes], run.classes)
         else:
-            proba[keep] = _head_proba(run, X[keep[ok]] if X is not None else None)
+            if X is None:
+                raise PredictError(f"method {run.method!r} works on embeddings but names no backbone")
+            proba[keep] = align_proba(model.predict_proba(X[keep[ok]]), [str(c) for c in model.classes_],
+                                      run.classes)
     for j, c in enumerate(run.classes):
         table[f"p_{c}"] = proba[:, j]
     _decide(run, proba, keep, table)
@@ -233,8 +246,8 @@ def _gate_checks(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray
     table["ood_threshold"] = float(ood.threshold_)
     table["ood_flag"] = flag
     trained_on, train_size = _training_words(run)
-    checks = [[] for _ in range(len(ok))]
-    explain = [[] for _ in range(len(ok))]
+    checks: list[list[str]] = [[] for _ in range(len(ok))]
+    explain: list[list[str]] = [[] for _ in range(len(ok))]
     quantile = getattr(ood, "quantile", None)
     for i in np.flatnonzero(flag):
         size = pixel_size(paths[i])
@@ -305,17 +318,6 @@ def _neighbours(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray,
             table[f"neighbour_{r}_{col}"] = table["image"].map(part[col])
     found.insert(1, "backbone", backbone)
     found.to_csv(path, index=False)
-
-
-def _head_proba(run: RunArtifacts, X: np.ndarray) -> np.ndarray:
-    head = load_head(run.folder.model_dir(run.method))
-    return align_proba(head.predict_proba(X), [str(c) for c in head.classes_], run.classes)
-
-
-def _cnn_proba(run: RunArtifacts, paths: list[Path]) -> np.ndarray:
-    fm = load_finetuned(run.folder.model_dir(run.method))
-    images = [load_image(p) for p in paths]
-    return align_proba(fm.predict_proba(images), list(fm.classes), run.classes)
 
 
 def _decide(run: RunArtifacts, proba: np.ndarray, keep: np.ndarray, table: pd.DataFrame) -> None:

@@ -30,7 +30,17 @@ def test_model_card_markdown_escapes_class_names_file_names_and_metadata():
 
 
 def test_leaderboard_markdown_escapes_method_and_backbone_names():
-    ev = {"headline": {"roc_auc": {"estimate": 0.8, "ci_lo": 0.7, "ci_hi": 0.9}}, "n": {"test": {"images": 10}}}
+    import numpy as np
+
+    from breastclip.evaluation import evaluate_predictions
+    from breastclip.predictions import make_predictions
+
+    y = np.array([0, 1] * 10)
+    p = np.clip(0.5 + 0.3 * (2 * y - 1) + np.linspace(-0.1, 0.1, y.size), 0, 1)
+    pred = make_predictions(ids=[f"i{k}" for k in range(y.size)], y_true=[["benign", "malignant"][v] for v in y],
+                            proba=np.c_[1 - p, p], classes=["benign", "malignant"], method=f"lp {EVIL}",
+                            split=["val"] * 10 + ["test"] * 10)
+    ev = evaluate_predictions(pred, n_boot=0)  # the leaderboard takes the library's own Evaluation
     board = build_leaderboard({f"lp {EVIL}": ev}, None, info={f"lp {EVIL}": {"backbone": "<b>x</b>|y"}})
     md = to_markdown(board)
     assert "<script>" not in md and "<b>" not in md

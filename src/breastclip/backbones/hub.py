@@ -61,10 +61,13 @@ def unavailable_message(entry: BackboneEntry, tried: str, error: str, fix: str |
             arch = entry.architecture if not entry.architecture.startswith("hf-hub:") else "<open_clip architecture>"
             fix = ("download the checkpoint where there is internet and load it from a file: "
                    f"create_backbone('local:/path/to/weights.safetensors', architecture='{arch}') "
-                   f"(CLI: --backbone local:/path/to/weights.safetensors --architecture {arch})")
+                   f"(`breastclip embed --backbone local:/path/to/weights.safetensors --architecture {arch}`)")
     return (f"backbone '{entry.name}' is unavailable: its weights are not in the local cache and could not be "
             f"fetched.\n  tried: {tried}\n  error: {error}\n  fix: connect once to the internet (the weights are then "
-            f"cached under ~/.cache/huggingface), or {fix}. Random weights are never substituted.")
+            f"cached under ~/.cache/huggingface), or {fix}. For `breastclip run`: pass --offline (the offline "
+            f"efficientnet-lite0 backbone, no download), or name another backbone in the config "
+            f"(backbones = [\"efficientnet-lite0\"], or --set 'backbones=[\"local:/path/to/checkpoint\"]'). "
+            f"Random weights are never substituted.")
 
 
 def require_hub(entry: BackboneEntry, tried: str, url: str | None = None) -> None:

@@ -127,18 +127,14 @@ def _problems(manifest, check_files: bool, allow_outside_root: bool = False) -> 
 
 
 def _audit(manifest):
-    """LeakAudit of the manifest's splits; None when ``breastclip.data.splits`` is not available."""
-    try:
-        from breastclip.data.splits import audit_leaks
-    except ImportError:
-        return None
+    """LeakAudit of the manifest's splits."""
+    from breastclip.data.splits import audit_leaks
+
     return audit_leaks(manifest)
 
 
 def _audit_dict(audit) -> dict:
-    if hasattr(audit, "to_dict"):
-        return audit.to_dict()
-    return {"ok": bool(audit.ok), "problems": [str(p) for p in audit.problems]}
+    return audit.to_dict()
 
 
 @data_app.command()
@@ -181,7 +177,7 @@ def inspect(
             console.print(f"leak audit of the source's splits: {verdict}")
             for p in result.problems:
                 console.print(f"  - {escape(str(p))}", highlight=False)
-            for w in getattr(result, "warnings", []):
+            for w in result.warnings:
                 console.print(f"  warning: {escape(str(w))}", highlight=False)
         elif has_split and not audit:
             console.print("leak audit of the source's splits skipped (--no-audit)")
@@ -270,6 +266,6 @@ def split(
     result.to_csv(output)
     verdict = "passed" if audit.ok else "FAILED (written because of --allow-leaks)"
     typer.echo(f"wrote {output} ({len(result)} images: {counts}); leak audit {verdict}: {audit_path}")
-    for w in getattr(audit, "warnings", []):
+    for w in audit.warnings:
         typer.echo(f"warning: {w}")
     typer.echo(RESEARCH_ONLY)

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    config: Path = typer.Argument(..., help="Experiment TOML file (see examples/)."),
+    config: Path = typer.Argument(..., help="Experiment TOML file (see examples/), or a data set (class-folder "
+                                  "tree, CSV of images, .npz, a native layout) to run the default experiment on."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set evaluation.n_bootstrap=200 "
                                    "(TOML value; methods by name: --set methods.mlp.params.epochs=3)."),
     offline: bool = typer.Option(False, "--offline", help="Swap every backbone for efficientnet-lite0 "
@@ -33,6 +34,7 @@ def run(
     """Run one experiment: embed once (cached), train and evaluate every method, write one results folder."""
     from breastclip.config import ConfigError, load_config
     from breastclip.pipeline import run_experiment, synthetic_overrides
+    from breastclip.pipeline.quickstart import default_experiment, is_data_source
 
     overrides = list(set_)
     if synthetic:
@@ -41,15 +43,22 @@ def run(
         overrides.append(f"experiment.output={output.resolve()}")
     if mlflow:
         overrides.append("tracking.mlflow=true")
+    only = [m.strip() for m in methods.split(",") if m.strip()]
     try:
-        cfg = load_config(config, overrides=overrides, offline=offline, subset=subset,
-                          only_methods=[m.strip() for m in methods.split(",") if m.strip()])
+        if is_data_source(config):  # a data set, not a config: the default experiment (saved to edit and rerun)
+            cfg = load_config(raw=default_experiment(config), overrides=overrides, offline=offline, subset=subset,
+                              only_methods=only)
+        else:
+            cfg = load_config(config, overrides=overrides, offline=offline, subset=subset, only_methods=only)
     except ConfigError as e:
         _fail(str(e))
     try:
         result = run_experiment(cfg, progress=not quiet)
     except (ConfigError, RuntimeError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
+    if is_data_source(config):
+        typer.echo(f"config: {result.out_dir / 'config.resolved.toml'} (edit it and rerun: breastclip run "
+                   f"{result.out_dir / 'config.resolved.toml'})")
     if result.failed:  # everything else was written; the exit status still says the comparison is incomplete
         typer.secho(f"{len(result.failed)} method(s) failed: {', '.join(result.failed)}; see {result.out_dir}/run.log",
                     fg=typer.colors.RED, err=True)

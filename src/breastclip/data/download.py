@@ -84,15 +84,21 @@ def medmnist_filename(flag: str, size: int | None = None) -> str:
     return f"{flag}.npz" if size in (None, 28) else f"{flag}_{size}.npz"
 
 
-def find_medmnist(flag: str = "breastmnist", size: int | None = None, *extra_dirs: str | Path) -> Path | None:
-    """A local copy of a MedMNIST file: in ``extra_dirs`` (files or folders), then the medmnist root."""
+def find_medmnist(flag: str = "breastmnist", size: int | None = None, *extra_dirs: str | Path,
+                  search_root: bool = True) -> Path | None:
+    """A local copy of a MedMNIST file: in ``extra_dirs`` (files, or folders searched with their subfolders), then
+    (``search_root``) the medmnist root."""
     name = medmnist_filename(flag, size)
-    for d in (*extra_dirs, medmnist_root()):
+    for d in (*extra_dirs, *((medmnist_root(),) if search_root else ())):
         p = Path(d).expanduser()
         if p.is_file() and p.suffix == ".npz":
             return p
         if (p / name).is_file():
             return p / name
+        if p.is_dir():
+            hits = sorted(p.rglob(name), key=lambda h: (len(h.parts), str(h)))  # the shallowest copy first
+            if hits:
+                return hits[0]
     return None
 
 

@@ -160,7 +160,7 @@ def bootstrap_replicates(
     needed = np.unique(required_labels) if required_labels is not None else None
     rows: list[dict[str, float] | None] = []
     for idx in sampler.replicates(n_boot, seed):
-        if needed is not None and np.unique(required_labels[idx]).size < needed.size:
+        if needed is not None and required_labels is not None and np.unique(required_labels[idx]).size < needed.size:
             rows.append(None)
             continue
         rows.append(statistic(idx))

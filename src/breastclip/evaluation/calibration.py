@@ -27,6 +27,7 @@ class. Bins are right-closed, ``[0, 1/15], (1/15, 2/15], ...``, as in scikit-lea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,7 +111,7 @@ def fit_temperature(y_val: np.ndarray, *, logits: np.ndarray | None = None, prob
     """The temperature minimising validation NLL; pass ``logits`` or ``proba`` (validation rows only)."""
     if (logits is None) == (proba is None):
         raise ValueError("fit_temperature needs exactly one of logits= or proba=")
-    z = np.asarray(logits, dtype=float) if logits is not None else to_logits(proba)
+    z = np.asarray(logits if logits is not None else to_logits(np.asarray(proba)), dtype=float)
     y_val = np.asarray(y_val, dtype=int)
     if y_val.size == 0:
         raise ValueError("fit_temperature needs at least one validation row")
@@ -124,7 +125,7 @@ def apply_temperature(temperature: float, *, logits: np.ndarray | None = None,
     """Calibrated probabilities softmax(logits / T)."""
     if (logits is None) == (proba is None):
         raise ValueError("apply_temperature needs exactly one of logits= or proba=")
-    z = np.asarray(logits, dtype=float) if logits is not None else to_logits(proba)
+    z = np.asarray(logits if logits is not None else to_logits(np.asarray(proba)), dtype=float)
     return softmax(z / float(temperature), axis=1)
 
 
@@ -182,7 +183,7 @@ def calibration_summary(
     variability, not as a bias-corrected range.
     """
     boot = {"groups": groups, "n_boot": n_boot, "seed": seed, "alpha": alpha}
-    out = {"n_bins": int(n_bins), "temperature": None, "fitted_on": None,
+    out: dict[str, Any] = {"n_bins": int(n_bins), "temperature": None, "fitted_on": None,
            "before": _block(y_test, proba_test, n_bins, positive_index, boot), "after": None}
     if y_val is not None and proba_val is not None and len(y_val) > 0:
         t = fit_temperature(y_val, proba=proba_val)

@@ -14,6 +14,7 @@ Returned tables (one row per class and grid point; binary problems give the posi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ def precision_on_grid(y_bin: np.ndarray, score: np.ndarray, recall_grid: np.ndar
     return envelope[np.clip(idx, 0, recall.size - 1)]
 
 
-def _row_searchsorted(rows: np.ndarray, values: np.ndarray, side: str) -> np.ndarray:
+def _row_searchsorted(rows: np.ndarray, values: np.ndarray, side: Literal["left", "right"]) -> np.ndarray:
     """``searchsorted`` of ``values`` (G,) in every row of ``rows`` (B, E), each row sorted within [0, 1]."""
     b, e = rows.shape
     offset = 2.0 * np.arange(b)[:, None]

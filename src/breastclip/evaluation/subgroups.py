@@ -200,9 +200,11 @@ def subgroup_table(
                 rows += [{**base, "status": "too_small", "metric": m, "estimate": np.nan, "ci_lo": np.nan,
                           "ci_hi": np.nan, "n_boot_used": 0} for m in names]
                 continue
+            def statistic(w: np.ndarray, yy: np.ndarray = yy, pp: np.ndarray = pp) -> dict[str, np.ndarray]:
+                return weighted_sample_metrics(yy, pp, positive_index, w)[0]
+
             res = bootstrap_weighted(
-                lambda w, yy=yy, pp=pp: weighted_sample_metrics(yy, pp, positive_index, w)[0],
-                yy.size, groups=gg, required_labels=yy, n_boot=n_boot, seed=seed, alpha=alpha, interval=interval)
+                statistic, yy.size, groups=gg, required_labels=yy, n_boot=n_boot, seed=seed, alpha=alpha, interval=interval)
             rows += [{**base, "status": "ok", "metric": m, "estimate": res[m]["estimate"], "ci_lo": res[m]["ci_lo"],
                       "ci_hi": res[m]["ci_hi"], "n_boot_used": res[m]["n_boot_used"]} for m in names]
     return pd.DataFrame(rows, columns=COLUMNS), skipped

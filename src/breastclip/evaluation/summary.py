@@ -282,8 +282,8 @@ def evaluate_predictions(
         if val.empty:
             notes.append(f"no {val_split!r} rows: operating points (thresholds are chosen on validation only) "
                          "were not computed")
-        else:
-            yb_val, s_val = (y_val == pos).astype(int), p_val[:, pos]
+        elif y_val is not None and p_val is not None:
+            yb_val, s_val = (np.asarray(y_val) == pos).astype(int), p_val[:, pos]
             sweeps.insert(0, threshold_sweep(yb_val, s_val).assign(split=val_split))
             if 0 < yb_val.sum() < yb_val.size:
                 ops = operating_points(yb_val, s_val, yb_test, s_test, threshold_policies, groups_test=boot_groups,

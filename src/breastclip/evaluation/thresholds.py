@@ -74,8 +74,9 @@ def parse_policy(spec: str) -> Policy:
 def choose_threshold(y_bin: np.ndarray, score: np.ndarray, policy: str | Policy) -> float:
     """The threshold a policy picks on the given (validation) labels and scores."""
     pol = policy if isinstance(policy, Policy) else parse_policy(policy)
+    target = float("nan") if pol.value is None else float(pol.value)  # None only for youden, which takes none
     if pol.kind == "fixed":
-        return float(pol.value)
+        return target
     y_bin = np.asarray(y_bin).astype(int)
     n_pos = int(y_bin.sum())
     if n_pos == 0 or n_pos == y_bin.size:
@@ -85,14 +86,14 @@ def choose_threshold(y_bin: np.ndarray, score: np.ndarray, policy: str | Policy)
     if pol.kind == "youden":
         i = int(np.argmax(tpr - fpr))
     elif pol.kind == "spec":
-        feasible = np.nonzero(1.0 - fpr >= pol.value - 1e-12)[0]  # a prefix: index 0 (inf) always qualifies
+        feasible = np.nonzero(1.0 - fpr >= target - 1e-12)[0]  # a prefix: index 0 (inf) always qualifies
         best = tpr[feasible].max()
         i = int(feasible[np.argmax(tpr[feasible] >= best)])
     elif pol.kind == "sens":
-        i = int(np.argmax(tpr >= pol.value - 1e-12))  # the last point has tpr 1, so some index qualifies
+        i = int(np.argmax(tpr >= target - 1e-12))  # the last point has tpr 1, so some index qualifies
     else:  # cost
         n_neg = y_bin.size - n_pos
-        cost = pol.value * (1.0 - tpr) * n_pos + fpr * n_neg
+        cost = target * (1.0 - tpr) * n_pos + fpr * n_neg
         i = int(np.argmin(cost))
     return float(thr[i])
 

@@ -6,6 +6,8 @@ any saved head, gate or OOD detector.
 
 from __future__ import annotations
 
+from typing import Any
+
 from breastclip.heads._torch_base import torch_threads as torch_threads  # one CPU thread for small heads
 from breastclip.heads.attention_mil import AttentionMILHead
 from breastclip.heads.ensemble import EnsembleHead
@@ -30,23 +32,24 @@ HEADS: dict[str, type] = {
 }
 """Classifier heads by method name."""
 
-TEXT_HEADS = frozenset({"zeroshot", "similarity_guided", "tip_adapter", "tip_adapter_f"})
-"""Heads that take ``text_embeddings`` (zero-shot requires them; the others fall back without)."""
+#: Constructor arguments that carry class text (from a backbone's text tower and a prompt bank), not hyperparameters.
+TEXT_ARGUMENTS = ("text_embeddings", "text_aligned", "classes")
 
-def make_head(name: str, *, text_embeddings=None, text_aligned: bool = True, classes=None, **params):
-    """Build the head ``name`` from ``HEADS``; text arguments go only to heads that take them.
+
+def make_head(name: str, *, text_embeddings: Any = None, text_aligned: bool = True, classes: Any = None,
+              **params: Any) -> Any:
+    """Build the head ``name`` from ``HEADS`` with ``params`` (scikit-learn's ``set_params``: an unknown one raises
+    ``ValueError`` naming it); the text arguments go only to heads that take them.
 
     ``text_embeddings`` rows follow ``classes`` (zero-shot) or the sorted training labels (the other text heads).
     ``name`` may be any registry key; unknown names raise, listing the known ones.
     """
     if name not in HEADS:
         raise KeyError(f"unknown head {name!r}; known heads: {sorted(HEADS)}")
-    cls = HEADS[name]
-    if name == "zeroshot":
-        return cls(text_embeddings=text_embeddings, classes=classes, text_aligned=text_aligned, **params)
-    if name in TEXT_HEADS:
-        params = {"text_embeddings": text_embeddings, "text_aligned": text_aligned, **params}
-    return cls(**params)
+    head = HEADS[name]()
+    takes = head.get_params(deep=False)
+    text = {"text_embeddings": text_embeddings, "text_aligned": text_aligned, "classes": classes}
+    return head.set_params(**{k: v for k, v in text.items() if k in takes}, **params)
 
 
 SAVEABLE: dict[str, type] = {**HEADS, MedicalGate.head_name: MedicalGate, EmbeddingOOD.head_name: EmbeddingOOD}
@@ -61,7 +64,8 @@ def registry_name(cls: type) -> str:
 
 
 __all__ = [
-    "HEADS", "SAVEABLE", "AttentionMILHead", "TEXT_HEADS", "EmbeddingOOD", "EnsembleHead", "FCHead", "KNNHead", "NearestClassMeanHead",
+    "HEADS", "SAVEABLE", "TEXT_ARGUMENTS", "AttentionMILHead", "EmbeddingOOD", "EnsembleHead", "FCHead", "KNNHead",
+    "NearestClassMeanHead",
     "RBFSVMHead", "FocalLoss", "GateResult", "HeadFormatError",
     "LinearProbe", "MLPHead", "MedicalGate", "SimilarityGuidedHead", "TipAdapter", "TipAdapterF",
     "UnalignedTextError", "ZeroShotHead", "effective_number_weights", "load_head", "make_head", "prompt_robustness",

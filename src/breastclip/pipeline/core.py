@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from breastclip import RESEARCH_ONLY, __version__
-from breastclip.config import CNN_KIND, TEXT_HEADS, ConfigError, ExperimentConfig
+from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.heads import torch_threads
+from breastclip.method_registry import Inputs
 from breastclip.pipeline import data_step, embed_step, evaluate_step, methods
 from breastclip.pipeline.cnn import run_cnn_baseline
 from breastclip.pipeline.context import Evaluated, RunContext, RunData, RunResult
@@ -193,7 +194,7 @@ def _run_method(ctx: RunContext, data: RunData, plan: methods.Plan, bar: Progres
                              identity)
         return None
     try:
-        if plan.method.head == CNN_KIND:
+        if plan.kind.inputs is Inputs.IMAGES:
             sub = bar.add_task("", total=None)
 
             def step(stage: str, i: int, n: int) -> None:
@@ -232,7 +233,7 @@ def _selection_columns(outcome: methods.MethodOutcome) -> dict:
 
 def _text_embeddings(plan: methods.Plan, emb: EmbeddingSet, manifest: Manifest, cache: dict) -> dict | None:
     """Class text embeddings from the method's prompt bank, rows in sorted label order (the heads' ``classes_``)."""
-    if plan.method.head not in TEXT_HEADS or not emb.has_text:
+    if not plan.kind.uses_text(emb.has_text):
         return None
     if not plan.method.prompts:
         raise ConfigError(f"method '{plan.method.name}' ({plan.method.head}) needs a prompt bank: set prompts = "

@@ -15,12 +15,13 @@ import csv
 import io
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from breastclip.config import CNN_KIND, ConfigError, ExperimentConfig
+from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.heads.model_selection import (
     Candidate,
@@ -33,6 +34,7 @@ from breastclip.heads.model_selection import (
     out_of_fold_mean,
     rank,
 )
+from breastclip.method_registry import Inputs
 from breastclip.pipeline import methods
 from breastclip.pipeline.embed_step import EmbeddingSet, cache_dir_for
 from breastclip.pipeline.run_folder import RunFolder
@@ -104,7 +106,7 @@ class CVSelector:
     def fit_predict(self, plan: methods.Plan, emb: EmbeddingSet, text: dict | None, folder: RunFolder
                     ) -> methods.MethodOutcome:
         """Select ``plan``'s hyperparameters by CV on train+val, refit there, predict every split."""
-        if plan.method.head == CNN_KIND:
+        if plan.kind.inputs is not Inputs.EMBEDDINGS:
             raise ConfigError(f"method '{plan.method.name}': the CNN baseline is not cross-validated; run it with "
                               "evaluation.selection = \"val\" or in a separate experiment")
         t0 = time.perf_counter()
@@ -154,7 +156,7 @@ class CVSelector:
         return ens, [ens, *pool]
 
 
-def _with_params(method, params: dict[str, Any]):
+def _with_params(method, params: Mapping[str, Any]):
     from dataclasses import replace
 
     fixed = {k: v for k, v in params.items() if not (method.head == ENSEMBLE and k == "top_k")}

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from breastclip.config import ConfigError, ExperimentConfig
+from breastclip.data.leaks import LeakAudit
 from breastclip.data.manifest import Manifest
+from breastclip.data.splits import assign_splits, audit_leaks
 from breastclip.pipeline.options import check_options, split_options
 from breastclip.user_cache import leak_fingerprints_file
 
@@ -51,7 +54,7 @@ def reader_flow(manifest: Manifest) -> dict:
     Readers report skipped files in their notes ("12 files not named like BreakHis were skipped ..."); a note
     that opens with a count and says skipped / excluded / dropped becomes one exclusion with that reason.
     """
-    exclusions = []
+    exclusions: list[dict[str, Any]] = []
     for note in manifest.notes:
         m = _COUNTED_SKIP.match(str(note))
         if m:
@@ -90,8 +93,6 @@ def split_and_audit(manifest: Manifest, cfg: ExperimentConfig,
 
     With ``contact_sheet`` (a PNG in the results folder), flagged image pairs are drawn there and the audit records
     the file's name only (the report embeds it; no local path is written)."""
-    from breastclip.data.splits import assign_splits, audit_leaks
-
     split_kw, audit_kw = split_options(dict(cfg.split.options), assign_splits, audit_leaks, where="split.options")
     if "cache" not in audit_kw:  # image fingerprints keyed by path, size and mtime: a rerun reads no pixels
         audit_kw["cache"] = leak_fingerprints_file(cfg.embed.cache_dir or None)
@@ -107,13 +108,8 @@ def split_and_audit(manifest: Manifest, cfg: ExperimentConfig,
     return manifest, report
 
 
-def audit_to_dict(audit) -> dict:
-    if hasattr(audit, "to_dict"):
-        d = dict(audit.to_dict())
-    else:
-        d = {"ok": bool(audit.ok), "problems": [str(p) for p in getattr(audit, "problems", [])]}
-    d.setdefault("ok", bool(audit.ok))
-    return d
+def audit_to_dict(audit: LeakAudit) -> dict:
+    return audit.to_dict()
 
 
 def split_counts(df: pd.DataFrame) -> dict:

@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 
 from breastclip.backbones import create_backbone
-from breastclip.config import CNN_KIND
 from breastclip.explain import cam_model_for_backbone, cam_model_for_finetuned, explain_images
-from breastclip.finetune import load_finetuned
+from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.context import RunContext, RunData
 from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.methods import MethodOutcome
@@ -67,9 +66,9 @@ def choose_cases(predictions: pd.DataFrame, positive: str | None, threshold: flo
               for k, (mask, key) in kinds.items()}
     chosen: list[tuple[int, str]] = []
     while len(chosen) < n and any(queues.values()):
-        for k in CATEGORIES:
-            if queues[k] and len(chosen) < n:
-                chosen.append((queues[k].pop(0), k))
+        for cat in CATEGORIES:
+            if queues[cat] and len(chosen) < n:
+                chosen.append((queues[cat].pop(0), cat))
     rows = [j for j, _ in chosen]
     return pd.DataFrame({"id": ids[rows], "y_true": y_true[rows], "p_positive": p[rows], "threshold": float(threshold),
                          "category": [k for _, k in chosen], "rank": range(len(chosen))})
@@ -110,8 +109,11 @@ def run_gradcam(ctx: RunContext, data: RunData, outcomes: list[MethodOutcome], e
     folder.write_csv(folder.GRADCAM_CASES, cases)
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for o in outcomes:
-        if o.method.head == CNN_KIND and o.predictions is not None:
-            jobs.append((o.label, lambda o=o: cam_model_for_finetuned(load_finetuned(folder.model_dir(o.label)))))
+        kind = method_kind(o.method.head)
+        if kind.inputs is Inputs.IMAGES and o.predictions is not None:  # trained end to end: over its classes
+            def end_to_end(kind: MethodKind = kind, model: Path = folder.model_dir(o.label)) -> Any:
+                return cam_model_for_finetuned(kind.load(model))
+            jobs.append((o.label, end_to_end))
     for name, emb in data.sets.items():
         def make(name: str = name, emb: EmbeddingSet = emb) -> Any:
             means, classes = load_class_means(folder.gate_dir(name))
@@ -132,8 +134,8 @@ def run_gradcam(ctx: RunContext, data: RunData, outcomes: list[MethodOutcome], e
 
 def overlays_for_predict(run: RunArtifacts, paths: list[Path], folder: Path) -> list[Path | None]:
     """Grad-CAM overlays for ``predict --gradcam``: the CNN over its classes, or the backbone over class means."""
-    if run.method_info.get("head") == CNN_KIND:
-        cam = cam_model_for_finetuned(load_finetuned(run.folder.model_dir(run.method)))
+    if run.kind.inputs is Inputs.IMAGES:  # trained end to end: explained over its classes
+        cam = cam_model_for_finetuned(run.kind.load(run.folder.model_dir(run.method)))
     else:
         backbone = run.method_info["backbone"]
         means, classes = load_class_means(run.folder.gate_dir(backbone))

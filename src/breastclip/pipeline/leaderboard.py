@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
+from breastclip.evaluation import Evaluation
 from breastclip.report.markdown import md_cell, md_text
 
 #: Metrics shown, in order, when present in the evaluations.
@@ -20,7 +21,7 @@ METRIC_LABELS = {"roc_auc": "AUC", "average_precision": "AP", "accuracy": "Acc",
 
 
 def build_leaderboard(
-    evaluations: Mapping[str, object],
+    evaluations: Mapping[str, Evaluation],
     comparisons: pd.DataFrame | None,
     *,
     info: Mapping[str, Mapping[str, object]] | None = None,
@@ -30,7 +31,7 @@ def build_leaderboard(
     """One row per method, best ``primary`` first; numeric columns ``<metric>``, ``<metric>_ci_lo/_hi``."""
     rows = []
     for label, ev in evaluations.items():
-        headline = ev.headline if hasattr(ev, "headline") else ev["headline"]
+        headline = ev.headline
         row: dict = {"method": label, **(dict(info.get(label, {})) if info else {})}
         for m in metrics:
             h = headline.get(m)
@@ -39,8 +40,7 @@ def build_leaderboard(
             row[m] = _f(h.get("estimate"))
             row[f"{m}_ci_lo"] = _f(h.get("ci_lo"))
             row[f"{m}_ci_hi"] = _f(h.get("ci_hi"))
-        n = ev.n if hasattr(ev, "n") else ev.get("n", {})
-        row["n_test"] = (n.get("test") or {}).get("images")
+        row["n_test"] = (ev.n.get("test") or {}).get("images")
         rows.append(row)
     board = pd.DataFrame(rows)
     if board.empty:

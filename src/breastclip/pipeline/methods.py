@@ -4,7 +4,6 @@ and save model, predictions and loss history under ``methods/<label>/``. Finishe
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import time
@@ -15,15 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from breastclip.config import (
-    ALIGNED_TEXT_HEADS,
-    CNN_KIND,
-    REQUIRES_TEXT_HEADS,
-    ConfigError,
-    ExperimentConfig,
-    MethodSection,
-)
+from breastclip.config import ConfigError, ExperimentConfig, MethodSection
 from breastclip.evaluation.selection import SelectionScore
+from breastclip.heads import HEADS
+from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
 from breastclip.predictions import make_predictions
@@ -38,7 +32,12 @@ log = logging.getLogger("breastclip.run")
 class Plan:
     label: str
     method: MethodSection
-    backbone: str | None  # None for the end-to-end CNN baseline
+    backbone: str | None  # None for a method trained end to end on the images (the CNN baseline)
+
+    @property
+    def kind(self) -> MethodKind:
+        """What the method needs and how it is built, saved and loaded (the method registry)."""
+        return method_kind(self.method.head)
 
 
 @dataclass
@@ -60,7 +59,7 @@ def plan_methods(cfg: ExperimentConfig) -> list[Plan]:
     """Every (method, backbone) pair to run; labels read ``name`` or ``name@backbone`` when several backbones."""
     plans = []
     for m in cfg.active_methods():
-        if m.head == CNN_KIND:
+        if method_kind(m.head).inputs is Inputs.IMAGES:
             plans.append(Plan(m.name, m, None))
             continue
         for b in (m.backbones or cfg.backbones):
@@ -72,10 +71,8 @@ def plan_methods(cfg: ExperimentConfig) -> list[Plan]:
 def validate_methods(cfg: ExperimentConfig) -> None:
     """Check every method's head and hyperparameters before any image is read (fail fast, naming the key)."""
     for plan in plan_methods(cfg):
-        if plan.method.head == CNN_KIND:
-            from breastclip.pipeline.cnn import finetune_config
-
-            finetune_config(plan, cfg)
+        if plan.kind.inputs is Inputs.IMAGES:
+            plan.kind.build(plan.method, cfg, None)
         else:
             method = plan.method
             if method.head == "ensemble":  # top_k is the run's (members come from CV); the head takes members
@@ -120,56 +117,25 @@ def load_finished(folder: RunFolder, plan: Plan, identity: str) -> MethodOutcome
 
 
 def skip_reason(plan: Plan, emb: EmbeddingSet | None) -> str | None:
-    if emb is None or plan.method.head == CNN_KIND:
+    """Why the method cannot run on its backbone (None when it can, or when it needs no backbone)."""
+    if emb is None or plan.backbone is None:
         return None
-    if plan.method.head in ALIGNED_TEXT_HEADS and not emb.text_aligned:
-        return (f"{plan.method.head} needs a text tower aligned with the image space; {plan.backbone} has "
-                f"{'an unaligned text encoder' if emb.has_text else 'no text tower'}")
-    if plan.method.head in REQUIRES_TEXT_HEADS and not emb.has_text:
-        return f"{plan.method.head} needs a text tower; {plan.backbone} has none"
-    return None
+    return plan.kind.unmet_need(plan.backbone, emb.has_text, emb.text_aligned)
 
 
-def head_class(head: str):
-    from breastclip.heads import HEADS
-
-    if head not in HEADS:
-        raise ConfigError(f"unknown head '{head}'; available: {', '.join(sorted(HEADS))}, or '{CNN_KIND}' for the "
-                          f"end-to-end CNN baseline")
+def head_class(head: str) -> type:
+    """The head class of a method kind trained on embeddings (unknown names: a ConfigError listing the kinds)."""
+    if method_kind(head).inputs is not Inputs.EMBEDDINGS:
+        raise ConfigError(f"method kind '{head}' is not a head on embeddings")
     return HEADS[head]
 
 
-#: Constructor arguments the pipeline supplies itself (from the backbone and the prompt bank).
-SUPPLIED = ("text_embeddings", "text_aligned", "classes")
-
-
-def build_head(plan: Plan, cfg: ExperimentConfig, text: dict | None = None):
+def build_head(plan: Plan, cfg: ExperimentConfig, text: dict | None = None) -> Any:
     """The estimator with the method's hyperparameters; unknown hyperparameters are errors naming the valid ones.
 
     ``text``: ``{"text_embeddings", "text_aligned", "classes"}`` for heads that use class text embeddings.
     """
-    cls = head_class(plan.method.head)
-    valid = set(_init_args(cls))
-    params = dict(plan.method.params)
-    unknown = sorted(set(params) - (valid - set(SUPPLIED)))
-    if unknown:
-        raise ConfigError(f"method '{plan.method.name}': unknown hyperparameter(s) {unknown} for head "
-                          f"'{plan.method.head}'; valid: {', '.join(sorted(valid - set(SUPPLIED)))}")
-    if "random_state" in valid and params.get("random_state") is None:
-        params["random_state"] = cfg.experiment.seed
-    if "device" in valid and cfg.embed.device and "device" not in params:
-        params["device"] = cfg.embed.device
-    for k, v in (text or {}).items():
-        if k in valid and v is not None:
-            params[k] = v
-    for k, v in list(params.items()):  # TOML arrays arrive as lists; heads store tuples
-        if isinstance(v, list):
-            params[k] = tuple(v)
-    return cls(**params)
-
-
-def _init_args(cls: type) -> list[str]:
-    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    return plan.kind.build(plan.method, cfg, text)
 
 
 def fit_predict(ctx: RunContext, plan: Plan, data: RunData, emb: EmbeddingSet, text: dict | None) -> MethodOutcome:
@@ -182,7 +148,10 @@ def fit_predict(ctx: RunContext, plan: Plan, data: RunData, emb: EmbeddingSet, t
     y = df["label"].to_numpy()
     tr, va = split == "train", split == "val"
     head = build_head(plan, ctx.cfg, text)
-    head.fit(X[tr], y[tr], X_val=X[va] if va.any() else None, y_val=y[va] if va.any() else None)
+    if plan.kind.uses_validation and va.any():
+        head.fit(X[tr], y[tr], X_val=X[va], y_val=y[va])
+    else:
+        head.fit(X[tr], y[tr])
     proba = align_proba(head.predict_proba(X), [str(c) for c in head.classes_], manifest.classes)
     pred = make_predictions(ids=ids, y_true=y, proba=proba, classes=manifest.classes, method=plan.label,
                             split=list(split), patient_id=df["patient_id"].tolist())

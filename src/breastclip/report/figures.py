@@ -11,6 +11,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -20,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from PIL import Image
 
 from breastclip import RESEARCH_ONLY
@@ -28,7 +30,7 @@ DPI = 300
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies and in greyscale print.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 FOOTER = f"breastclip - {RESEARCH_ONLY}"
-_RC = {
+_RC: dict[Any, Any] = {  # matplotlib types rc keys as a Literal of every rc name
     "font.size": 8.5,
     "axes.titlesize": 9.5,
     "axes.labelsize": 8.5,
@@ -81,7 +83,9 @@ def _styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
 def _figure(width: float = 6.0, height: float = 4.2, **kw) -> Figure:
     """A constrained-layout figure with the research-only footer in a reserved strip at the bottom."""
     fig = plt.figure(figsize=(width, height), layout="constrained", **kw)
-    fig.get_layout_engine().set(rect=(0, 0.045, 1, 0.955))
+    engine = fig.get_layout_engine()
+    assert isinstance(engine, ConstrainedLayoutEngine)  # layout="constrained" above
+    engine.set(rect=(0, 0.045, 1, 0.955))
     fig.text(0.5, 0.008, FOOTER, ha="center", va="bottom", fontsize=6.5, color="0.35")
     return fig
 
