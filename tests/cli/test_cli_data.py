@@ -152,3 +152,19 @@ def test_split_near_duplicate_policy_option(tmp_path):
             break
     else:
         pytest.fail("no seed separated the copy from its original")
+
+
+def test_inspect_says_it_did_not_decode_and_decode_finds_broken_files(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for cls in ("benign", "malignant"):
+        for i in range(2):
+            (tmp_path / cls).mkdir(exist_ok=True)
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "benign" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    r = runner.invoke(app, ["data", "inspect", str(tmp_path), "--no-audit"])
+    assert r.exit_code == 0 and "images not decoded" in r.output and "--decode" in r.output
+    r = runner.invoke(app, ["data", "inspect", str(tmp_path), "--decode", "--no-audit"])
+    assert r.exit_code == 1, r.output
+    assert "1 image(s) could not be decoded" in r.output and "benign/broken.png" in r.output

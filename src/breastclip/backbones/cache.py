@@ -70,6 +70,20 @@ class EmbeddingCache:
         self.shards.mkdir(parents=True, exist_ok=True)
         self._index: pd.DataFrame | None = None
 
+    @classmethod
+    def open(cls, folder: str | Path) -> EmbeddingCache:
+        """An existing cache folder (``<root>/embeddings/<backbone>-<key>``), for maintenance (``breastclip cache``)."""
+        self = cls.__new__(cls)
+        self.dir = Path(folder)
+        self.shards = self.dir / "shards"
+        self.key = self.dir.name.rsplit("-", 1)[-1]
+        try:
+            self.parts = json.loads((self.dir / "meta.json").read_text())
+        except (OSError, ValueError):
+            self.parts = {}
+        self._index = None
+        return self
+
     @property
     def dim(self) -> int | None:
         """Embedding width, known once the first batch is committed (from meta.json)."""

@@ -20,7 +20,7 @@ hide_flag_types()
 
 # Each module below defines `register(app)`, adding its commands or command group.
 COMMAND_MODULES: tuple[str, ...] = (
-    "run", "data", "images", "download", "embed", "zeroshot", "finetune", "evaluate", "report",
+    "run", "data", "images", "download", "embed", "zeroshot", "finetune", "evaluate", "report", "cache",
 )
 
 

@@ -126,6 +126,21 @@ def _problems(manifest, check_files: bool, allow_outside_root: bool = False) -> 
         return out
 
 
+def _decode_problems(manifest, workers: int) -> list[str]:
+    """One problem listing the images that do not decode (the same decoder the embedding step uses)."""
+    from breastclip.data.images import ImageFailure, format_failures, load_images
+
+    failures = []
+    paths = manifest.paths()
+    for start in range(0, len(paths), 64):  # chunks: decoded arrays are dropped as soon as they are checked
+        failures += load_images(paths[start:start + 64], size=64, workers=workers)[1]
+    if not failures:
+        return []
+    root = str(manifest.root).rstrip("/") + "/"
+    shown = [ImageFailure(f.path[len(root):] if f.path.startswith(root) else f.path, f.problem) for f in failures]
+    return [format_failures(shown, limit=20)]
+
+
 def _audit(manifest):
     """LeakAudit of the manifest's splits."""
     from breastclip.data.splits import audit_leaks
@@ -144,6 +159,9 @@ def inspect(
     option: list[str] = typer.Option(None, "--option", "-O", help=OPTION_HELP),
     check_files: bool = typer.Option(True, help="Check that every image file exists."),
     allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help=ALLOW_OUTSIDE_HELP),
+    decode: bool = typer.Option(False, "--decode", help="Also decode every image (corrupt, truncated, not an "
+                                "image, ...); without it the files are only checked to exist."),
+    workers: int = typer.Option(4, help="Threads for --decode."),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="Leak-audit the source's own splits (hashes images)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
 ) -> None:
@@ -155,12 +173,14 @@ def inspect(
 
     fmt, manifest = _read(source, format, option)
     problems = _problems(manifest, check_files, allow_outside_root)
+    if decode and not problems:
+        problems += _decode_problems(manifest, workers)
     has_split = bool((manifest.df["split"] != "").any())
     result = _audit(manifest) if has_split and audit and not problems else None
     if has_split and audit and not problems and result is None:
         problems.append("leak audit unavailable: breastclip.data.splits cannot be imported")
     if as_json:
-        out = {"format": fmt, **manifest.summary(), "problems": problems,
+        out = {"format": fmt, **manifest.summary(), "problems": problems, "decoded": decode,
                "leak_audit": _audit_dict(result) if result is not None else None, "notice": RESEARCH_ONLY}
         typer.echo(json.dumps(out, indent=2))
     else:
@@ -171,7 +191,8 @@ def inspect(
             for p in problems:
                 console.print(f"[red]-[/red] {escape(p)}", highlight=False)
         else:
-            console.print("[green]no problems found[/green]")
+            console.print("[green]no problems found[/green]" + ("" if decode else
+                          " (images not decoded: --decode checks that every file opens)"))
         if result is not None:
             verdict = "[green]passed[/green]" if result.ok else "[red]FAILED[/red]"
             console.print(f"leak audit of the source's splits: {verdict}")
