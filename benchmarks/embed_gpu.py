@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--n-files", type=int, default=5000, help="PNG+JPEG files for the end-to-end figure")
     ap.add_argument("--num-workers", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="torch.compile the image tower (reported separately)")
+    ap.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS,
+                    help="dense bf16 peak of the GPU used, for the fraction-of-peak figure (default: H100 SXM 989)")
     args = ap.parse_args()
 
     import torch
@@ -151,7 +153,8 @@ def main() -> None:
     fl = flops_per_image(model)
     figures.update({"cache_img_s": round(img_s, 1), "cache_images": n_done, "gflops_per_image": round(fl / 1e9, 3),
                     "tflops": round(img_s * fl / 1e12, 1),
-                    "fraction_of_989_tflops_peak": round(img_s * fl / 1e12 / H100_BF16_DENSE_TFLOPS, 4)})
+                    "peak_tflops_assumed": args.peak_tflops,
+                    "fraction_of_peak": round(img_s * fl / 1e12 / args.peak_tflops, 4)})
     print(f"cache: {img_s:,.0f} img/s, {img_s * fl / 1e12:.1f} TFLOP/s", file=sys.stderr)
     if args.compile:
         try:

@@ -57,6 +57,9 @@ class ExperimentSection:
     name: str = "experiment"
     description: str = ""
     seed: int = 0
+    seeds: tuple[int, ...] = ()  # several: every method runs once per seed (labels <method>.seed<k>), mean +- sd
+    label_fractions: tuple[float, ...] = ()  # label-efficiency curve: refit on these shares of train (per class)
+    shots: tuple[int, ...] = ()  # ... or on this many training images per class
     output: str = ""  # empty: ./results/<name>
     on_existing: str = "auto"  # auto (resume identical, else new timestamped folder) | new | refuse
 
@@ -282,11 +285,11 @@ def _lift_split_options(raw: dict) -> dict:
 
     Given in both places with different values is an error rather than a silent choice.
     """
-    split = raw.get("split")
-    options = split.get("options") if isinstance(split, dict) else None
-    if not isinstance(options, dict) or not any(k in options for k in SPLIT_SECTION_KEYS):
+    given = raw.get("split")
+    options = given.get("options") if isinstance(given, dict) else None
+    if not isinstance(given, dict) or not isinstance(options, dict) or not any(k in options for k in SPLIT_SECTION_KEYS):
         return raw
-    split, options = dict(split), dict(options)
+    split, options = dict(given), dict(options)
     for key in SPLIT_SECTION_KEYS:
         if key not in options:
             continue
@@ -311,8 +314,8 @@ def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
 
     kinds = {m.name: method_kind(m.head) for m in cfg.methods}
     needs_text = any(kinds[m.name].text is TextUse.REQUIRED for m in cfg.active_methods())
-    if not needs_text and all(_offline_family(b) for b in cfg.backbones):
-        return cfg  # already offline (an EfficientNet-Lite feature view such as "efficientnet-lite0@stages"): keep
+    if all(_offline_family(b, needs_text) for b in cfg.backbones):
+        return cfg  # already offline (e.g. an EfficientNet-Lite feature view, "efficientnet-lite0@stages"): keep
     backbone = OFFLINE_TEXT_BACKBONE if needs_text else OFFLINE_BACKBONE
     methods = []
     for m in cfg.methods:
@@ -321,14 +324,16 @@ def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(cfg, backbones=(backbone,), methods=tuple(methods))
 
 
-def _offline_family(name: str) -> bool:
-    """Whether backbone ``name`` installs from the package index alone (EfficientNet-Lite and its views)."""
+def _offline_family(name: str, needs_text: bool = False) -> bool:
+    """Whether backbone ``name`` installs from the package index alone (EfficientNet-Lite and its views), with a
+    text encoder when ``needs_text``."""
     from breastclip.backbones.registry import get_entry
 
     try:
-        return get_entry(name).family == "efficientnet_lite"
+        entry = get_entry(name)
     except (KeyError, ValueError, FileNotFoundError):
         return False
+    return entry.family == "efficientnet_lite" and (entry.has_text or not needs_text)
 
 
 def select_methods(cfg: ExperimentConfig, names: list[str] | tuple[str, ...]) -> ExperimentConfig:
@@ -377,6 +382,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         problems.append(f"evaluation.level must be 'image', 'breast' or 'exam', got '{cfg.evaluation.level}'")
     if cfg.evaluation.aggregate not in ("mean", "max", "noisy_or"):
         problems.append(f"evaluation.aggregate must be 'mean', 'max' or 'noisy_or', got '{cfg.evaluation.aggregate}'")
+    if any(not 0 < f <= 1 for f in cfg.experiment.label_fractions):
+        problems.append(f"experiment.label_fractions must be in (0, 1], got {list(cfg.experiment.label_fractions)}")
+    if any(n < 1 for n in cfg.experiment.shots):
+        problems.append(f"experiment.shots must be positive integers, got {list(cfg.experiment.shots)}")
     if cfg.evaluation.selection not in SELECTION_SOURCES:
         problems.append(f"evaluation.selection must be one of {', '.join(SELECTION_SOURCES)}, got "
                         f"'{cfg.evaluation.selection}'")

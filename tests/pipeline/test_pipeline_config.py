@@ -40,7 +40,11 @@ def test_example_configs_validate(path, offline):
         check_options(FORMATS[cfg.data.format].read, dict(cfg.data.options), "data.options", fixed=("path",))
     assert Path(cfg.data.source).is_absolute()
     if offline:
-        assert cfg.backbones in ((OFFLINE_BACKBONE,), (OFFLINE_TEXT_BACKBONE,))
+        from breastclip.backbones import get_entry
+
+        # the offline backbones, or EfficientNet-Lite feature views (already offline) which --offline keeps
+        assert cfg.backbones in ((OFFLINE_BACKBONE,), (OFFLINE_TEXT_BACKBONE,)) or all(
+            get_entry(b).family == "efficientnet_lite" and get_entry(b).view for b in cfg.backbones)
         assert all(m.params["arch"] == OFFLINE_CNN for m in cfg.methods if m.head == "cnn")
 
 
@@ -217,3 +221,17 @@ def test_subset_is_stratified_and_deterministic(synth_root):
     assert 14 <= len(a) <= 18
     assert set(a.df["label"]) == set(m.df["label"])
     assert subset_manifest(m, 0, seed=0) is m
+
+
+def test_offline_keeps_an_efficientnet_view_and_swaps_the_rest(tmp_path):
+    from breastclip.config import make_offline
+
+    base = load_config(raw={"backbones": ["efficientnet-lite0@stages+mirror"], "data": {"source": str(tmp_path)},
+                            "methods": [{"name": "svm", "head": "svm_rbf"}]})
+    assert make_offline(base).backbones == ("efficientnet-lite0@stages+mirror",)
+    clip = load_config(raw={"backbones": ["clip-vit-b32"], "data": {"source": str(tmp_path)},
+                            "methods": [{"name": "svm", "head": "svm_rbf"}]})
+    assert make_offline(clip).backbones == (OFFLINE_BACKBONE,)
+    text = load_config(raw={"backbones": ["efficientnet-lite0@stages"], "data": {"source": str(tmp_path)},
+                            "methods": [{"name": "sg", "head": "similarity_guided", "prompts": "busi"}]})
+    assert make_offline(text).backbones == (OFFLINE_TEXT_BACKBONE,)  # a text head needs MiniLM: swapped

@@ -131,3 +131,23 @@ def test_folds_are_patient_grouped_and_stratified():
         assert not set(groups[tr]) & set(groups[te])
         assert set(y[te]) == {"a", "b"}
     assert not all(np.array_equal(folds[0][1], f[1]) for f in folds[3:])  # repeats reshuffle
+
+
+def test_seeds_run_every_method_per_seed_and_summarise(tiny_raw):
+    raw = _cv_raw(tiny_raw)
+    raw["methods"] = raw["methods"][:3]
+    raw["experiment"]["seeds"] = [0, 1]
+    out = _run(raw).out_dir
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(board["method"]) == {f"{m}.seed{s}" for m in ("svm", "knn", "simpleshot") for s in (0, 1)}
+    seeds = pd.read_csv(out / "seeds.csv").set_index("method")
+    assert set(seeds.index) == {"svm", "knn", "simpleshot"} and seeds["n_seeds"].eq(2).all()
+    per = board.set_index("method")["test_roc_auc"]
+    assert seeds.loc["svm", "roc_auc_mean"] == pytest.approx((per["svm.seed0"] + per["svm.seed1"]) / 2)
+    assert seeds.loc["svm", "roc_auc_sd"] == pytest.approx(np.std([per["svm.seed0"], per["svm.seed1"]], ddof=1))
+    assert seeds["selection_value_mean"].is_monotonic_decreasing  # ordered by CV, never by test
+    assert "research" in (out / "seeds.md").read_text().lower()
+    # different seeds give different CV folds
+    a = pd.read_csv(out / "methods" / "svm.seed0" / "cv_results.csv")["fold_scores"].iloc[0]
+    b = pd.read_csv(out / "methods" / "svm.seed1" / "cv_results.csv")["fold_scores"].iloc[0]
+    assert a != b

@@ -119,3 +119,33 @@ def test_cbis_resnet18_gradcam_on_synthetic_with_report(tmp_path, run_example):
     row = res.table.iloc[0]
     assert row["method"] == "resnet18" and row["policy"] == "youden" and row["threshold"] == row["threshold"]
     assert abs(row["p_benign"] + row["p_malignant"] - 1) < 1e-6 or row["status"] == "rejected"
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_breastmnist_benchmark_example_on_the_real_npz(shared_data, tmp_path, run_example):
+    """The benchmark example unedited but for size: official split, CV selection, two seeds, on a subset with the
+    tiny backbone's stage view."""
+    out = run_example(tmp_path, "breastmnist.toml", "--subset", "90", "--methods", "svm_rbf,knn,simpleshot,ensemble_top3",
+                      *_sets('backbones=["tiny-test@stages"]', "evaluation.n_bootstrap=20", "report.enabled=false",
+                             "evaluation.cv_splits=3", "experiment.seeds=[0, 1]",
+                             f"data.source={shared_data / 'breastmnist' / 'original' / 'breastmnist.npz'}"))
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(board["selection_metric"]) == {"cv_roc_auc"}
+    assert len(board) == 8
+    seeds = pd.read_csv(out / "seeds.csv")
+    assert set(seeds["method"]) == {"svm_rbf", "knn", "simpleshot", "ensemble_top3"}
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_busi_benchmark_example_with_label_efficiency(shared_data, tmp_path, run_example):
+    out = run_example(tmp_path, "busi.toml", "--subset", "90", "--methods", "svm_rbf,simpleshot",
+                      *_sets('backbones=["tiny-test@stages"]', "evaluation.n_bootstrap=20", "report.enabled=false",
+                             "evaluation.cv_splits=3", "experiment.seeds=[0]", "experiment.shots=[1, 4]",
+                             "experiment.label_fractions=[1.0]",
+                             f"data.source={shared_data / 'busi' / 'Dataset_BUSI_with_GT'}"))
+    curve = pd.read_csv(out / "label_efficiency.csv")
+    assert set(curve["method"]) == {"svm_rbf", "simpleshot"} and len(curve) == 6
+    assert (out / "figures" / "label_efficiency.png").is_file()
+    assert pd.read_csv(out / "manifest.csv")["label"].nunique() == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,11 +24,13 @@ from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.environment import capture_environment, set_seeds
 from breastclip.pipeline.explain_step import run_gradcam
 from breastclip.pipeline.gate import fit_run_gate
+from breastclip.pipeline.label_efficiency import run_label_efficiency
 from breastclip.pipeline.leaderboard import to_markdown
 from breastclip.pipeline.logs import run_logging
 from breastclip.pipeline.neighbours_step import run_neighbours
 from breastclip.pipeline.report_step import write_run_report
 from breastclip.pipeline.run_folder import RunClaim, RunFolder
+from breastclip.pipeline.seeds import seed_suffix, summarise_seeds, with_seed
 from breastclip.pipeline.tracking import log_to_mlflow
 from breastclip.prompts import class_text_embeddings, load_bank
 
@@ -88,6 +91,13 @@ def _run_steps(ctx: RunContext) -> RunResult:
         histories={o.label: o.history for o in produced if o.history is not None})
     evaluate_step.save_evaluations(ctx, evaluations, comparisons)
     folder.write_leaderboard(board, to_markdown(board))
+    if cfg.experiment.seeds:
+        summarise_seeds(board, cfg.experiment.seeds, folder)
+    if cfg.experiment.label_fractions or cfg.experiment.shots:
+        text_cache: dict = {}
+        run_label_efficiency(cfg, data, outcomes, folder,
+                             lambda plan, emb: _text_embeddings(plan, emb, data.manifest, text_cache))
+        ctx.note(f"label-efficiency curve: {RunFolder.LABEL_EFFICIENCY} and {RunFolder.LABEL_EFFICIENCY_FIGURE}.png")
     best = board.attrs["selected"]  # chosen on validation (or CV), never test; None when no method learned the task
     evaluated = Evaluated(all_pred, evaluations, comparisons, outcomes, board)
 
@@ -160,7 +170,18 @@ def _write_embeddings_info(ctx: RunContext, data: RunData) -> None:
 
 
 def _run_methods(ctx: RunContext, data: RunData) -> list[methods.MethodOutcome]:
-    plans = methods.plan_methods(ctx.cfg)
+    """Every method once, or once per seed of ``experiment.seeds`` (labels ``<method>.seed<k>``)."""
+    if not ctx.cfg.experiment.seeds:
+        return _run_methods_once(ctx, data)
+    outcomes = []
+    for seed in ctx.cfg.experiment.seeds:
+        log.info("seed %d of %s", seed, list(ctx.cfg.experiment.seeds))
+        outcomes += _run_methods_once(replace(ctx, cfg=with_seed(ctx.cfg, seed)), data, suffix=seed_suffix(seed))
+    return outcomes
+
+
+def _run_methods_once(ctx: RunContext, data: RunData, suffix: str = "") -> list[methods.MethodOutcome]:
+    plans = [replace(p, label=p.label + suffix) for p in methods.plan_methods(ctx.cfg)]
     selector = None
     if cv_selection(ctx.cfg):  # cross-validated selection; fold results are cached, so finished methods rerun cheaply
         selector = CVSelector(ctx.cfg, data.manifest, data.ids)
