@@ -207,8 +207,8 @@ def _gate_backbone(run: RunArtifacts) -> str | None:
 def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     records = [{"id": f"predict:{i}", "image": str(p), "label": "unknown"} for i, p in enumerate(paths)]
     manifest = Manifest.from_records(records, Path("/"), name="predict", source="predict")
-    # the run's pixel preprocessing (breast crop) must be the one its heads were trained on
-    pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS}
+    # the run's pixel preprocessing (breast crop) and tile view must be the ones its heads were trained on
+    pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS or k == "tiles"}
     # the user's own cache root, never a path named inside the results folder (it may come from someone else)
     res = embed_manifest(manifest, backbone, cache_dir=None, progress=False, **pixels,
                          **({"device": run.config.embed.device} if run.config.embed.device else {}))

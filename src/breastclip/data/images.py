@@ -404,18 +404,24 @@ def _load_deep_colour(path: Path, intensity: Intensity) -> np.ndarray:
     return to_uint8(np.ascontiguousarray(rgb), "percentile" if intensity == "percentile" else "minmax")
 
 
+def _target_size(w: int, h: int, size: int) -> tuple[int, int]:
+    """torchvision's ``Resize(size)`` rule: the short side becomes ``size``, the long side ``int(size * long /
+    short)``; using the same rule means a later ``Resize(size)`` of the result is the identity (same pixels as a
+    direct resize of the full image, for inputs that are not reduced first)."""
+    if w <= h:
+        return size, max(1, int(size * h / w))
+    return max(1, int(size * w / h)), size
+
+
 def _resize_pil(im: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
     w, h = im.size
     short = min(w, h)
     if short <= size:
         return im
+    new = _target_size(w, h, size)  # from the full size, before any integer reduce
     factor = short // (2 * size)
     if factor >= 2:
         im = im.reduce(factor)
-        w, h = im.size
-        short = min(w, h)
-    scale = size / short
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
     return im.resize(new, resample, reducing_gap=None)
 
 
