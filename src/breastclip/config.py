@@ -378,6 +378,13 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                         f"choose one of {', '.join(HEADLINE_METRICS)}")
     if not 0 < cfg.evaluation.ci < 1:
         problems.append(f"evaluation.ci must be in (0, 1), got {cfg.evaluation.ci}")
+    tiles = cfg.embed.options.get("tiles")
+    bags = isinstance(tiles, dict) and tiles.get("pool") == "bag"
+    for m in cfg.active_methods():
+        if m.head == "attention_mil" and bags and "tile_dim" not in m.params:
+            problems.append(f"method '{m.name}': embed.options.tiles.pool = \"bag\" lays each image's tiles side by "
+                            f"side; set methods.{m.name}.params.tile_dim to the backbone's embedding width (e.g. "
+                            "1280 for efficientnet-lite0) so the attention-MIL head can tell the tiles apart")
     if cfg.evaluation.level not in ("image", "breast", "exam"):
         problems.append(f"evaluation.level must be 'image', 'breast' or 'exam', got '{cfg.evaluation.level}'")
     if cfg.evaluation.aggregate not in ("mean", "max", "noisy_or"):
