@@ -135,7 +135,10 @@ def load_image_resized(
     Meant for embedding and hashing: the backbone's own transform still resizes and centre-crops afterwards, so the
     result only has to keep at least ``size`` pixels on the short side. JPEGs are decoded at a reduced DCT scale
     (``Image.draft``), other 8-bit rasters shrink by an integer ``Image.reduce`` (box filter, cheap) to at most 2x
-    the target before one antialiased resize. 16-bit and DICOM data are scaled to uint8 first, then resized.
+    the target before one antialiased resize. 16-bit and DICOM greyscale are area-averaged in their own depth to
+    ``REDUCING_GAP`` x the target (JPEG 2000 DICOM first decoded at a reduced resolution level), mapped to uint8
+    with the window of the full image, then resized. The long side is rounded as torchvision's ``Resize`` does, so
+    an image below twice the target gives exactly the pixels of a full decode followed by ``Resize(size)``.
     """
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
