@@ -285,11 +285,11 @@ def _lift_split_options(raw: dict) -> dict:
 
     Given in both places with different values is an error rather than a silent choice.
     """
-    split = raw.get("split")
-    options = split.get("options") if isinstance(split, dict) else None
-    if not isinstance(options, dict) or not any(k in options for k in SPLIT_SECTION_KEYS):
+    given = raw.get("split")
+    options = given.get("options") if isinstance(given, dict) else None
+    if not isinstance(given, dict) or not isinstance(options, dict) or not any(k in options for k in SPLIT_SECTION_KEYS):
         return raw
-    split, options = dict(split), dict(options)
+    split, options = dict(given), dict(options)
     for key in SPLIT_SECTION_KEYS:
         if key not in options:
             continue

@@ -192,3 +192,19 @@ def test_fairness_section_says_why_it_is_empty(tmp_path):
     paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, n_boot=0, min_group_size=1000)
     part = _section(paths.html.read_text(), "fairness")
     assert "No fairness summary for a" in part and "at least 1000 positives" in part
+
+
+def test_a_rate_of_one_gets_an_exact_interval_not_a_collapsed_bootstrap_one():
+    from scipy.stats import binomtest
+
+    from breastclip.report.contingency import rate_table
+
+    op = {"tp": 2, "fp": 0, "fn": 4, "tn": 17, "sensitivity": 2 / 6, "sensitivity_ci_lo": 0.0,
+          "sensitivity_ci_hi": 0.833, "specificity": 1.0, "specificity_ci_lo": 1.0, "specificity_ci_hi": 1.0,
+          "ppv": 1.0, "ppv_ci_lo": 1.0, "ppv_ci_hi": 1.0, "npv": 17 / 21, "npv_ci_lo": 0.609, "npv_ci_hi": 0.952}
+    t = rate_table(op).set_index("measure")
+    ci = binomtest(17, 17).proportion_ci(method="exact")
+    assert t.loc["Specificity", "estimate (95% CI)"] == f"1.000 ({ci.low:.3f}-1.000)"
+    assert t.loc["Specificity", "interval"] == "exact (Clopper-Pearson)"
+    assert t.loc["Sensitivity", "estimate (95% CI)"] == "0.333 (0.000-0.833)"
+    assert t.loc["Sensitivity", "interval"] == "bootstrap"

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import beta
 
 from breastclip.evaluation.bootstrap import ClusterResampler, percentile_ci
 from breastclip.evaluation.metrics import roc_points
@@ -96,6 +97,19 @@ def choose_threshold(y_bin: np.ndarray, score: np.ndarray, policy: str | Policy)
         cost = target * (1.0 - tpr) * n_pos + fpr * n_neg
         i = int(np.argmin(cost))
     return float(thr[i])
+
+
+def exact_binomial_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Clopper-Pearson interval of a proportion k/n (NaN when n == 0).
+
+    For rates of 0 or 1 (all 17 negatives correctly called) every bootstrap replicate gives the same value and the
+    percentile interval collapses to a point; the exact interval says how far the true rate may still be from it.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    lo = 0.0 if k <= 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k >= n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
 
 
 def _rate(num: float, den: float) -> float:

@@ -48,7 +48,7 @@ SELECTION_ROWS = ("train", "val")
 
 def cv_selection(cfg: ExperimentConfig) -> bool:
     """Whether the run selects by cross-validation (``evaluation.selection = "cv"``)."""
-    return getattr(cfg.evaluation, "selection", "val") == "cv"
+    return cfg.evaluation.selection == "cv"
 
 
 def cv_settings(cfg: ExperimentConfig) -> CVSettings:
@@ -58,7 +58,7 @@ def cv_settings(cfg: ExperimentConfig) -> CVSettings:
 
 def method_grid(plan: methods.Plan) -> dict[str, list]:
     """The method's ``params_grid`` from the config, else its head's ``default_grid`` (minus fixed params)."""
-    grid = dict(getattr(plan.method, "params_grid", {}) or {})
+    grid = dict(plan.method.params_grid)
     if not grid:
         cls = methods.head_class(plan.method.head)
         grid = {k: list(v) for k, v in getattr(cls, "default_grid", {}).items() if k not in plan.method.params}

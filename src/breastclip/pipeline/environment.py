@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from breastclip.portable import portable_args, portable_path
 
@@ -55,17 +56,12 @@ def git_state(path: str | Path | None = None) -> dict[str, str | bool | None]:
 def device_info() -> dict:
     """CPU and accelerator description."""
     info: dict = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor()}
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-        info["cuda_available"] = bool(torch.cuda.is_available())
-        if info["cuda_available"]:
-            info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            info["cuda_version"] = torch.version.cuda
-        info["mps_available"] = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    except ImportError:  # pragma: no cover - torch is a dependency
-        info["cuda_available"] = False
+    info["torch_threads"] = torch.get_num_threads()
+    info["cuda_available"] = bool(torch.cuda.is_available())
+    if info["cuda_available"]:
+        info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["cuda_version"] = torch.version.cuda
+    info["mps_available"] = bool(torch.backends.mps.is_available())
     return info
 
 
@@ -73,16 +69,11 @@ def set_seeds(seed: int) -> None:
     """Seed Python, NumPy and torch, and ask torch for deterministic kernels where it has them."""
     random.seed(seed)
     np.random.seed(seed % (2**32))  # noqa: NPY002 - the legacy global RNG some libraries still draw from
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-        if torch.cuda.is_available():
-            torch.cuda.manual_seed_all(seed)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    except ImportError:  # pragma: no cover
-        pass
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def capture_environment(*, seeds: dict[str, int] | None = None, argv: list[str] | None = None,

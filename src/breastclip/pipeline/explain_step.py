@@ -81,8 +81,8 @@ def selected_cases(ctx: RunContext, outcomes: list[MethodOutcome], evaluations: 
     if outcome is None:
         outcome = next(o for o in outcomes if o.predictions is not None)
     ev = (evaluations or {}).get(outcome.label)
-    positive, threshold = getattr(ev, "positive_class", None), None
-    ops = getattr(ev, "operating_points", None)
+    positive, threshold = (ev.positive_class if ev is not None else None), None
+    ops = ev.operating_points if ev is not None else None
     if ops is not None and len(ops):
         rows = ops[ops["policy"] == ctx.cfg.evaluation.operating_point]
         threshold = float((rows if len(rows) else ops)["threshold"].iloc[0])

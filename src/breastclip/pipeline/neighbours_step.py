@@ -27,7 +27,8 @@ def run_neighbours(ctx: RunContext, data: RunData, evaluated: Evaluated) -> bool
     if k <= 0 or outcome is None or not data.sets:
         return False
     backbone = outcome.backbone if outcome.backbone in data.sets else next(iter(data.sets))
-    errors = getattr(evaluated.evaluations.get(outcome.label), "confident_errors", None)
+    ev = evaluated.evaluations.get(outcome.label)
+    errors = ev.confident_errors if ev is not None else None
     if errors is None or len(errors) == 0:
         return False
     emb = data.sets[backbone]

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from breastclip.evaluation.thresholds import exact_binomial_ci
 from breastclip.report.content import Heading, Note, Section, Table, fmt_ci, fmt_threshold
 from breastclip.report.views import MethodView
 
@@ -48,8 +49,13 @@ def rate_table(op: Mapping) -> pd.DataFrame:
     counts = dict(zip(("tp", "fp", "fn", "tn"), _counts(op), strict=True))
     for key, label, num, other in RATES:
         n, d = counts[num], counts[num] + counts[other]
-        rows.append({"measure": label, "count": f"{n}/{d}",
-                     "estimate (95% CI)": fmt_ci(op.get(key), op.get(f"{key}_ci_lo"), op.get(f"{key}_ci_hi"))})
+        lo, hi = op.get(f"{key}_ci_lo"), op.get(f"{key}_ci_hi")
+        how = "bootstrap"
+        if d > 0 and n in (0, d):  # every replicate gives the same 0 or 1: the percentile interval is a point
+            lo, hi = exact_binomial_ci(n, d)
+            how = "exact (Clopper-Pearson)"
+        rows.append({"measure": label, "count": f"{n}/{d}", "estimate (95% CI)": fmt_ci(op.get(key), lo, hi),
+                     "interval": how})
     return pd.DataFrame(rows)
 
 
@@ -92,7 +98,8 @@ def contingency_section(selected: MethodView, policy: str | None) -> Section:
                 caption=f"{selected.n_test} test images. Rows: the index test at the frozen threshold; columns: the "
                         "reference standard."))
     s.add(Table("contingency-rates", "Sensitivity, specificity, PPV and NPV with 95% CIs", rate_table(op),
-                caption=f"{_ci_words(selected)}. PPV and NPV depend on the prevalence of the test split "
+                caption=f"{_ci_words(selected)}; where a rate is 0 or 1 the bootstrap interval collapses to a point "
+                        "and the exact Clopper-Pearson interval is given instead. PPV and NPV depend on the prevalence of the test split "
                         f"({_prevalence(op)}); they do not transfer to a population with another prevalence."))
     return s
 
