@@ -92,7 +92,8 @@ def main() -> None:
         mm = medmnist_check(args.npz, pred)
         row = board.set_index("method").loc[label]
         checks.append({"seed": s, "medmnist_auc": mm["auc"], "medmnist_acc": mm["acc"],
-                       "leaderboard_auc": float(row["roc_auc"]), "leaderboard_acc": float(row["accuracy"])})
+                       "leaderboard_auc": float(row["test_roc_auc"]),
+                       "leaderboard_acc": float(row["test_accuracy@argmax"])})
     agree = all(abs(c["medmnist_auc"] - c["leaderboard_auc"]) < 1e-6 and abs(c["medmnist_acc"] - c["leaderboard_acc"])
                 < 1e-6 for c in checks)
 

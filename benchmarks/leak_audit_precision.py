@@ -6,7 +6,8 @@ written as files: JPEG re-encode (quality 70), resize to 50 %, left-right flip, 
 the full-field mammograms, the image padded into a black canvas 1.6-2.5x its size at a random offset (the way
 digitised film sets look), also re-encoded as JPEG. Ground truth: an original and its copies (and copies among
 themselves) are duplicates; NYU GMIC's cropped images and its downsampled originals are the same scans, so they are
-duplicates too; every other pair (other women, other views of one exam) is not.
+duplicates too, and so are the medical/non-medical set's histology images, which are BreakHis files; every other
+pair (other women, other views of one exam) is not.
 
 Detectors compared on the same files: the audit's current detector (content crop + pHash + detail verification,
 ``breastclip.data.leaks``) and the previous one (whole-image 8x8 pHash at distance <= 8 with flips), re-implemented
@@ -21,7 +22,6 @@ Prints one JSON object on its last line. Research use only.
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import json
 import os
@@ -49,8 +49,8 @@ def _save(arr: np.ndarray, path: Path, jpeg: bool = False) -> None:
         im.save(path)
 
 
-def build(data: Path, work: Path, seed: int) -> tuple[list[Path], list[str], set[tuple[int, int]], list[str]]:
-    """Files, their group ids (same group = duplicates), the extra known-duplicate groups, their kinds."""
+def build(data: Path, work: Path, seed: int) -> tuple[list[Path], list[str], list[str]]:
+    """Files, their group ids (same group = duplicates) and their kinds (original or the copy's transform)."""
     rng = np.random.default_rng(seed)
     mammo = pd.read_csv(data / "mammography_samples" / "labels.csv")
     originals: list[tuple[Path, str, bool]] = []  # (path, group, full-field mammogram)
@@ -64,7 +64,9 @@ def build(data: Path, work: Path, seed: int) -> tuple[list[Path], list[str], set
     mvn = data / "medical_vs_nonmedical"
     for p in sorted(mvn.rglob("*")):
         if p.suffix.lower() in (".png", ".jpg", ".jpeg") and "original_dicom" not in p.parts:
-            originals.append((p, f"mvn:{p.relative_to(mvn)}", False))
+            # the set's histology images are BreakHis files (histo_<BreakHis name>): the same images, duplicates
+            group = f"breakhis:{p.name[6:]}" if p.name.startswith("histo_SOB_") else f"mvn:{p.relative_to(mvn)}"
+            originals.append((p, group, False))
     files, groups, kinds = [], [], []
     for i, (path, group, full) in enumerate(originals):
         files.append(path)
@@ -97,7 +99,7 @@ def build(data: Path, work: Path, seed: int) -> tuple[list[Path], list[str], set
             files.append(out)
             groups.append(group)
             kinds.append(name)
-    return files, groups, set(), kinds
+    return files, groups, kinds
 
 
 def old_pairs(files: list[Path]) -> set[tuple[int, int]]:
@@ -164,7 +166,7 @@ def main() -> None:
     t0 = time.perf_counter()
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        files, groups, _, kinds = build(args.data, Path(tmp), args.seed)
+        files, groups, kinds = build(args.data, Path(tmp), args.seed)
         current = score(new_pairs(files, args.workers), groups, kinds)
         previous = score(old_pairs(files), groups, kinds)
     result = {

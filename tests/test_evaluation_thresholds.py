@@ -38,9 +38,22 @@ def _all_candidates(y, score):
 def test_policies_are_optimal_by_brute_force(sample, spec):
     y, score = sample
     thr = choose_threshold(y, score, spec)
-    got = confusion_at(y, score, thr)
     cands = _all_candidates(y, score)
     pol = parse_policy(spec)
+    if np.isnan(thr):  # not attainable: only "nothing positive" (or a cut no better than chance) meets the rule
+        finite = [c for t, c in cands[1:]]
+        if pol.kind == "youden":
+            assert max(c["sensitivity"] - (1 - c["specificity"]) for c in finite) <= 1e-12
+        elif pol.kind == "spec":
+            assert all(c["sensitivity"] == 0 for c in finite if c["specificity"] >= pol.value)
+        elif pol.kind == "cost":
+            assert min(pol.value * c["fn"] + c["fp"] for c in finite) >= pol.value * int(y.sum())
+        else:
+            raise AssertionError(f"{spec} is always attainable")
+        return
+    # between two validation scores, never on one (unless every image is positive and the lowest score is 0)
+    assert np.isfinite(thr) and (thr not in set(score) or thr == score.min() <= 0)
+    got = confusion_at(y, score, thr)
     if pol.kind == "youden":
         best = max(c["sensitivity"] + c["specificity"] for _, c in cands)
         assert got["sensitivity"] + got["specificity"] == pytest.approx(best)
@@ -88,7 +101,7 @@ def test_test_rows_never_influence_the_threshold():
     moved = operating_points(y_val, s_val ** 2, y_test, s_test, policies)
     assert list(moved["threshold"][:4]) != list(ref["threshold"][:4])
     # test counts are those of the frozen threshold applied to test
-    for _, row in ref.iterrows():
+    for _, row in ref[ref["attainable"]].iterrows():
         assert row["fp"] == int(np.sum((s_test >= row["threshold"]) & (y_test == 0)))
         assert row["fn"] == int(np.sum((s_test < row["threshold"]) & (y_test == 1)))
 
@@ -128,3 +141,31 @@ def test_vectorised_intervals_equal_a_replicate_loop():
             lo, hi = percentile_ci(np.array([confusion_at(y[i], s[i], t)[m] for i in reps]))
             assert got.loc[name, f"{m}_ci_lo"] == pytest.approx(lo)
             assert got.loc[name, f"{m}_ci_hi"] == pytest.approx(hi)
+
+
+def test_threshold_is_the_midpoint_between_the_validation_scores_that_bound_the_cut():
+    # separable validation: Youden's cut lies halfway between the classes, not at the lowest positive score
+    y = np.array([0, 0, 0, 1, 1, 1])
+    s = np.array([0.05, 0.2, 0.3, 0.99993, 0.99995, 0.99999])
+    assert choose_threshold(y, s, "youden") == pytest.approx((0.3 + 0.99993) / 2)
+    # a positive at 0.996 (under the lowest validation positive) is now called positive
+    assert 0.996 >= choose_threshold(y, s, "youden")
+    # every image positive (sens>=1.0 with an overlapping negative at the bottom): halfway to zero
+    y2 = np.array([1, 0, 1, 0, 1])
+    s2 = np.array([0.1, 0.2, 0.4, 0.6, 0.8])
+    assert choose_threshold(y2, s2, "sens>=1.0") == pytest.approx(0.05)
+
+
+def test_unattainable_policy_is_reported_not_applied():
+    # the highest validation score is a negative: no cut that finds a positive reaches spec >= 0.90 with 5 negatives
+    y_val = np.array([0, 1, 0, 1, 0, 0, 1, 0])
+    s_val = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.95])
+    assert np.isnan(choose_threshold(y_val, s_val, "spec>=0.9"))
+    # Youden's J never above zero (scores anti-correlated with the label)
+    assert np.isnan(choose_threshold(np.array([1, 1, 0, 0]), np.array([0.1, 0.2, 0.8, 0.9]), "youden"))
+    ops = operating_points(y_val, s_val, np.array([0, 1]), np.array([0.2, 0.9]), ("spec>=0.9", "youden"), n_boot=20)
+    row = ops.set_index("policy").loc["spec>=0.9"]
+    assert not row["attainable"] and np.isnan(row["threshold"]) and np.isnan(row["sensitivity"])
+    assert not np.isinf(ops["threshold"].to_numpy(float)).any()
+    yrow = ops.set_index("policy").loc["youden"]
+    assert yrow["attainable"] and yrow["tp"] + yrow["fn"] == 1

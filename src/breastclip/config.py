@@ -122,7 +122,7 @@ class EvaluationSection:
     min_group_size: int = 10
     calibration: bool = True
     compare: bool = True
-    primary_metric: str = "roc_auc"  # ranks the leaderboard and picks the best method for the comparisons
+    primary_metric: str = "roc_auc"  # the selection figure: ranks the leaderboard, picks the recommended method
     selection: str = "val"  # where primary_metric is measured to select: "val" (validation split) | "cv" (train+val)
     cv_splits: int = 5  # selection = "cv": k of the stratified, patient-grouped k-fold over train+val ...
     cv_repeats: int = 2  # ... repeated with reshuffled folds ...
@@ -378,6 +378,13 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                         f"choose one of {', '.join(HEADLINE_METRICS)}")
     if not 0 < cfg.evaluation.ci < 1:
         problems.append(f"evaluation.ci must be in (0, 1), got {cfg.evaluation.ci}")
+    tiles = cfg.embed.options.get("tiles")
+    bags = isinstance(tiles, dict) and tiles.get("pool") == "bag"
+    for m in cfg.active_methods():
+        if m.head == "attention_mil" and bags and "tile_dim" not in m.params:
+            problems.append(f"method '{m.name}': embed.options.tiles.pool = \"bag\" lays each image's tiles side by "
+                            f"side; set methods.{m.name}.params.tile_dim to the backbone's embedding width (e.g. "
+                            "1280 for efficientnet-lite0) so the attention-MIL head can tell the tiles apart")
     if cfg.evaluation.level not in ("image", "breast", "exam"):
         problems.append(f"evaluation.level must be 'image', 'breast' or 'exam', got '{cfg.evaluation.level}'")
     if cfg.evaluation.aggregate not in ("mean", "max", "noisy_or"):

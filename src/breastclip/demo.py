@@ -127,7 +127,7 @@ def run_demo(*, data: str | Path | None = None, offline: bool = False, output: s
     choice = DemoChoice(kind, path or _synthetic_root(), why, backbone, bwhy)
     console.print(Panel.fit(f"[bold]data[/bold]      {why}\n[bold]backbone[/bold]  {bwhy}\n[dim]{RESEARCH_ONLY}[/dim]",
                             title="breastclip demo"))
-    out = Path(output).expanduser().resolve() if output else Path.cwd() / "results" / "demo"
+    out = Path(output).expanduser().resolve() if output else None  # None: ./results/demo (run_folder.default_output)
     cfg = load_config(raw=demo_config(choice, out, cache_dir))
     result = run_experiment(cfg, progress=progress, console=console)
     console.print(f"[bold]data:[/bold] {why}")

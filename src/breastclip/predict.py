@@ -26,6 +26,7 @@ from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.images import IMAGE_SUFFIXES, load_image, pixel_size
 from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import image_files
+from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, selected_method, threshold_text
 from breastclip.heads import load_head
 from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.explain_step import overlays_for_predict
@@ -57,6 +58,7 @@ class RunArtifacts:
     method_info: dict
     classes: list[str]
     operating_point: dict
+    chosen_by: str = ""  # how the method was chosen: the run's selection (e.g. "val_roc_auc") or "--method"
 
     @property
     def run_dir(self) -> Path:
@@ -102,13 +104,24 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
                            f"resume it")
     try:
         cfg = folder.read_config()
-        methods = folder.read_leaderboard()["method"].astype(str).tolist()
+        board = folder.read_leaderboard()
+        methods = board["method"].astype(str).tolist()
         if method is None:
             if not methods:
                 raise PredictError(f"{folder / RunFolder.LEADERBOARD} lists no method")
-            method = methods[0]
+            if "selected" not in board.columns:
+                raise PredictError(f"{folder / RunFolder.LEADERBOARD} has no 'selected' column (the run predates "
+                                   f"selection on validation); pass --method NAME (one of {methods})")
+            method = selected_method(board)
+            if method is None:
+                raise PredictError(f"{NO_METHOD_LEARNED} in the run {folder.path.name}: every method's status in "
+                                   f"{RunFolder.LEADERBOARD} flags it, so none is selected. Pass --method NAME (one "
+                                   f"of {methods}) to use one anyway")
+            chosen_by = f"selected by the run ({board['selection_metric'].iloc[0]}, never the test split)"
         elif method not in methods:
             raise PredictError(f"method {method!r} is not in this run; its methods are {methods}")
+        else:
+            chosen_by = "--method"
         info = folder.read_method_record(method)
         backbone = info.get("backbone")
         if backbone and backbone not in cfg.backbones:  # a results folder is data: check it agrees with itself
@@ -118,7 +131,7 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
         classes = folder.read_classes()
     except ResultsFolderError as e:
         raise PredictError(str(e)) from None
-    return RunArtifacts(folder, cfg, method, info, classes, op)
+    return RunArtifacts(folder, cfg, method, info, classes, op, chosen_by)
 
 
 def predict_images(
@@ -174,8 +187,8 @@ def predict_images(
         _neighbours(run, backbone, X, ok, table, neighbours, out_csv.parent / (out_csv.stem + "_neighbours.csv"))
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_csv, index=False)
-    sidecar = {"run": str(run.run_dir), "method": run.method, "backbone": backbone, "classes": run.classes,
-               "operating_point": run.operating_point, "gate": gate,
+    sidecar = {"run": str(run.run_dir), "method": run.method, "method_chosen_by": run.chosen_by,
+               "backbone": backbone, "classes": run.classes, "operating_point": run.operating_point, "gate": gate,
                **({} if gate else {"gate_overridden": "--no-gate: the medical-image gate was run but not applied",
                                    "gate_would_have_rejected": would_reject}),
                "neighbours": int(neighbours), "created": datetime.now().isoformat(),
@@ -207,8 +220,8 @@ def _gate_backbone(run: RunArtifacts) -> str | None:
 def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     records = [{"id": f"predict:{i}", "image": str(p), "label": "unknown"} for i, p in enumerate(paths)]
     manifest = Manifest.from_records(records, Path("/"), name="predict", source="predict")
-    # the run's pixel preprocessing (breast crop) must be the one its heads were trained on
-    pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS}
+    # the run's pixel preprocessing (breast crop) and tile view must be the ones its heads were trained on
+    pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS or k == "tiles"}
     # the user's own cache root, never a path named inside the results folder (it may come from someone else)
     res = embed_manifest(manifest, backbone, cache_dir=None, progress=False, **pixels,
                          **({"device": run.config.embed.device} if run.config.embed.device else {}))
@@ -321,19 +334,33 @@ def _neighbours(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray,
 
 
 def _decide(run: RunArtifacts, proba: np.ndarray, keep: np.ndarray, table: pd.DataFrame) -> None:
+    """The decision for each image, with the operating point the run froze on validation.
+
+    Binary and multi-class alike: when the method has a frozen threshold for a positive class, an image is that
+    class when ``p_<positive> >= threshold``, else the most probable of the other classes (one-vs-rest, the rule
+    the run evaluated its operating point with). Without one (no positive class, no validation split, or the
+    policy was not attainable on validation) the decision is the most probable class, and ``policy`` says why.
+    """
     op = run.operating_point or {}
     thr, pos = op.get("threshold"), op.get("positive_class")
     decision = np.array([""] * len(table), dtype=object)
-    if thr is not None and pos in run.classes and len(run.classes) == 2:
+    rows = np.flatnonzero(keep)
+    if thr is not None and pos in run.classes:
         j = run.classes.index(pos)
-        other = run.classes[1 - j]
-        decision[keep] = np.where(proba[keep, j] >= float(thr), pos, other)
+        rest = proba[rows].copy()
+        rest[:, j] = -np.inf
+        others = np.array([run.classes[k] for k in np.argmax(rest, axis=1)], dtype=object)
+        decision[rows] = np.where(proba[rows, j] >= float(thr), pos, others)
         table["threshold"] = float(thr)
         table["policy"] = op.get("policy", "")
+        table["rule"] = (f"{pos} when p_{pos} >= {threshold_text(thr)} (frozen on validation), else "
+                         + ("the most probable other class" if len(run.classes) > 2 else run.classes[1 - j]))
     else:
-        decision[keep] = [run.classes[k] for k in np.nanargmax(proba[keep], axis=1)] if keep.any() else []
+        decision[rows] = [run.classes[k] for k in np.nanargmax(proba[rows], axis=1)] if len(rows) else []
         table["threshold"] = np.nan
-        table["policy"] = "argmax (no frozen operating point for this method)"
+        why = op.get("note") or "no frozen operating point for this method"
+        table["policy"] = f"argmax ({why})"
+        table["rule"] = "the most probable class"
     decision[table["status"].to_numpy() == "rejected"] = "rejected by the medical-image gate"
     decision[table["status"].to_numpy() == "error"] = "error"
     table["decision"] = decision

@@ -45,9 +45,9 @@ def test_default_keys_unchanged_and_breast_options_change_them():
     # the plain key is what it was before breast cropping existed, plus the reduced-decode marker (issue 14)
     assert json.loads(plain.preprocessing_key()) == {
         "size": plain.image_size, "resize": plain.resize_mode, "interp": plain.interpolation,
-        "mean": [round(v, 8) for v in plain.mean], "std": [round(v, 8) for v in plain.std], "decode": "reduced-1"}
+        "mean": [round(v, 8) for v in plain.mean], "std": [round(v, 8) for v in plain.std], "decode": "reduced-2"}
     assert json.loads(spec_key(plain)) == {"size": plain.image_size, "resize": plain.resize_mode,
-                                           "interp": plain.interpolation, "decode": "reduced-1"}
+                                           "interp": plain.interpolation, "decode": "reduced-2"}
     keys = {get_entry("tiny-test", **kw).preprocessing_key()
             for kw in ({}, {"breast_crop": True}, {"breast_crop": True, "flip_to": "L"},
                        {"breast_crop": True, "pad_square": True})}

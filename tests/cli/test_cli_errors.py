@@ -54,7 +54,7 @@ def _one_error_line(output: str) -> str:
 def test_garbage_over_a_saved_head(run_copy, image, tmp_path):
     weights = run_copy / "methods" / "linear_probe" / "model" / "weights.safetensors"
     weights.write_bytes(b"this is not a safetensors file at all")
-    args = ["predict", str(image), "--run", str(run_copy), "--no-gate", "-o", str(tmp_path / "p.csv")]
+    args = ["predict", str(image), "--run", str(run_copy), "--method", "linear_probe", "--no-gate", "-o", str(tmp_path / "p.csv")]
     r = runner.invoke(app, args)
     assert r.exit_code == 2
     line = _one_error_line(r.output)
@@ -76,7 +76,7 @@ def test_a_pickle_checkpoint_named_in_a_results_folder(run_copy, image, tmp_path
     cfg.write_text(cfg.read_text().replace('"tiny-test"', json.dumps(name)))
     mj = run_copy / "methods" / "linear_probe" / "method.json"
     mj.write_text(mj.read_text().replace('"tiny-test"', json.dumps(name)))
-    r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "--no-gate", "-o", str(tmp_path / "p.csv")])
+    r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "--method", "linear_probe", "--no-gate", "-o", str(tmp_path / "p.csv")])
     assert r.exit_code == 2
     line = _one_error_line(r.output)
     assert str(ckpt) in line and "pickled objects are refused" in line
@@ -85,10 +85,10 @@ def test_a_pickle_checkpoint_named_in_a_results_folder(run_copy, image, tmp_path
 
 def test_damaged_results_files_are_named(run_copy, image, tmp_path):
     (run_copy / "manifest.json").write_text('{"classes": "benign"}')
-    r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "-o", str(tmp_path / "p.csv")])
+    r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "--method", "linear_probe", "-o", str(tmp_path / "p.csv")])
     assert r.exit_code == 2 and "manifest.json has no list of classes" in _one_error_line(r.output)
     (run_copy / "methods" / "linear_probe" / "method.json").write_text("{not json")
-    r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "-o", str(tmp_path / "q.csv")])
+    r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "--method", "linear_probe", "-o", str(tmp_path / "q.csv")])
     assert r.exit_code == 2 and "method.json cannot be read as JSON" in _one_error_line(r.output)
 
 
@@ -99,7 +99,7 @@ def test_predict_uses_the_users_cache_never_one_named_in_the_results_folder(run_
     start = text.index("cache_dir = ")
     cfg.write_text(text[:start] + f"cache_dir = {json.dumps(str(planted))}" + text[text.index("\n", start):])
     monkeypatch.setenv("BREASTCLIP_CACHE", str(tmp_path / "mine"))
-    r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "-o", str(tmp_path / "p.csv")])
+    r = runner.invoke(app, ["predict", str(image), "--run", str(run_copy), "--method", "linear_probe", "-o", str(tmp_path / "p.csv")])
     assert r.exit_code == 0, r.output
     assert not planted.exists()
     assert any((tmp_path / "mine" / "embeddings").iterdir())

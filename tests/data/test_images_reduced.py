@@ -123,11 +123,14 @@ def test_jpeg2000_dicom_decodes_a_reduced_level_close_to_full(tmp_path):
     close(load_for_model(path, ENTRY), reference(path), mean=1.5, p99=8)
 
 
-def test_small_images_decode_exactly_as_before(tmp_path):
-    """At or below twice the input size nothing is reduced early: BUSI-sized inputs give the reference pixels."""
-    path = tmp_path / "s.png"
-    Image.fromarray(mammogram(300, 256)).save(path)
-    np.testing.assert_array_equal(load_for_model(path, ENTRY), reference(path))
+@pytest.mark.parametrize("h, w", [(300, 256), (306, 256), (256, 306), (333, 250), (400, 447)])
+def test_small_images_decode_exactly_as_before(tmp_path, h, w):
+    """Below twice the input size nothing is reduced early and the long side is rounded as torchvision does:
+    BUSI-sized inputs (8-bit and 16-bit) give exactly the reference pixels."""
+    for i, arr in enumerate((mammogram(h, w), (mammogram(h, w) // 16).astype(np.uint8))):
+        path = tmp_path / f"s{i}.png"
+        Image.fromarray(arr).save(path)
+        np.testing.assert_array_equal(load_for_model(path, ENTRY), reference(path))
 
 
 def test_embedding_of_reduced_decode_matches_full_decode(tmp_path):

@@ -235,3 +235,11 @@ def test_offline_keeps_an_efficientnet_view_and_swaps_the_rest(tmp_path):
     text = load_config(raw={"backbones": ["efficientnet-lite0@stages"], "data": {"source": str(tmp_path)},
                             "methods": [{"name": "sg", "head": "similarity_guided", "prompts": "busi"}]})
     assert make_offline(text).backbones == (OFFLINE_TEXT_BACKBONE,)  # a text head needs MiniLM: swapped
+
+
+def test_bad_near_duplicate_policy_is_a_config_error_before_hashing(tiny_raw):
+    from breastclip.pipeline.data_step import load_manifest, split_and_audit
+
+    cfg = load_config(raw=tiny_raw(split={"options": {"near_duplicates": "sometimes"}}))
+    with pytest.raises(ConfigError, match="split.options.near_duplicates must be one of refuse, warn, off"):
+        split_and_audit(load_manifest(cfg), cfg)

@@ -142,7 +142,7 @@ def test_seeds_run_every_method_per_seed_and_summarise(tiny_raw):
     assert set(board["method"]) == {f"{m}.seed{s}" for m in ("svm", "knn", "simpleshot") for s in (0, 1)}
     seeds = pd.read_csv(out / "seeds.csv").set_index("method")
     assert set(seeds.index) == {"svm", "knn", "simpleshot"} and seeds["n_seeds"].eq(2).all()
-    per = board.set_index("method")["roc_auc"]
+    per = board.set_index("method")["test_roc_auc"]
     assert seeds.loc["svm", "roc_auc_mean"] == pytest.approx((per["svm.seed0"] + per["svm.seed1"]) / 2)
     assert seeds.loc["svm", "roc_auc_sd"] == pytest.approx(np.std([per["svm.seed0"], per["svm.seed1"]], ddof=1))
     assert seeds["selection_value_mean"].is_monotonic_decreasing  # ordered by CV, never by test

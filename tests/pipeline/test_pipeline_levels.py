@@ -59,3 +59,12 @@ def test_bad_level_and_aggregate_are_config_errors():
         load_config(raw={"data": {"source": "x"}, "evaluation": {"level": "study"}})
     with pytest.raises(ConfigError, match="evaluation.aggregate must be"):
         load_config(raw={"data": {"source": "x"}, "evaluation": {"aggregate": "median"}})
+
+
+def test_attention_mil_on_bags_needs_its_tile_width():
+    raw = {"data": {"source": "x"}, "embed": {"options": {"tiles": {"size": 224, "pool": "bag"}}},
+           "methods": [{"name": "mil", "head": "attention_mil"}]}
+    with pytest.raises(ConfigError, match="set methods.mil.params.tile_dim to the backbone's embedding width"):
+        load_config(raw=raw)
+    raw["methods"][0]["params"] = {"tile_dim": 1280}
+    assert load_config(raw=raw).active_methods()[0].params == {"tile_dim": 1280}

@@ -74,13 +74,58 @@ def test_predict_cli_and_errors(busi_run, shared_data, tmp_path):
     res = runner.invoke(app, ["predict", str(img), "--run", str(out), "-o", str(tmp_path / "one.csv")])
     assert res.exit_code == 0, res.output
     row = pd.read_csv(tmp_path / "one.csv").iloc[0]
-    assert row["method"] == "linear_probe" and row["policy"] == "argmax (no frozen operating point for this method)"
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert row["method"] == "linear_probe" == board.loc[board["selected"], "method"].item()
+    # 3 classes, positive class 'malignant' (the default): the run's frozen one-vs-rest threshold decides, as the
+    # README says; below it, the most probable other class
+    op = json.loads((out / "methods" / "linear_probe" / "operating_point.json").read_text())
+    assert op["positive_class"] == "malignant" and row["threshold"] == pytest.approx(op["threshold"])
+    assert row["policy"] == "youden" and row["rule"].startswith("malignant when p_malignant >= ")
+    assert row["rule"].endswith("else the most probable other class")
+    other = max(("benign", "normal"), key=lambda c: row[f"p_{c}"])
+    assert row["decision"] == ("malignant" if row["p_malignant"] >= op["threshold"] else other)
+    sidecar = json.loads((tmp_path / "one.json").read_text())
+    assert sidecar["method"] == "linear_probe" and "val_roc_auc" in sidecar["method_chosen_by"]
     res = runner.invoke(app, ["predict", str(img), "--run", str(out), "--method", "nope"])
     assert res.exit_code == 2 and "not in this run" in res.output
     res = runner.invoke(app, ["predict", str(tmp_path / "missing.png"), "--run", str(out)])
     assert res.exit_code == 2 and "do not exist" in res.output
     res = runner.invoke(app, ["predict", str(img), "--run", str(tmp_path)])
     assert res.exit_code == 2 and "not a breastclip results folder" in res.output
+
+
+def test_decision_rule_binary_and_multiclass_as_the_readme_says(tmp_path):
+    """The frozen one-vs-rest threshold decides for the positive class (binary and multi-class alike); below it the
+    most probable other class; without a usable threshold (not attainable on validation) the most probable class."""
+    import numpy as np
+
+    from breastclip.predict import RunArtifacts, _decide
+
+    classes = ["benign", "malignant", "normal"]
+    proba = np.array([[0.50, 0.40, 0.10],   # p_malignant >= 0.35: malignant, though benign is the argmax
+                      [0.30, 0.30, 0.40],   # below: the most probable other class (normal)
+                      [0.65, 0.34, 0.01],   # below: benign
+                      [np.nan] * 3])        # rejected by the gate
+    table = pd.DataFrame({"status": ["ok", "ok", "ok", "rejected"]})
+    keep = np.array([True, True, True, False])
+    op = {"policy": "youden", "positive_class": "malignant", "threshold": 0.35}
+    run = RunArtifacts(tmp_path, None, "m", {}, classes, op)
+    _decide(run, proba, keep, table)
+    assert table["decision"].tolist() == ["malignant", "normal", "benign", "rejected by the medical-image gate"]
+    assert (table["policy"] == "youden").all() and (table["threshold"] == 0.35).all()
+    assert table["rule"].iloc[0] == ("malignant when p_malignant >= 0.350 (frozen on validation), else the most "
+                                     "probable other class")
+    # binary: the other class below the threshold
+    t2 = pd.DataFrame({"status": ["ok", "ok"]})
+    _decide(RunArtifacts(tmp_path, None, "m", {}, ["benign", "malignant"], op),
+            np.array([[0.62, 0.38], [0.7, 0.3]]), np.array([True, True]), t2)
+    assert t2["decision"].tolist() == ["malignant", "benign"]
+    # not attainable on validation: argmax, and the policy column says why
+    t3 = pd.DataFrame({"status": ["ok"]})
+    note = "policy 'spec>=0.90' is not attainable on the validation split"
+    _decide(RunArtifacts(tmp_path, None, "m", {}, classes, {**op, "threshold": None, "note": note}),
+            proba[:1], np.array([True]), t3)
+    assert t3["decision"].tolist() == ["benign"] and note in t3["policy"].iloc[0] and t3["threshold"].isna().all()
 
 
 def _mixed_folder(busi_run, shared_data, tmp_path, n=3):

@@ -62,9 +62,16 @@ def test_results_folder_layout(finished):
     assert set(pred["method"]) == {"linear_probe", "zeroshot", "mlp"}
     assert set(pred["split"]) == {"train", "val", "test"}
     board = pd.read_csv(out / "leaderboard.csv")
-    assert board["rank"].tolist() == [1, 2, 3] and {"roc_auc", "roc_auc_ci_lo", "vs_best_diff"} <= set(board.columns)
-    assert board["roc_auc"].is_monotonic_decreasing
-    assert board.loc[1:, "vs_best_diff"].notna().all()  # every other method compared with the best, paired
+    assert board["rank"].tolist() == [1, 2, 3]
+    assert {"selected", "status", "selection_metric", "selection_value", "test_roc_auc", "test_roc_auc_ci_lo",
+            "test_accuracy@argmax", "threshold@youden", "val_sensitivity@youden", "test_sensitivity@youden",
+            "vs_selected_diff"} <= set(board.columns)
+    assert set(board["selection_metric"]) == {"val_roc_auc"} and board["selected"].sum() <= 1
+    ok = board[board["status"] == "ok"]
+    assert ok["selection_value"].is_monotonic_decreasing and board["status"].ne("ok").is_monotonic_increasing
+    if len(ok):
+        assert bool(board.loc[0, "selected"]) and res.best == board.loc[0, "method"]
+    assert board.loc[1:, "vs_selected_diff"].notna().all()  # every other method compared with the selected, paired
     cmp = pd.read_csv(out / "comparisons.csv")
     assert set(cmp["baseline"]) == {board.loc[0, "method"]}
     assert RESEARCH_ONLY in (out / "leaderboard.md").read_text()
@@ -73,8 +80,13 @@ def test_results_folder_layout(finished):
     assert "commit" in env["git"]
     assert json.loads((out / "leak_audit.json").read_text())["ok"] is True
     assert RunFolder(out).is_complete()
-    op = json.loads((out / "methods" / "linear_probe" / "operating_point.json").read_text())
-    assert op["policy"] == "youden" and op["threshold"] is not None
+    for _, r in board.iterrows():  # each frozen threshold is usable, or reported as not attainable (never inf)
+        op = json.loads((out / "methods" / r["method"] / "operating_point.json").read_text())
+        assert op["policy"] == "youden"
+        if pd.isna(r["threshold@youden"]):
+            assert op["threshold"] is None and "not attainable" in op["note"]
+        else:
+            assert 0 < op["threshold"] < 1 and op["threshold"] == pytest.approx(r["threshold@youden"])
     assert "reading" in (out / "run.log").read_text()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from breastclip.pipeline.leaderboard import build_leaderboard, to_markdown
+from breastclip.evaluation.leaderboard import leaderboard_for
+from breastclip.pipeline.leaderboard import to_markdown
 from breastclip.report.content import Bullets, Heading, Note, Section, Table
 from breastclip.report.markdown import md_cell, md_text
 from breastclip.report.model_card import render_markdown
@@ -41,7 +42,7 @@ def test_leaderboard_markdown_escapes_method_and_backbone_names():
                             proba=np.c_[1 - p, p], classes=["benign", "malignant"], method=f"lp {EVIL}",
                             split=["val"] * 10 + ["test"] * 10)
     ev = evaluate_predictions(pred, n_boot=0)  # the leaderboard takes the library's own Evaluation
-    board = build_leaderboard({f"lp {EVIL}": ev}, None, info={f"lp {EVIL}": {"backbone": "<b>x</b>|y"}})
+    board = leaderboard_for({f"lp {EVIL}": ev}, pred, info={f"lp {EVIL}": {"backbone": "<b>x</b>|y"}})
     md = to_markdown(board)
     assert "<script>" not in md and "<b>" not in md
     assert "&lt;script&gt;" in md and "&lt;b&gt;x&lt;/b&gt;\\|y" in md

@@ -55,8 +55,10 @@ def test_metrics_json_holds_each_evaluation(synthetic_report):
     lp = m["methods"]["linear-probe"]
     assert lp["classes"] == CLASSES and lp["positive_class"] == "malignant"
     assert 0.5 < lp["headline"]["roc_auc"]["estimate"] <= 1.0
-    assert m["best_method"] == "linear-probe"  # the stronger synthetic method
+    assert m["selected_method"] == "linear-probe"  # the stronger synthetic method, on validation
+    assert m["selection_metric"] == "val_roc_auc"
     assert [r["method"] for r in m["leaderboard"]] == ["linear-probe", "zero-shot"]
+    assert [r["selected"] for r in m["leaderboard"]] == [True, False]
     assert m["comparisons"] and m["comparisons"][0]["metric"] == "roc_auc"
     assert m["leak_audit"]["ok"] is True
     assert m["dataset"]["counts"]["test"] == {"benign": 31, "malignant": 29, "normal": 30}
@@ -69,8 +71,9 @@ def test_docx_opens_with_the_expected_tables(synthetic_report):
     tables = _docx_tables(paths.docx)
     summary = tables[0]
     assert summary[0] == ["Item", "Value"]
-    assert any(r[0].startswith("Best method") and r[1].startswith("linear-probe") for r in summary)
-    (leaderboard,) = _table_with_header(tables, "method", "ROC AUC (95% CI)")
+    assert any(r[0].startswith("Selected method (validation ROC AUC)") and r[1].startswith("linear-probe")
+               for r in summary)
+    (leaderboard,) = _table_with_header(tables, "method", "test ROC AUC (95% CI)")
     assert [r[0] for r in leaderboard[1:]] == ["linear-probe", "zero-shot"]
     per_class = _table_with_header(tables, "class", "recall (sensitivity)")
     assert len(per_class) == 2 and all([r[0] for r in t[1:]] == CLASSES for t in per_class)
@@ -158,7 +161,8 @@ def test_report_without_validation_rows_says_why_operating_points_are_missing(tm
     paths = write_report(tmp_path, predictions=pred, n_boot=20)
     html = paths.html.read_text()
     assert "operating points (thresholds are chosen on validation only) were not computed" in html
-    assert "not available" in html
+    # without validation rows there is no selection figure: nothing is selected, and the report says why
+    assert "no selection figure" in html and "no method learned this task" in html.lower()
 
 
 def test_failed_leak_audit_is_flagged_on_the_first_screen_and_in_limitations(tmp_path):

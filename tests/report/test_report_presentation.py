@@ -133,3 +133,21 @@ def test_subgroup_counts_print_as_integers():
     assert (row_a["images"], row_a["malignant"], row_a["TP"], row_a["FN"]) == ("30", "12", "10", "2")
     assert (row_b["images"], row_b["malignant"], row_b["TP"]) == ("4", "1", "-")
 
+
+
+def test_flow_diagram_keeps_long_exclusion_reasons_inside_the_figure():
+    reasons = [f"{i} files skipped by the reader because their names do not follow the layout, e.g. "
+               f"['a_very_long_file_name_{i}.png', 'another_one.png']" for i in range(1, 8)]
+    fig = F.participant_flow("Read\n900 images", reasons, "Analysed\n800 images", [("Training", "500"),
+                                                                                   ("Test", "300")])
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = fig.bbox
+        for text in fig.axes[0].texts:
+            ext = text.get_bbox_patch().get_window_extent(renderer) if text.get_bbox_patch() else \
+                text.get_window_extent(renderer)
+            assert box.x0 <= ext.x0 and ext.x1 <= box.x1 and box.y0 <= ext.y0 and ext.y1 <= box.y1, text.get_text()
+        assert any("3 more reason(s)" in t.get_text() for t in fig.axes[0].texts)
+    finally:
+        F.plt.close(fig)

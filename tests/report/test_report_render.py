@@ -60,6 +60,10 @@ def test_chart_metric_falls_back_when_auc_is_undefined_in_every_group():
 def test_operating_point_summary_states_counts():
     op = {"policy": "youden", "threshold": 0.3, "tp": 9, "fn": 1, "tn": 17, "fp": 13, "sensitivity": 0.9,
           "specificity": 17 / 30}
-    assert op_short(op, "malignant") == ("malignant vs rest: sensitivity 0.90 (9/10), specificity 0.57 (17/30) at "
-                                         "t=0.300 (youden, chosen on validation)")
+    assert op_short(op, "malignant") == ("malignant vs rest: sensitivity 0.90 (9/10), specificity 0.57 (17/30) on "
+                                         "test at t=0.300 (youden, chosen on validation)")
     assert op_short(None, "malignant").startswith("not available")
+    # enough digits to apply the threshold (never 't=1.000' for 0.99993), and an unattainable rule says so
+    assert "t=0.99993 " in op_short({**op, "threshold": 0.99993}, "malignant")
+    unattainable = op_short({**op, "policy": "spec>=0.90", "threshold": float("nan"), "attainable": False}, "m")
+    assert unattainable == "m vs rest: spec>=0.90 not attainable on validation (not applied)"

@@ -76,7 +76,7 @@ class BackboneEntry:
     def decode_key(self) -> dict:
         """Part of both cache keys: pixels decoded the reduced way differ slightly (sub-grey-level on average)
         from a full decode + resize, so caches built before the reduced decode existed are not mixed in."""
-        return {} if self.breast_crop else {"decode": "reduced-1"}
+        return {} if self.breast_crop else {"decode": "reduced-2"}
 
     def preprocessing_key(self) -> str:
         """Canonical description of the preprocessing (and the feature view, when there is one); part of every

@@ -135,7 +135,10 @@ def load_image_resized(
     Meant for embedding and hashing: the backbone's own transform still resizes and centre-crops afterwards, so the
     result only has to keep at least ``size`` pixels on the short side. JPEGs are decoded at a reduced DCT scale
     (``Image.draft``), other 8-bit rasters shrink by an integer ``Image.reduce`` (box filter, cheap) to at most 2x
-    the target before one antialiased resize. 16-bit and DICOM data are scaled to uint8 first, then resized.
+    the target before one antialiased resize. 16-bit and DICOM greyscale are area-averaged in their own depth to
+    ``REDUCING_GAP`` x the target (JPEG 2000 DICOM first decoded at a reduced resolution level), mapped to uint8
+    with the window of the full image, then resized. The long side is rounded as torchvision's ``Resize`` does, so
+    an image below twice the target gives exactly the pixels of a full decode followed by ``Resize(size)``.
     """
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
@@ -404,18 +407,24 @@ def _load_deep_colour(path: Path, intensity: Intensity) -> np.ndarray:
     return to_uint8(np.ascontiguousarray(rgb), "percentile" if intensity == "percentile" else "minmax")
 
 
+def _target_size(w: int, h: int, size: int) -> tuple[int, int]:
+    """torchvision's ``Resize(size)`` rule: the short side becomes ``size``, the long side ``int(size * long /
+    short)``; using the same rule means a later ``Resize(size)`` of the result is the identity (same pixels as a
+    direct resize of the full image, for inputs that are not reduced first)."""
+    if w <= h:
+        return size, max(1, int(size * h / w))
+    return max(1, int(size * w / h)), size
+
+
 def _resize_pil(im: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
     w, h = im.size
     short = min(w, h)
     if short <= size:
         return im
+    new = _target_size(w, h, size)  # from the full size, before any integer reduce
     factor = short // (2 * size)
     if factor >= 2:
         im = im.reduce(factor)
-        w, h = im.size
-        short = min(w, h)
-    scale = size / short
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
     return im.resize(new, resample, reducing_gap=None)
 
 

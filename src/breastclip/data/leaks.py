@@ -61,8 +61,10 @@ DEFAULT_MIN_SIMILARITY = 0.55
 #: What near-duplicate pairs across parts do: fail the audit, warn with their evidence, or are not looked for.
 NEAR_DUPLICATE_POLICIES = ("refuse", "warn", "off")
 _DECODE = 384  # decode size (short side) for the content fingerprint
+_MIN_CONTENT = 256  # the content crop's short side is fingerprinted at >= this many pixels (when the file has them)
+_MAX_DECODE = 2048
 _DETAIL = 64  # side of the detail image used to verify hash candidates
-_FP_VERSION = "content-v1"  # cache entries of another fingerprint version are recomputed, never mixed
+_FP_VERSION = "content-v2"  # cache entries of another fingerprint version are recomputed, never mixed
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
 
 
@@ -375,8 +377,15 @@ def _content_fingerprint(path: Path, hash_size: int) -> dict:
     import imagehash
     from PIL import Image
 
-    grey = load_image_resized(path, max(_DECODE, hash_size * 4)).max(axis=2)
+    size = max(_DECODE, hash_size * 4)
+    grey = load_image_resized(path, size).max(axis=2)
     crop = crop_breast(grey, margin=0.0, clean=True).image
+    if 8 <= min(crop.shape) < _MIN_CONTENT and min(grey.shape) >= size:
+        # content small in a large frame (film digitised into a big black canvas): decode again, finer, so the
+        # content is fingerprinted at the same scale as an unpadded copy
+        size = min(int(size * _MIN_CONTENT / min(crop.shape)) + 1, _MAX_DECODE)
+        grey = load_image_resized(path, size).max(axis=2)
+        crop = crop_breast(grey, margin=0.0, clean=True).image
     if min(crop.shape) < 8:  # a sliver: hash the whole image rather than noise
         crop = grey
     im = Image.fromarray(crop)

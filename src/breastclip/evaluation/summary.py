@@ -1,8 +1,10 @@
 """One entry point that evaluates one method's predictions: :func:`evaluate_predictions` -> :class:`Evaluation`.
 
 Splits: headline metrics, per-class table, confusion matrices, curves, calibration, subgroups and errors are
-computed on the ``test`` rows. The ``val`` rows are used for exactly two things, both *fitted* there and then frozen:
-the operating-point thresholds and the calibration temperature. Without validation rows these two are skipped
+computed on the ``test`` rows. The ``val`` rows are used for exactly three things: the headline metrics again
+(``val_headline``, with the same bootstrap: the figure a method is *selected* by, see
+:mod:`breastclip.evaluation.leaderboard`), and two things *fitted* there and then frozen: the operating-point
+thresholds and the calibration temperature. Without validation rows these two are skipped
 (with a note); test rows are never used in their place.
 
 ``Evaluation.to_dict()`` (JSON-serialisable: DataFrames become lists of records, NaN / inf become None)::
@@ -12,11 +14,13 @@ the operating-point thresholds and the calibration temperature. Without validati
     bootstrap:       {"unit": "patient" | "image", "n_boot", "seed", "alpha", "interval": "percentile" | "bca",
                       "patient_ids": bool (False: the data set has none, each image is its own patient)}
     headline:        {metric: {"estimate", "ci_lo", "ci_hi", "n_boot_used", "n_boot_skipped"}}   (test)
+    val_headline:    the same metrics on the validation rows (the selection figure; empty without val rows)
     per_class:       [{class, support, precision, precision_ci_lo, precision_ci_hi, recall, recall_ci_lo, ...,
                        f1, specificity, roc_auc, average_precision (each with _ci_lo / _ci_hi)}]
     confusion:       {"classes", "counts", "normalised"}                      (rows = true class)
-    operating_points:[{policy, threshold, val_sensitivity, val_specificity, tp, fp, tn, fn, sensitivity,
-                       specificity, ppv, npv, <rate>_ci_lo, <rate>_ci_hi}]    (thresholds from val)
+    operating_points:[{policy, attainable, threshold, val_sensitivity, val_specificity, tp, fp, tn, fn,
+                       sensitivity, specificity, ppv, npv, <rate>_ci_lo, <rate>_ci_hi}]  (thresholds from val;
+                       NaN / None when the policy is not attainable on val, see evaluation.thresholds)
     threshold_sweep: [{split, threshold, tp, fp, tn, fn, sensitivity, specificity, ppv, npv}]
     roc:             [{class, fpr, tpr, tpr_lo, tpr_hi, auc}]                 (fixed FPR grid, bootstrap bands)
     pr:              [{class, recall, precision, precision_lo, precision_hi, average_precision, prevalence}]
@@ -90,6 +94,7 @@ class Evaluation:
     subgroups_skipped: dict[str, str]
     confident_errors: pd.DataFrame
     subgroup_operating_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    val_headline: dict[str, dict[str, float]] = field(default_factory=dict)
     fairness: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -180,6 +185,23 @@ def _join_metadata(part: pd.DataFrame, manifest_df: pd.DataFrame | None, notes: 
     return joined.reset_index(drop=True)
 
 
+def _val_headline(val: pd.DataFrame, positive_index: int | None, *, n_boot: int, seed: int, alpha: float,
+                  interval: str) -> dict[str, dict[str, float]]:
+    """Headline metrics of the validation rows with the test split's bootstrap (patients resampled when they have
+    several images): the selection figure. Empty without validation rows."""
+    if val.empty:
+        return {}
+    y, proba = y_true_index(val), proba_of(val)
+    groups = val["patient_id"].astype(str).to_numpy()
+    sampler = ClusterResampler(len(val), groups)
+
+    def statistic(w: np.ndarray) -> dict[str, np.ndarray]:
+        return weighted_sample_metrics(y, proba, positive_index, w)[0]
+
+    return bootstrap_weighted(statistic, len(y), groups=groups if sampler.clustered else None, required_labels=y,
+                              n_boot=n_boot, seed=seed, alpha=alpha, interval=interval)
+
+
 def evaluate_predictions(
     pred: pd.DataFrame,
     manifest_df: pd.DataFrame | None = None,
@@ -264,6 +286,7 @@ def evaluate_predictions(
 
     res = bootstrap_weighted(statistic, len(y), groups=boot_groups, required_labels=y, n_boot=n_boot, seed=seed,
                              alpha=alpha, interval=interval)
+    val_headline = _val_headline(val, hl_pos, n_boot=n_boot, seed=seed, alpha=alpha, interval=interval)
     headline = {m: v for m, v in res.items() if "@" not in m}
     per_class = per_class_table(y, proba, classes)
     for m in PER_CLASS_METRICS:
@@ -307,13 +330,15 @@ def evaluate_predictions(
     errors = confident_errors(test, k=top_k_errors, positive_class=pos_name)
     sub_ops = pd.DataFrame()
     fairness = pd.DataFrame()
-    if len(ops):
+    usable = ops[ops["attainable"]] if len(ops) else ops
+    if len(usable):
         sub_ops = subgroup_operating_points(
-            (y == pos), proba[:, pos], test, dict(zip(ops["policy"], ops["threshold"], strict=True)), groups=groups,
+            (y == pos), proba[:, pos], test, dict(zip(usable["policy"], usable["threshold"], strict=True)),
+            groups=groups,
             columns=subgroup_columns, bins=subgroup_bins, min_group_size=min_group_size, max_levels=max_levels,
             n_boot=n_boot, seed=seed, alpha=alpha)
         fairness = fairness_gaps(
-            (y == pos), proba[:, pos], float(ops["threshold"].iloc[0]), test, groups=boot_groups,
+            (y == pos), proba[:, pos], float(usable["threshold"].iloc[0]), test, groups=boot_groups,
             columns=subgroup_columns, bins=subgroup_bins, min_group_size=min_group_size, max_levels=max_levels,
             n_boot=n_boot, seed=seed, alpha=alpha)
 
@@ -328,7 +353,8 @@ def evaluate_predictions(
         headline=headline, per_class=per_class,
         confusion=confusion_matrices(y, proba, classes), operating_points=ops, threshold_sweep=sweep,
         roc=roc, pr=pr, calibration=calibration, subgroups=subgroups, subgroups_skipped=skipped,
-        confident_errors=errors, subgroup_operating_points=sub_ops, fairness=fairness, notes=notes,
+        confident_errors=errors, subgroup_operating_points=sub_ops, fairness=fairness, val_headline=val_headline,
+        notes=notes,
         settings={"test_split": test_split, "val_split": val_split, "threshold_policies": list(threshold_policies),
                   "n_bins": int(n_bins), "min_group_size": int(min_group_size), "max_levels": int(max_levels),
                   "subgroup_columns": None if subgroup_columns is None else list(subgroup_columns),

@@ -1,8 +1,17 @@
 """Operating points: thresholds chosen on the validation split only, frozen, then applied to test.
 
 Decision rule everywhere: positive when ``score >= threshold`` (``score`` = probability of the positive class).
-Candidate thresholds are the distinct validation scores plus ``+inf`` (nothing positive), as in
-``sklearn.metrics.roc_curve``. Policies are short strings, so they fit in a TOML config:
+Candidate cut points are those between the distinct validation scores (as in ``sklearn.metrics.roc_curve``, plus
+"nothing positive"). A chosen cut is returned as the *midpoint* between the two validation scores that bound it
+(the lowest score called positive and the next lower one; half the lowest score when every image is positive), so a
+threshold never sits on an extreme score: on a separable validation split Youden's cut lies halfway between the
+classes, not at the lowest positive score (a new positive just under that score would be missed).
+
+A policy that cannot be met with a cut that calls at least one validation image positive (``spec>=0.90`` when
+even the highest score is a negative, Youden's J <= 0, a cost minimised by calling nothing positive) is **not
+attainable**: :func:`choose_threshold` returns NaN, and :func:`operating_points` reports the row with
+``attainable = False``, NaN threshold and rates, and never applies it (no ``inf`` threshold). Policies are short
+strings, so they fit in a TOML config:
 
 - ``"youden"``       maximise sensitivity + specificity - 1 (Youden's J)
 - ``"spec>=0.90"``   the highest sensitivity whose specificity is at least 0.90 (sensitivity at fixed specificity)
@@ -16,8 +25,8 @@ Ties go to the highest threshold (fewest positives). :func:`choose_threshold` se
 
 :func:`operating_points` returns one row per policy::
 
-    policy, threshold, val_sensitivity, val_specificity,
-    tp, fp, tn, fn, sensitivity, specificity, ppv, npv  (on test, at the frozen threshold)
+    policy, attainable, threshold, val_sensitivity, val_specificity,
+    tp, fp, tn, fn, sensitivity, specificity, ppv, npv  (on test, at the frozen threshold; NaN when not attainable)
     + <metric>_ci_lo / <metric>_ci_hi for sensitivity, specificity, ppv, npv (NaN when n_boot == 0)
 
 :func:`apply_thresholds` applies frozen thresholds to any sample (the test split, or one subgroup of it) with
@@ -73,22 +82,29 @@ def parse_policy(spec: str) -> Policy:
 
 
 def choose_threshold(y_bin: np.ndarray, score: np.ndarray, policy: str | Policy) -> float:
-    """The threshold a policy picks on the given (validation) labels and scores."""
+    """The threshold a policy picks on the given (validation) labels and scores: the midpoint between the two
+    validation scores that bound the chosen cut; NaN when the policy is not attainable (see the module docstring)."""
     pol = policy if isinstance(policy, Policy) else parse_policy(policy)
     target = float("nan") if pol.value is None else float(pol.value)  # None only for youden, which takes none
     if pol.kind == "fixed":
         return target
     y_bin = np.asarray(y_bin).astype(int)
+    score = np.asarray(score, dtype=float)
     n_pos = int(y_bin.sum())
     if n_pos == 0 or n_pos == y_bin.size:
         raise ValueError(f"threshold policy {pol.spec!r} needs validation data with both classes "
                          f"({n_pos} positives of {y_bin.size})")
     fpr, tpr, thr = roc_points(y_bin, score)
     if pol.kind == "youden":
-        i = int(np.argmax(tpr - fpr))
+        j = tpr - fpr
+        i = int(np.argmax(j))
+        if j[i] <= 0:  # no cut separates better than chance
+            return float("nan")
     elif pol.kind == "spec":
-        feasible = np.nonzero(1.0 - fpr >= target - 1e-12)[0]  # a prefix: index 0 (inf) always qualifies
+        feasible = np.nonzero(1.0 - fpr >= target - 1e-12)[0]  # a prefix: index 0 (nothing positive) qualifies
         best = tpr[feasible].max()
+        if best <= 0:  # only cuts that find no positive image meet the specificity
+            return float("nan")
         i = int(feasible[np.argmax(tpr[feasible] >= best)])
     elif pol.kind == "sens":
         i = int(np.argmax(tpr >= target - 1e-12))  # the last point has tpr 1, so some index qualifies
@@ -96,7 +112,28 @@ def choose_threshold(y_bin: np.ndarray, score: np.ndarray, policy: str | Policy)
         n_neg = y_bin.size - n_pos
         cost = target * (1.0 - tpr) * n_pos + fpr * n_neg
         i = int(np.argmin(cost))
-    return float(thr[i])
+    if i == 0:  # the rule calls nothing positive
+        return float("nan")
+    return _midpoint(thr, i)
+
+
+def _midpoint(thr: np.ndarray, i: int) -> float:
+    """Halfway between the lowest score called positive (``thr[i]``) and the next lower distinct score; below the
+    lowest score, halfway to zero (scores are probabilities), or the score itself when it is not positive."""
+    low = float(thr[i])
+    if i + 1 < thr.size:
+        return (low + float(thr[i + 1])) / 2.0
+    return low / 2.0 if low > 0 else low
+
+
+def is_attainable(op: Mapping) -> bool:
+    """Whether an operating-point row (a dict of :func:`operating_points`' columns) has a usable threshold: False for
+    a policy that is not attainable on validation (NaN / missing threshold)."""
+    t = op.get("threshold")
+    try:
+        return bool(op.get("attainable", True)) and t is not None and bool(np.isfinite(float(t)))
+    except (TypeError, ValueError):
+        return False
 
 
 def exact_binomial_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -201,15 +238,26 @@ def operating_points(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Thresholds chosen on validation by each policy, frozen, and their test counts and rates (with CIs)."""
-    chosen = {}
-    val_rows = []
+    """Thresholds chosen on validation by each policy, frozen, and their test counts and rates (with CIs).
+
+    Policies that are not attainable on validation keep their row (``attainable = False``) with NaN threshold,
+    counts and rates: they are reported, never applied."""
+    chosen: dict[str, float] = {}
+    rows = []
     for spec in dict.fromkeys(policies):  # a policy listed twice is reported once
         pol = parse_policy(spec)
         t = choose_threshold(y_val, score_val, pol)  # validation arrays only
-        chosen[pol.spec] = t
-        val = confusion_at(y_val, score_val, t)
-        val_rows.append({"val_sensitivity": val["sensitivity"], "val_specificity": val["specificity"]})
-    test = apply_thresholds(y_test, score_test, chosen, groups=groups_test, n_boot=n_boot, seed=seed, alpha=alpha)
-    val_df = pd.DataFrame(val_rows, index=test.index)
-    return pd.concat([test[["policy", "threshold"]], val_df, test.drop(columns=["policy", "threshold"])], axis=1)
+        ok = bool(np.isfinite(t))
+        val = confusion_at(y_val, score_val, t) if ok else {"sensitivity": np.nan, "specificity": np.nan}
+        rows.append({"policy": pol.spec, "attainable": ok, "threshold": t if ok else np.nan,
+                     "val_sensitivity": val["sensitivity"], "val_specificity": val["specificity"]})
+        if ok:
+            chosen[pol.spec] = t
+    head = pd.DataFrame(rows)
+    columns = ["policy", "tp", "fp", "tn", "fn", *RATES, *[f"{m}_ci_{e}" for m in RATES for e in ("lo", "hi")]]
+    if chosen:
+        test = apply_thresholds(y_test, score_test, chosen, groups=groups_test, n_boot=n_boot, seed=seed,
+                                alpha=alpha).reindex(columns=columns)
+    else:
+        test = pd.DataFrame({c: pd.Series(dtype=object if c == "policy" else float) for c in columns})
+    return head.merge(test, on="policy", how="left")

@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from breastclip import RESEARCH_ONLY
 from breastclip.config import ExperimentConfig
 from breastclip.pipeline.context import RunResult
 from breastclip.pipeline.core import run_core
-from breastclip.pipeline.leaderboard import rich_table
+from breastclip.pipeline.leaderboard import rich_table, summary_lines
 from breastclip.pipeline.methods import validate_methods
 from breastclip.pipeline.run_folder import RunClaim, RunFolder, claim_output
 from breastclip.pipeline.tracking import require_mlflow
@@ -53,8 +54,11 @@ def run_experiment(cfg: ExperimentConfig, *, progress: bool = True, console: Con
 
 
 def print_summary(result: RunResult, console: Console) -> None:
-    if result.leaderboard is not None and not result.leaderboard.empty:
-        console.print(rich_table(result.leaderboard))
+    board = result.leaderboard
+    if board is not None and not board.empty:
+        console.print(rich_table(board))
+        for line in summary_lines(board):
+            console.print(escape(line))
     for label, why in result.skipped.items():
         console.print(f"[yellow]skipped[/yellow] {label}: {why}")
     for label, why in result.failed.items():
@@ -64,8 +68,7 @@ def print_summary(result: RunResult, console: Console) -> None:
         problems = "; ".join(str(p) for p in audit.get("problems") or []) or "no details"
         console.print(f"[red]LEAK AUDIT FAILED[/red]: {problems}. The run went on (split.on_leak = 'warn'); every "
                       "test estimate may be inflated (see leak_audit.json).")
-    console.print(f"best: [bold]{result.best}[/bold]   time: {result.seconds:.1f} s"
-                  + ("   (resumed)" if result.resumed else ""))
+    console.print(f"time: {result.seconds:.1f} s" + ("   (resumed)" if result.resumed else ""))
     console.print(f"results: {result.out_dir}")
     if result.report_html is not None:
         console.print(f"report:  {result.report_html}")

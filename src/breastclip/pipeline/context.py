@@ -72,7 +72,7 @@ class RunResult:
 
     out_dir: Path
     leaderboard: pd.DataFrame
-    best: str | None
+    best: str | None  # the selected method (validation or CV, never test); None: no method learned the task
     report_html: Path | None
     seconds: float
     resumed: bool = False

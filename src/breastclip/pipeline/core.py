@@ -25,7 +25,7 @@ from breastclip.pipeline.environment import capture_environment, set_seeds
 from breastclip.pipeline.explain_step import run_gradcam
 from breastclip.pipeline.gate import fit_run_gate
 from breastclip.pipeline.label_efficiency import run_label_efficiency
-from breastclip.pipeline.leaderboard import build_leaderboard, to_markdown
+from breastclip.pipeline.leaderboard import to_markdown
 from breastclip.pipeline.logs import run_logging
 from breastclip.pipeline.neighbours_step import run_neighbours
 from breastclip.pipeline.report_step import write_run_report
@@ -83,11 +83,13 @@ def _run_steps(ctx: RunContext) -> RunResult:
     folder.write_predictions(all_pred)
 
     log.info("evaluating %d method(s): %d bootstrap resamples", len(predictions), cfg.evaluation.n_bootstrap)
-    evaluations, comparisons = evaluate_step.evaluate_all(ctx, predictions, manifest)
+    produced = [o for o in outcomes if o.predictions is not None]
+    info = {o.label: {"backbone": o.backbone or "(end to end)", "head": o.method.head} for o in produced}
+    cv = {o.label: o.selection for o in produced if o.selection is not None} or None
+    evaluations, comparisons, board = evaluate_step.evaluate_all(
+        ctx, predictions, manifest, info=info, selection=cv,
+        histories={o.label: o.history for o in produced if o.history is not None})
     evaluate_step.save_evaluations(ctx, evaluations, comparisons)
-    info = {o.label: {"backbone": o.backbone or "(end to end)", "head": o.method.head, **_selection_columns(o)}
-            for o in outcomes if o.predictions is not None}
-    board = build_leaderboard(evaluations, comparisons, info=info, primary=cfg.evaluation.primary_metric)
     folder.write_leaderboard(board, to_markdown(board))
     if cfg.experiment.seeds:
         summarise_seeds(board, cfg.experiment.seeds, folder)
@@ -96,12 +98,13 @@ def _run_steps(ctx: RunContext) -> RunResult:
         run_label_efficiency(cfg, data, outcomes, folder,
                              lambda plan, emb: _text_embeddings(plan, emb, data.manifest, text_cache))
         ctx.note(f"label-efficiency curve: {RunFolder.LABEL_EFFICIENCY} and {RunFolder.LABEL_EFFICIENCY_FIGURE}.png")
-    best = board.attrs.get("best")
+    best = board.attrs["selected"]  # chosen on validation (or CV), never test; None when no method learned the task
     evaluated = Evaluated(all_pred, evaluations, comparisons, outcomes, board)
 
     _fit_gate(ctx, data)
     if cfg.report.gradcam > 0:
-        for label, where in run_gradcam(ctx, data, outcomes, evaluations, best).items():
+        # the selected method's cases; when none is selected, the first row's, shown for inspection only
+        for label, where in run_gradcam(ctx, data, outcomes, evaluations, board.attrs["baseline"]).items():
             if where.startswith("failed"):
                 ctx.note(f"Grad-CAM for {label} {where}")
             else:
@@ -241,15 +244,6 @@ def _run_method(ctx: RunContext, data: RunData, plan: methods.Plan, bar: Progres
     methods.save_outcome(ctx.folder, outcome, identity)
     log.info("%s: done in %.1f s", plan.label, outcome.seconds)
     return outcome
-
-
-def _selection_columns(outcome: methods.MethodOutcome) -> dict:
-    """The cross-validated selection figure of a method, as leaderboard columns (none under validation)."""
-    sel = outcome.selection
-    if sel is None:
-        return {}
-    return {"selection_metric": sel.metric, "selection_value": sel.value, "selection_sd": sel.sd,
-            "selection_n_folds": sel.n_folds}
 
 
 def _text_embeddings(plan: methods.Plan, emb: EmbeddingSet, manifest: Manifest, cache: dict) -> dict | None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip.config import ConfigError, ExperimentConfig
-from breastclip.data.leaks import LeakAudit
+from breastclip.data.leaks import NEAR_DUPLICATE_POLICIES, LeakAudit
 from breastclip.data.manifest import Manifest
 from breastclip.data.splits import assign_splits, audit_leaks
 from breastclip.pipeline.options import check_options, split_options
@@ -94,6 +94,10 @@ def split_and_audit(manifest: Manifest, cfg: ExperimentConfig,
     With ``contact_sheet`` (a PNG in the results folder), flagged image pairs are drawn there and the audit records
     the file's name only (the report embeds it; no local path is written)."""
     split_kw, audit_kw = split_options(dict(cfg.split.options), assign_splits, audit_leaks, where="split.options")
+    policy = audit_kw.get("near_duplicates", "warn")
+    if not isinstance(policy, bool) and policy not in NEAR_DUPLICATE_POLICIES:  # before any image is hashed
+        raise ConfigError(f"split.options.near_duplicates must be one of {', '.join(NEAR_DUPLICATE_POLICIES)} "
+                          f"(or true/false), got {policy!r}")
     if "cache" not in audit_kw:  # image fingerprints keyed by path, size and mtime: a rerun reads no pixels
         audit_kw["cache"] = leak_fingerprints_file(cfg.embed.cache_dir or None)
     manifest = assign_splits(manifest, fractions=tuple(cfg.split.fractions), seed=cfg.split_seed,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
+from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, leaderboard_for
 from breastclip.evaluation.levels import aggregate_predictions, unit_manifest
+from breastclip.evaluation.selection import SelectionScore
 from breastclip.pipeline.context import RunContext
 from breastclip.pipeline.options import check_options
 from breastclip.pipeline.run_folder import RunFolder
@@ -16,9 +19,14 @@ from breastclip.pipeline.run_folder import RunFolder
 log = logging.getLogger("breastclip.run")
 
 
-def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame],
-                 manifest: Manifest) -> tuple[dict[str, Evaluation], pd.DataFrame | None]:
-    """Evaluate each method (thresholds and temperature fitted on val, metrics on test) and compare them.
+def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame], manifest: Manifest, *,
+                 histories: Mapping[str, Sequence[Mapping]] | None = None,
+                 info: Mapping[str, Mapping[str, object]] | None = None,
+                 selection: Mapping[str, SelectionScore] | None = None,
+                 ) -> tuple[dict[str, Evaluation], pd.DataFrame | None, pd.DataFrame]:
+    """Evaluate each method (thresholds and temperature fitted on val, metrics on val and test), select by the
+    validation figure (or the given cross-validation ``selection``), compare every method with the selected one on
+    test, and return ``(evaluations, comparisons, leaderboard)``.
 
     ``evaluation.level`` = breast / exam: each method's image predictions are first pooled per unit
     (``evaluation.aggregate``; label = worst image label) and everything is measured on units, the bootstrap still
@@ -44,18 +52,32 @@ def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame],
             n_boot=ev_cfg.n_bootstrap, seed=cfg.experiment.seed, alpha=alpha,
             min_group_size=ev_cfg.min_group_size, threshold_policies=tuple(ev_cfg.thresholds),
             subgroup_columns=subgroups if ev_cfg.subgroups else None, **extra)
+    if ev_cfg.selection == "cv":
+        missing_cv = sorted(set(evaluations) - set(selection or {}))
+        if missing_cv:
+            raise ValueError(f"evaluation.selection = 'cv' but no cross-validation figure for {missing_cv}")
+    all_pred = pd.concat(predictions.values(), ignore_index=True)
+
+    def board_with(comparisons: pd.DataFrame | None) -> pd.DataFrame:
+        return leaderboard_for(evaluations, all_pred, primary=ev_cfg.primary_metric,
+                               operating_point=ev_cfg.operating_point, selection=selection, histories=histories,
+                               info=info, comparisons=comparisons)
+
+    board = board_with(None)
     comparisons = None
     if ev_cfg.compare and len(predictions) >= 2:
-        best = best_method(evaluations, ev_cfg.primary_metric)
-        all_pred = pd.concat(predictions.values(), ignore_index=True)
-        try:
-            comparisons = compare_methods(all_pred, baseline_method=best, split="test",
+        try:  # every method against the selected one (the first row when none is), on the same test images
+            comparisons = compare_methods(all_pred, baseline_method=board.attrs["baseline"], split="test",
                                           positive_class=ev_cfg.positive_class or None, n_boot=ev_cfg.n_bootstrap,
                                           seed=cfg.experiment.seed, alpha=alpha)
         except ValueError as e:  # e.g. methods evaluated on different test images
             ctx.note(f"paired comparisons skipped: {e}")
             log.warning("paired comparisons skipped: %s", e)
-    return evaluations, comparisons
+        else:
+            board = board_with(comparisons)
+    if board.attrs["selected"] is None:
+        ctx.note(f"{NO_METHOD_LEARNED}: every method's status flags it (see leaderboard.csv); none is selected")
+    return evaluations, comparisons, board
 
 
 def unit_predictions(ctx: RunContext, predictions: dict[str, pd.DataFrame],
@@ -77,15 +99,6 @@ def unit_predictions(ctx: RunContext, predictions: dict[str, pd.DataFrame],
     return pooled, meta
 
 
-def best_method(evaluations: dict[str, Evaluation], metric: str) -> str:
-    def score(label: str) -> float:
-        h = evaluations[label].headline.get(metric) or {}
-        v = h.get("estimate")
-        return float(v) if v is not None and v == v else float("-inf")
-
-    return max(evaluations, key=score)
-
-
 def operating_point(ev: Evaluation, policy: str) -> dict:
     """The threshold ``policy`` chose on validation (binary / one-vs-rest), frozen for ``predict``."""
     out = {"policy": policy, "positive_class": ev.positive_class, "threshold": None,
@@ -97,6 +110,10 @@ def operating_point(ev: Evaluation, policy: str) -> dict:
             r = row.iloc[0].to_dict()
             out.update({k: r.get(k) for k in ("threshold", "val_sensitivity", "val_specificity", "sensitivity",
                                               "specificity")})
+            if not r.get("attainable", True):
+                out["threshold"] = None
+                out["note"] = (f"policy {policy!r} is not attainable on the validation split (no threshold that "
+                               "calls an image positive meets it): not applied; predict decides by argmax")
         else:
             out["note"] = f"policy {policy!r} was not evaluated (evaluation.thresholds lacks it)"
     else:

@@ -1,69 +1,30 @@
-"""The leaderboard: methods x headline metrics with confidence intervals, and each method's paired comparison
-against the best one (DeLong for binary ROC AUC without patient clusters, paired bootstrap otherwise)."""
+"""Renderers of the run's leaderboard (computed once by :mod:`breastclip.evaluation.leaderboard`): the Markdown
+file and the terminal table. They show the table as it is: same rows, same order, same selected method."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
-from breastclip.evaluation import Evaluation
+from breastclip.evaluation.leaderboard import (
+    LEADERBOARD_METRICS,
+    OK,
+    THRESHOLD_FREE,
+    metric_column,
+    selected_method,
+    selection_text,
+    threshold_text,
+)
 from breastclip.report.markdown import md_cell, md_text
 
-#: Metrics shown, in order, when present in the evaluations.
-LEADERBOARD_METRICS = ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1_macro",
-                       "sensitivity", "specificity")
 METRIC_LABELS = {"roc_auc": "AUC", "average_precision": "AP", "accuracy": "Acc", "balanced_accuracy": "Bal. acc",
                  "f1_macro": "F1 (macro)", "sensitivity": "Sens", "specificity": "Spec",
                  "precision_macro": "Prec (macro)", "recall_macro": "Recall (macro)"}
 
-
-def build_leaderboard(
-    evaluations: Mapping[str, Evaluation],
-    comparisons: pd.DataFrame | None,
-    *,
-    info: Mapping[str, Mapping[str, object]] | None = None,
-    primary: str = "roc_auc",
-    metrics: Sequence[str] = LEADERBOARD_METRICS,
-) -> pd.DataFrame:
-    """One row per method, best ``primary`` first; numeric columns ``<metric>``, ``<metric>_ci_lo/_hi``."""
-    rows = []
-    for label, ev in evaluations.items():
-        headline = ev.headline
-        row: dict = {"method": label, **(dict(info.get(label, {})) if info else {})}
-        for m in metrics:
-            h = headline.get(m)
-            if h is None:
-                continue
-            row[m] = _f(h.get("estimate"))
-            row[f"{m}_ci_lo"] = _f(h.get("ci_lo"))
-            row[f"{m}_ci_hi"] = _f(h.get("ci_hi"))
-        row["n_test"] = (ev.n.get("test") or {}).get("images")
-        rows.append(row)
-    board = pd.DataFrame(rows)
-    if board.empty:
-        return board
-    key = primary if primary in board.columns else next((m for m in metrics if m in board.columns), None)
-    if key is not None:
-        board = board.sort_values(key, ascending=False, na_position="last", kind="mergesort")
-    board = board.reset_index(drop=True)
-    board.insert(0, "rank", range(1, len(board) + 1))
-    best = board.loc[0, "method"]
-    for col in ("vs_best_diff", "vs_best_ci_lo", "vs_best_ci_hi", "vs_best_p", "vs_best_p_holm", "vs_best_test"):
-        board[col] = None
-    if comparisons is not None and not comparisons.empty and key is not None:
-        cmp = comparisons[(comparisons["metric"] == key) & (comparisons["baseline"] == best)]
-        for _, r in cmp.iterrows():
-            i = board.index[board["method"] == r["method"]]
-            if len(i):
-                board.loc[i, ["vs_best_diff", "vs_best_ci_lo", "vs_best_ci_hi", "vs_best_p", "vs_best_p_holm",
-                              "vs_best_test"]] = [_f(r["diff"]), _f(r["ci_lo"]), _f(r["ci_hi"]), _f(r["p_value"]),
-                                                  _f(r.get("p_holm")), r["test"]]
-    board.attrs["primary"] = key
-    board.attrs["best"] = best
-    return board
+__all__ = ["METRIC_LABELS", "display_rows", "fmt_ci", "rich_table", "to_markdown"]
 
 
 def _f(v) -> float | None:
@@ -82,83 +43,162 @@ def fmt_ci(est, lo, hi, digits: int = 3) -> str:
     return f"{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def _vs_best_cell(r, fmt) -> str:
-    """'best' for the top row, '' without a comparison, else ``fmt(diff, p)`` with the Holm-adjusted p-value
-    (the raw one when no adjusted value exists)."""
-    if int(r["rank"]) == 1:
-        return "best"
-    d = _f(r.get("vs_best_diff"))
+def metric_label(metric: str) -> str:
+    """``test AUC``; ``test Acc@argmax`` for a metric of the argmax decision."""
+    return f"test {METRIC_LABELS.get(metric, metric)}" + ("" if metric in THRESHOLD_FREE else "@argmax")
+
+
+def selection_label(board: pd.DataFrame) -> str:
+    metric = str(board.attrs.get("selection_metric") or
+                 (board["selection_metric"].iloc[0] if "selection_metric" in board and len(board) else "val_?"))
+    where, _, name = metric.partition("_")
+    return f"{where} {METRIC_LABELS.get(name, name)} (selection)"
+
+
+def _vs_cell(r, baseline: str | None, fmt) -> str:
+    if baseline is not None and str(r["method"]) == baseline:
+        return "selected" if bool(r.get("selected")) else "baseline"
+    d = _f(r.get("vs_selected_diff"))
     if d is None:
         return ""
-    p = _f(r.get("vs_best_p_holm"))
-    return fmt(d, p if p is not None else _f(r.get("vs_best_p")))
+    p = _f(r.get("vs_selected_p_holm"))
+    return fmt(d, p if p is not None else _f(r.get("vs_selected_p")))
 
 
 def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRICS) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted rows (estimate [95% CI], and the primary metric's difference to the best)."""
-    shown = [m for m in metrics if m in board.columns]
-    primary = board.attrs.get("primary") or (shown[0] if shown else None)
+    """Header and formatted rows: selection figure, status, test metrics [95% CI], the operating point on val and
+    test, and the paired test difference to the selected method."""
+    shown = [m for m in metrics if metric_column(m) in board.columns]
+    primary = str(board.attrs.get("primary") or "roc_auc")
+    policy = board.attrs.get("operating_point") or (
+        str(board["operating_point"].iloc[0]) if "operating_point" in board and len(board) else None)
     extra = [c for c in ("backbone", "head") if c in board.columns]
-    header = ["#", "method", *extra, *[METRIC_LABELS.get(m, m) for m in shown],
-              f"Δ{METRIC_LABELS.get(primary, primary)} vs best (p)" if primary else "vs best"]
+    header = ["#", "method", *extra, "selected", "status", selection_label(board),
+              *[metric_label(m) for m in shown]]
+    if policy:
+        header += [f"threshold@{policy}", f"Sens@{policy} val / test", f"Spec@{policy} val / test"]
+    header.append(f"Δ test {METRIC_LABELS.get(primary, primary)} vs selected (p)")
+    baseline = board.attrs.get("baseline")
     rows = []
     for _, r in board.iterrows():
-        cells = [str(r["rank"]), str(r["method"]), *[str(r[c]) if r[c] is not None else "" for c in extra]]
-        cells += [fmt_ci(_f(r[m]), _f(r.get(f"{m}_ci_lo")), _f(r.get(f"{m}_ci_hi"))) for m in shown]
-        lo, hi = _f(r.get("vs_best_ci_lo")) or 0, _f(r.get("vs_best_ci_hi")) or 0
-        cells.append(_vs_best_cell(r, lambda d, p, lo=lo, hi=hi: f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                                   + (f" (p={p:.3g})" if p is not None else "")))
+        cells = [str(r["rank"]), str(r["method"]), *[str(r[c]) if r[c] is not None else "" for c in extra],
+                 "yes" if bool(r["selected"]) else "", str(r["status"]),
+                 _selection_cell(r)]
+        cells += [fmt_ci(_f(r[metric_column(m)]), _f(r.get(f"{metric_column(m)}_ci_lo")),
+                         _f(r.get(f"{metric_column(m)}_ci_hi"))) for m in shown]
+        if policy:
+            cells += [threshold_text(r.get(f"threshold@{policy}")),
+                      _pair(r.get(f"val_sensitivity@{policy}"), r.get(f"test_sensitivity@{policy}")),
+                      _pair(r.get(f"val_specificity@{policy}"), r.get(f"test_specificity@{policy}"))]
+        lo, hi = _f(r.get("vs_selected_ci_lo")) or 0, _f(r.get("vs_selected_ci_hi")) or 0
+        cells.append(_vs_cell(r, baseline, lambda d, p, lo=lo, hi=hi: f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                              + (f" (p={p:.3g})" if p is not None else "")))
         rows.append(cells)
     return header, rows
 
 
-def to_markdown(board: pd.DataFrame, *, title: str = "Leaderboard (test split)") -> str:
+def _selection_cell(r) -> str:
+    v = _f(r.get("selection_value"))
+    if v is None:
+        return "n/a"
+    sd = _f(r.get("selection_sd"))
+    if sd is not None and _f(r.get("selection_ci_lo")) is None:
+        return f"{v:.3f} ± {sd:.3f}"
+    return fmt_ci(v, _f(r.get("selection_ci_lo")), _f(r.get("selection_ci_hi")))
+
+
+def _pair(a, b) -> str:
+    a, b = _f(a), _f(b)
+    return "n/a" if a is None and b is None else f"{'n/a' if a is None else f'{a:.3f}'} / " \
+                                                  f"{'n/a' if b is None else f'{b:.3f}'}"
+
+
+def to_markdown(board: pd.DataFrame, *, title: str = "Leaderboard") -> str:
     header, rows = display_rows(board)
-    lines = [f"# {md_text(title)}", "", f"*{RESEARCH_ONLY}*", "",
+    lines = [f"# {md_text(title)}", "", f"*{RESEARCH_ONLY}*", "", f"**{md_text(selection_text(board))}**", "",
              "| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
-    lines += ["", "Estimates with 95% bootstrap confidence intervals (patients resampled when patient ids exist). "
-              "The last column is the paired difference to the best method on the same test images, with the "
-              "Holm-adjusted p-value."]
+    policy = board.attrs.get("operating_point")
+    lines += ["", "Selection: the method with the best selection figure among those whose status is ok; the test "
+              "split is never used to choose. Test metrics are shown beside it, as estimates with 95% bootstrap "
+              "confidence intervals (patients resampled when patient ids exist). Columns marked @argmax are at the "
+              "most-probable-class decision"
+              + (f"; columns marked @{policy} at the threshold frozen on validation by the '{policy}' rule "
+                 "(\"not attainable\": the rule cannot be met on validation and is not applied)" if policy else "")
+              + ". The last column is the paired difference on the same test images to the selected method, with "
+              "the Holm-adjusted p-value."]
     return "\n".join(lines) + "\n"
 
 
 #: Columns of the terminal table (the full set with CIs is in leaderboard.md / .csv and the report).
-TERMINAL_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
+TERMINAL_METRICS = ("roc_auc",)
 
 
-def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard (test split)"):
-    """A compact terminal table (fits 80 columns): AUC with its 95% CI, a few estimates, the paired difference
-    to the best method with its Holm-adjusted p-value. The full table is leaderboard.md."""
+def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard"):
+    """A compact terminal table (fits about 100 columns): the selection figure, test AUC with its 95% CI,
+    sensitivity / specificity at the frozen operating point on test, the paired difference to the selected method.
+    The full table is leaderboard.md."""
     from rich.table import Table
 
-    primary = board.attrs.get("primary") or "roc_auc"
-    shown = [m for m in TERMINAL_METRICS if m in board.columns]
+    primary = str(board.attrs.get("primary") or "roc_auc")
+    policy = board.attrs.get("operating_point")
     backbones = sorted({str(b) for b in board.get("backbone", []) if b and not str(b).startswith("(")})
     if len(backbones) == 1:
         title = f"{title}, {backbones[0]} embeddings"
     table = Table(title=title, caption=RESEARCH_ONLY, header_style="bold", pad_edge=False)
     table.add_column("#", justify="right")
     table.add_column("method", overflow="fold", min_width=12)
+    table.add_column(selection_label(board).replace(" (selection)", "*"), justify="right", no_wrap=True)
+    shown = [m for m in TERMINAL_METRICS if metric_column(m) in board.columns]
     for m in shown:
-        table.add_column(METRIC_LABELS.get(m, m) + (" (95% CI)" if m == primary else ""), justify="right",
-                         no_wrap=True)
-    table.add_column(f"Δ{METRIC_LABELS.get(primary, primary)} (p)", justify="right", no_wrap=True)
+        table.add_column(metric_label(m) + " (95% CI)", justify="right", no_wrap=True)
+    if policy:
+        table.add_column(f"test Sens/Spec@{policy}", justify="right", no_wrap=True)
+    table.add_column(f"Δ test {METRIC_LABELS.get(primary, primary)} (p)", justify="right", no_wrap=True)
+    baseline = board.attrs.get("baseline")
     for _, r in board.iterrows():
         label = str(r["method"])
         if str(r.get("backbone", "")).startswith("("):  # the end-to-end CNN baseline
             label += " (CNN)"
-        cells = [str(r["rank"]), label]
+        if bool(r["selected"]):
+            label = f"[bold]{label}[/bold] (selected)"
+        elif r["status"] != OK:
+            label += " [red](learned nothing)[/red]"
+        v = _f(r.get("selection_value"))
+        cells = [str(r["rank"]), label, "n/a" if v is None else f"{v:.3f}"]
         for m in shown:
-            v = _f(r[m])
-            if v is None:
-                cells.append("n/a")
-            elif m == primary:
-                lo, hi = _f(r.get(f"{m}_ci_lo")), _f(r.get(f"{m}_ci_hi"))
-                cells.append(f"{v:.3f}" + (f" ({lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else ""))
-            else:
-                cells.append(f"{v:.3f}")
-        cells.append(_vs_best_cell(
-            r, lambda d, p: f"{d:+.3f}" + ("" if p is None else " (<0.001)" if p < 0.001 else f" ({p:.2f})")))
+            c = metric_column(m)
+            v = _f(r[c])
+            lo, hi = _f(r.get(f"{c}_ci_lo")), _f(r.get(f"{c}_ci_hi"))
+            cells.append("n/a" if v is None else f"{v:.3f}" + (f" ({lo:.2f}-{hi:.2f})" if lo is not None
+                                                                and hi is not None else ""))
+        if policy:
+            se, sp = _f(r.get(f"test_sensitivity@{policy}")), _f(r.get(f"test_specificity@{policy}"))
+            cells.append("not attainable" if _f(r.get(f"threshold@{policy}")) is None
+                         else f"{se:.2f}/{sp:.2f}" if se is not None and sp is not None else "n/a")
+        cells.append(_vs_cell(
+            r, baseline, lambda d, p: f"{d:+.3f}" + ("" if p is None else " (<0.001)" if p < 0.001 else f" ({p:.2f})")))
         table.add_row(*cells)
     return table
+
+
+def summary_lines(board: pd.DataFrame) -> list[str]:
+    """What the console prints under the table: the verdict, the operating point, and each flagged method."""
+    lines = [selection_text(board)]
+    sel = selected_method(board)
+    policy = board.attrs.get("operating_point")
+    if sel is not None and policy and f"threshold@{policy}" in board.columns:
+        r = board[board["method"] == sel].iloc[0]
+        t = threshold_text(r.get(f"threshold@{policy}"))
+        if t == "not attainable":
+            lines.append(f"operating point ({policy}): not attainable on validation; predict decides by argmax")
+        else:
+            pos = r.get("positive_class")
+            vs = f"'{pos}' vs rest, " if isinstance(pos, str) and pos else ""
+            lines.append(f"operating point ({vs}{policy}, frozen on validation): threshold {t}; sensitivity "
+                         f"{_pair(r.get(f'val_sensitivity@{policy}'), r.get(f'test_sensitivity@{policy}'))}, "
+                         f"specificity {_pair(r.get(f'val_specificity@{policy}'), r.get(f'test_specificity@{policy}'))}"
+                         " (val / test)")
+    for _, r in board[board["status"] != OK].iterrows():
+        lines.append(f"learned nothing: {r['method']}: {r['status']}")
+    return lines

@@ -22,7 +22,7 @@ GALLERY_SIZE = 8  # the report's error gallery shows the 8 most confident errors
 def run_neighbours(ctx: RunContext, data: RunData, evaluated: Evaluated) -> bool:
     """Write ``neighbours.csv`` (query_id, rank, id, label, similarity, backbone); False when nothing to look up."""
     k = int(ctx.cfg.report.neighbours)
-    best = evaluated.leaderboard.attrs.get("best")
+    best = evaluated.leaderboard.attrs.get("baseline")  # the selected method, else the first row (for inspection)
     outcome = next((o for o in evaluated.outcomes if o.label == best and o.predictions is not None), None)
     if k <= 0 or outcome is None or not data.sets:
         return False

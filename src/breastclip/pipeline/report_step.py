@@ -92,7 +92,7 @@ def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Pa
     extra = check_options(write_report, dict(cfg.report.options), "report.options",
                           fixed=("out_dir", "predictions", "manifest_df", "evaluations", "histories", "run_info",
                                  "comparisons", "leak_audit", "overwrite", "selected_method", "flow", "study",
-                                 "gradcam", "neighbours"))
+                                 "leaderboard", "primary_metric", "gradcam", "neighbours"))
     extra.setdefault("title", cfg.report.title or f"breastclip: {cfg.experiment.name}")
     extra.setdefault("positive_class", cfg.evaluation.positive_class or None)
     extra.setdefault("operating_policy", cfg.evaluation.operating_point)
@@ -106,7 +106,8 @@ def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Pa
     paths = write_report(folder.path, predictions=evaluated.predictions, manifest_df=manifest,
                          evaluations=evaluated.evaluations, histories=histories, run_info=run_info,
                          comparisons=evaluated.comparisons, leak_audit=audit,
-                         selected_method=evaluated.leaderboard.attrs.get("best"), flow=run_flow(folder),
+                         leaderboard=evaluated.leaderboard, primary_metric=cfg.evaluation.primary_metric,
+                         flow=run_flow(folder),
                          study=cfg.to_dict()["report"]["study"],
                          gradcam=gradcam_payload(folder, manifest) if cfg.report.gradcam > 0 else None,
                          neighbours=neighbours, overwrite=True, **extra)

@@ -13,12 +13,15 @@ import pandas as pd
 
 from breastclip import RESEARCH_ONLY
 from breastclip.config import ExperimentConfig
+from breastclip.evaluation.leaderboard import metric_column
 from breastclip.pipeline.run_folder import RunFolder
 
 _SUFFIX = re.compile(r"^(?P<method>.+)\.seed(?P<seed>-?\d+)$")
-#: Leaderboard columns averaged over seeds (those present).
-SEED_COLUMNS = ("selection_value", "roc_auc", "accuracy", "balanced_accuracy", "average_precision", "f1_macro",
-                "sensitivity", "specificity")
+#: Leaderboard columns averaged over seeds (those present), by the name they take in seeds.csv: the selection
+#: figure and test metrics (``accuracy`` etc. at the argmax decision, see evaluation.leaderboard.metric_column).
+SEED_COLUMNS = {"selection_value": "selection_value",
+                **{m: metric_column(m) for m in ("roc_auc", "accuracy", "balanced_accuracy", "average_precision",
+                                                 "f1_macro", "sensitivity", "specificity")}}
 
 
 def seed_suffix(seed: int) -> str:
@@ -38,12 +41,12 @@ def seed_table(board: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFrame:
     parts = board["method"].astype(str).str.extract(_SUFFIX)
     df = board.assign(base=parts["method"], seed=pd.to_numeric(parts["seed"]))
     df = df[df["seed"].isin(list(seeds))]
-    cols = [c for c in SEED_COLUMNS if c in df.columns]
+    cols = {name: c for name, c in SEED_COLUMNS.items() if c in df.columns}
     rows = []
     for base, g in df.groupby("base", sort=False):
         row: dict = {"method": base, "n_seeds": len(g), "seeds": " ".join(str(int(s)) for s in sorted(g["seed"]))}
-        for c in cols:
-            v = pd.to_numeric(g[c], errors="coerce").to_numpy(dtype=float)
+        for c, column in cols.items():
+            v = pd.to_numeric(g[column], errors="coerce").to_numpy(dtype=float)
             v = v[np.isfinite(v)]
             row[f"{c}_mean"] = float(v.mean()) if len(v) else np.nan
             row[f"{c}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else np.nan

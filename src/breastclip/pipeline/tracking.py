@@ -52,7 +52,8 @@ def log_to_mlflow(cfg: ExperimentConfig, folder: RunFolder, board: pd.DataFrame,
     out = folder.path
     with mlflow.start_run(run_name=out.name) as run:
         mlflow.set_tags({"breastclip.results_folder": str(out), "breastclip.notice": RESEARCH_ONLY,
-                         "breastclip.best_method": str(board.attrs.get("best"))})
+                         "breastclip.selected_method": str(board.attrs.get("selected")),
+                         "breastclip.selection_metric": str(board.attrs.get("selection_metric"))})
         mlflow.log_params(flat_params(cfg.to_dict()))
         for label, ev in evaluations.items():
             for metric, h in ev.headline.items():

@@ -29,7 +29,9 @@ import pandas as pd
 from breastclip import RESEARCH_ONLY, __version__
 from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
+from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, leaderboard_for, with_selection
 from breastclip.evaluation.summary import jsonable
+from breastclip.evaluation.thresholds import is_attainable
 from breastclip.predictions import classes_of, validate_predictions
 from breastclip.report import sections as S
 from breastclip.report.checklist import checklist_section, study_section
@@ -37,6 +39,7 @@ from breastclip.report.content import (
     Bullets,
     Document,
     FigureRef,
+    Note,
     Section,
     ci_text,
     fmt,
@@ -191,16 +194,18 @@ def _check_free(out_dir: Path, overwrite: bool) -> None:
 
 
 def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[str], env: Mapping[str, str],
-                run_info: Mapping, policy: str | None) -> ModelCard:
-    best = S.rank(views)[0]
-    op = best.operating_point(policy)
-    ece = ((best.calibration or {}).get("before") or {}).get("ece")
-    model = [("Methods compared", ", ".join(v.method for v in views)), ("Best method (test ROC AUC)", best.method)]
+                run_info: Mapping, policy: str | None, board: pd.DataFrame) -> ModelCard:
+    best = S.selected_view(views, board)
+    sel_label = S._selection_label(board).replace("selection: ", "")
+    model = [("Methods compared", ", ".join(v.method for v in S.ordered(views, board))),
+             (f"Selected method ({sel_label}; never the test split)",
+              best.method if best is not None else f"none: {NO_METHOD_LEARNED}")]
     for key, label in (("backbone", "Backbone (frozen)"), ("head", "Head"), ("weights", "Weights"),
                        ("model_description", "Description")):
         if run_info.get(key):
             model.append((label, str(run_info[key])))
-    model += [("Classes", ", ".join(data.classes)), ("Positive class", str(best.positive)),
+    model += [("Classes", ", ".join(data.classes)),
+              ("Positive class", str(best.positive if best is not None else views[0].positive)),
               ("Output", "class probabilities (one per class, summing to one)"),
               ("breastclip version", __version__)]
     data_rows = [("Data set", data.name), ("Images", str(data.n_images)),
@@ -209,14 +214,22 @@ def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[s
     for key, label in (("data_source", "Source"), ("data_citation", "Citation"), ("data_licence", "Licence")):
         if run_info.get(key):
             data_rows.append((label, str(run_info[key])))
-    evaluation = [("Test images", str(best.n_test)),
-                  ("ROC AUC (95% CI)", fmt_ci(*best.metric("roc_auc"))),
-                  ("Balanced accuracy (95% CI)", fmt_ci(*best.metric("balanced_accuracy"))),
-                  ("Macro F1 (95% CI)", fmt_ci(*best.metric("f1_macro"))),
-                  ("Operating point", S.op_text(op, best.positive)),
-                  ("Expected calibration error", fmt(ece)),
-                  ("Bootstrap", f"{best.bootstrap.get('n_boot', '?')} replicates, resampling "
-                                f"{best.bootstrap.get('unit', '?')}s, percentile 95% intervals")]
+    if best is None:
+        evaluation = [("Verdict", f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: every method is flagged "
+                                  "(see the leaderboard's status column); nothing is selected or recommended.")]
+    else:
+        op = best.operating_point(policy)
+        ece = ((best.calibration or {}).get("before") or {}).get("ece")
+        sel_row = board[board["method"] == best.method].iloc[0]
+        evaluation = [(f"Selection figure ({sel_label})", S._sel_cell(sel_row)),
+                      ("Test images", str(best.n_test)),
+                      ("ROC AUC (95% CI)", fmt_ci(*best.metric("roc_auc"))),
+                      ("Balanced accuracy at argmax (95% CI)", fmt_ci(*best.metric("balanced_accuracy"))),
+                      ("Macro F1 at argmax (95% CI)", fmt_ci(*best.metric("f1_macro"))),
+                      ("Operating point", S.op_text(op, best.positive)),
+                      ("Expected calibration error", fmt(ece)),
+                      ("Bootstrap", f"{best.bootstrap.get('n_boot', '?')} replicates, resampling "
+                                    f"{best.bootstrap.get('unit', '?')}s, percentile 95% intervals")]
     env_rows = [(k, v) for k, v in env.items() if k in ("breastclip", "python", "torch", "scikit-learn", "seed",
                                                          "seeds", "backbone", "report generated")]
     return ModelCard(model=model, data=data_rows, splits=S.split_table(data), leak_audit=leak,
@@ -247,6 +260,8 @@ def write_report(
     gradcam: Sequence[Mapping] | None = None,
     neighbours: pd.DataFrame | None = None,
     overwrite: bool = False,
+    leaderboard: pd.DataFrame | None = None,
+    primary_metric: str = "roc_auc",
 ) -> ReportPaths:
     """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
 
@@ -255,9 +270,13 @@ def write_report(
     ``n_boot``, ``seed``, ``min_group_size`` and ``positive_class``. ``histories`` holds per-epoch losses of trained
     methods; ``run_info`` may carry ``dataset``, ``backbone``, ``head``, ``seed``, ``config`` (dict),
     ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
-    ``selected_method`` is the method the leaderboard selected (the run passes it; the report does not re-rank);
-    ``flow`` holds what was excluded before the manifest (see :mod:`breastclip.report.flow`); ``study`` the
-    investigators' facts for the reporting-guideline checklist (``[report.study]``). ``gradcam`` holds the
+    ``leaderboard`` is the run's one leaderboard (:func:`breastclip.evaluation.leaderboard.build_leaderboard`): the
+    report renders it as given, in its order, with its selected method. Without one it is built here the same way
+    (selection by ``primary_metric`` on the validation rows, statuses, operating point ``operating_policy``).
+    ``selected_method`` names a selection made upstream by the caller's own protocol: that row is marked selected
+    and moved first (the report never re-ranks). ``flow`` holds what was excluded before the manifest (see
+    :mod:`breastclip.report.flow`); ``study`` the investigators' facts for the reporting-guideline checklist
+    (``[report.study]``). ``gradcam`` holds the
     overlays of the selected method's cases per explained model (see :func:`breastclip.report.evidence.
     gradcam_section`); ``neighbours`` the nearest training images of its confident errors (query_id, rank, id,
     label, similarity, backbone), drawn when ``manifest_df`` is the Manifest (its images are read for thumbnails).
@@ -282,9 +301,22 @@ def write_report(
             evaluations[m] = evaluate_predictions(predictions, mdf, method=m, positive_class=positive_class,
                                                   n_boot=n_boot, seed=seed, min_group_size=min_group_size)
     views = [method_view(evaluations[m], min_group_size=min_group_size) for m in methods]
+    board = leaderboard
+    if board is None:
+        board = leaderboard_for(evaluations, predictions, primary=primary_metric, operating_point=operating_policy,
+                                histories=histories)
     if comparisons is None and len(methods) > 1:
-        comparisons = compare_methods(predictions, positive_class=positive_class, metrics=["roc_auc"],
-                                      n_boot=n_boot, seed=seed)
+        comparisons = compare_methods(predictions, baseline_method=board.attrs.get("baseline"),
+                                      positive_class=positive_class, metrics=["roc_auc"], n_boot=n_boot, seed=seed)
+        if leaderboard is None:
+            board = leaderboard_for(evaluations, predictions, primary=primary_metric,
+                                    operating_point=operating_policy, histories=histories, comparisons=comparisons)
+    if selected_method is not None and selected_method not in methods:
+        raise ValueError(f"selected_method {selected_method!r} is not in the predictions table {methods}")
+    if selected_method is not None and selected_method != board.attrs.get("selected"):
+        board = with_selection(board, selected_method)
+    views = S.ordered(views, board)
+    selected = S.selected_view(views, board)
 
     name = dataset_name or run_info.get("dataset") or "data set"
     data = data_view(predictions, mdf, name=str(name), classes=classes, notes=list(run_info.get("notes") or []))
@@ -298,37 +330,53 @@ def write_report(
         extra_lims.insert(0, leak_limitation(audit_obj))
     lims = S.limitations(data, views, extra_lims)
 
-    if selected_method is not None and selected_method not in methods:
-        raise ValueError(f"selected_method {selected_method!r} is not in the predictions table {methods}")
-    selected = next(v for v in views if v.method == (selected_method or S.rank(views)[0].method))
     fv = flow_view(mdf, predictions, classes, flow)
     fw = S.FigureWriter(figures_dir)
-    summary, facts = S.summary_section(data, views, leak_head, operating_policy)
+    summary, facts = S.summary_section(data, views, leak_head, operating_policy, board)
     sections: list[Section | None] = [
         summary,
         _with_leak_evidence(S.data_section(data, leak, leak_ok, fw), audit_obj, out, figures_dir),
         flow_section(fv, fw, data.patient_ids_from_source),
-        S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons)),
-        contingency_section(selected, operating_policy),
-        fairness_section(selected, operating_policy),
-        gradcam_section(gradcam, selected, fw, requested=int(gradcam is not None)),
-        neighbours_section(neighbours, selected, _image_lookup(manifest_df), fw,
-                           requested=int(neighbours is not None)),
-        S.training_section(histories or {}, fw),
-        *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in S.rank(views)],
+        S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons), board=board),
     ]
-    card = _model_card(data, views, leak, lims, env, run_info, operating_policy)
+    if selected is not None:
+        sections += [contingency_section(selected, operating_policy), fairness_section(selected, operating_policy),
+                     gradcam_section(gradcam, selected, fw, requested=int(gradcam is not None)),
+                     neighbours_section(neighbours, selected, _image_lookup(manifest_df), fw,
+                                        requested=int(neighbours is not None))]
+    else:  # the sections about the selected method say why they are empty; evidence of the first row is
+        # shown for inspection only (it helps to see why nothing learned), never as the selected method's
+        first = views[0]
+        sections += [_unselected("Diagnostic accuracy at the operating point (2x2 table)", "contingency",
+                                 "there is no 2x2 table of a selected method (every method's table is in the "
+                                 "appendix)"),
+                     _unselected("Subgroups and fairness", "fairness", "there is no fairness summary")]
+        inspect = Note(f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: no method is selected. The evidence "
+                       f"below is that of {first.method}, the leaderboard's first row, shown for inspection only; "
+                       "it is not a selected or recommended method.", "warn")
+        for block in (gradcam_section(gradcam, first, fw, requested=int(gradcam is not None)),
+                      neighbours_section(neighbours, first, _image_lookup(manifest_df), fw,
+                                         requested=int(neighbours is not None))):
+            if block is not None:
+                block.blocks.insert(0, inspect)
+                sections.append(block)
+    sections += [
+        S.training_section(histories or {}, fw),
+        *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in views],
+    ]
+    card = _model_card(data, views, leak, lims, env, run_info, operating_policy, board)
     card_section = model_card_section(card)
     study = {str(k): str(v) for k, v in dict(study or {}).items()}
-    sections += [card_section, S.environment_section(env, run_info, S.rank(views)),
+    sections += [card_section, S.environment_section(env, run_info, views),
                  Section("Limitations").add(Bullets(lims)), study_section(study),
-                 contingency_appendix(S.rank(views), operating_policy)]
+                 contingency_appendix(views, operating_policy)]
     anchors = {s.anchor for s in sections if s is not None}
     sections.append(checklist_section(_checklist_facts(selected, views, fv, data, leak_head, run_info,
                                                        operating_policy, name), study, anchors))
     doc_title = title or f"breastclip report: {name}"
     counted = "1 method" if len(methods) == 1 else f"{len(methods)} methods"
-    doc = Document(title=doc_title, subtitle=f"{counted} evaluated on the held-out test split of {name}.",
+    verdict = (f"selected: {selected.method}" if selected is not None else NO_METHOD_LEARNED)
+    doc = Document(title=doc_title, subtitle=f"{counted} evaluated on the held-out test split of {name}; {verdict}.",
                    key_facts=facts, sections=[s for s in sections if s is not None])
 
     paths = ReportPaths(out_dir=out, predictions_csv=out / "predictions.csv", metrics_json=out / "metrics.json",
@@ -342,8 +390,9 @@ def write_report(
                     "patient_ids_from_source": data.patient_ids_from_source,
                     "counts": {s: {c: int(v) for c, v in row.items()} for s, row in data.counts.iterrows()}},
         "leak_audit": {"ok": leak_ok, "summary": leak},
-        "leaderboard": jsonable(S.leaderboard_table(S.rank(views), operating_policy)),
-        "best_method": S.rank(views)[0].method,
+        "leaderboard": jsonable(board),
+        "selected_method": selected.method if selected is not None else None,
+        "selection_metric": board.attrs.get("selection_metric"),
         "comparisons": jsonable(comparisons) if comparisons is not None else [],
         "methods": {v.method: v.raw for v in views},
         "environment": env,
@@ -352,27 +401,40 @@ def write_report(
     paths.metrics_json.write_text(json.dumps(metrics, indent=2, allow_nan=False))
     write_docx(doc, paths.docx)
     write_html(doc, paths.html)
-    paths.model_card.write_text(render_markdown(f"Model card: {S.rank(views)[0].method} on {name}",
+    card_title = (f"Model card: {selected.method} on {name}" if selected is not None
+                  else f"Model card: {name} ({NO_METHOD_LEARNED})")
+    paths.model_card.write_text(render_markdown(card_title,
                                                 [card_section], figures_prefix="figures/",
                                                 section_headings=False))
     paths.figures = [p for f in fw.saved for p in (f.png, f.jpg)]
     return paths
 
 
-def _checklist_facts(selected: MethodView, views: Sequence[MethodView], fv: FlowView, data: DataView, leak: str,
-                     run_info: Mapping, policy: str | None, name: str) -> dict[str, object]:
-    """The run's own answers to the checklist items (counts, thresholds, CI method)."""
-    op = selected.operating_point(policy) or {}
-    unit = selected.bootstrap.get("unit", "patient")
+def _unselected(title: str, anchor: str, what: str) -> Section:
+    """A section about the selected method when there is none: it says so (the anchor stays, so links work)."""
+    return Section(title, anchor=anchor).add(Note(
+        f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: no method is selected, so {what}.", "warn"))
+
+
+def _checklist_facts(selected: MethodView | None, views: Sequence[MethodView], fv: FlowView, data: DataView,
+                     leak: str, run_info: Mapping, policy: str | None, name: str) -> dict[str, object]:
+    """The run's own answers to the checklist items (counts, thresholds, CI method); ``selected`` None when no
+    method learned the task."""
+    ref = selected or views[0]
+    op = (selected.operating_point(policy) or {}) if selected is not None else {}
+    if op and not is_attainable(op):
+        op = {"policy": op.get("policy")}
+    unit = ref.bootstrap.get("unit", "patient")
     subgroups = sorted({str(c) for v in views if v.subgroups is not None and len(v.subgroups)
                         for c in v.subgroups["column"]})
     excluded = sum(n for _, n in fv.exclusions)
     return {
         "source": str(run_info.get("data_source") or name), "methods": ", ".join(v.method for v in views),
-        "selected": selected.method, "positive": str(selected.positive), "policy": str(op.get("policy", policy)),
+        "selected": selected.method if selected is not None else f"no method ({NO_METHOD_LEARNED})",
+        "positive": str(ref.positive), "policy": str(op.get("policy", policy)),
         "threshold": fmt_threshold(op.get("threshold")) if op else "-",
         **{k: int(op[k]) if k in op else "-" for k in ("tp", "fp", "fn", "tn")},
-        "ci_method": f"95% percentile bootstrap CIs ({selected.bootstrap.get('n_boot', '?')} replicates resampling "
+        "ci_method": f"95% percentile bootstrap CIs ({ref.bootstrap.get('n_boot', '?')} replicates resampling "
                      f"{unit}s)",
         "excluded": excluded, "analysed": fv.analysed, "source_images": fv.source_images,
         "exclusions": "; ".join(f"{n} {r}" for r, n in fv.exclusions) or "none excluded",

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
+from breastclip.evaluation.leaderboard import threshold_text
 
 
 @dataclass
@@ -136,18 +137,9 @@ def ci_text(lo: float, hi: float, digits: int = 3) -> str:
 
 
 def fmt_threshold(t: float | None) -> str:
-    """A threshold with enough digits to tell it from 0 and 1: ``0.412``, ``0.99987`` (not ``1.000``)."""
-    if t is None or math.isnan(float(t)):
-        return "-"
-    t = float(t)
-    text = f"{t:.3f}"
-    if text in ("0.000", "1.000", "-0.000") and t not in (0.0, 1.0):
-        distance = min(abs(t), abs(1.0 - t))
-        digits = min(12, 3 - int(math.floor(math.log10(distance))))
-        text = f"{t:.{digits}f}".rstrip("0")
-    elif t in (0.0, 1.0):
-        text = f"{t:.0f} (exactly)"
-    return text
+    """A threshold with enough digits to tell it from 0 and 1: ``0.412``, ``0.99987`` (not ``1.000``); "-" when
+    there is none (:func:`breastclip.evaluation.leaderboard.threshold_text`, the one formatter of thresholds)."""
+    return threshold_text(t, missing="-")
 
 
 def fmt_p(p: float | None) -> str:

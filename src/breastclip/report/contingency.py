@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from breastclip.evaluation.thresholds import exact_binomial_ci
+from breastclip.evaluation.thresholds import exact_binomial_ci, is_attainable
 from breastclip.report.content import Heading, Note, Section, Table, fmt_ci, fmt_threshold
 from breastclip.report.views import MethodView
 
@@ -88,6 +88,10 @@ def contingency_section(selected: MethodView, policy: str | None) -> Section:
     if op is None:
         return s.add(Note(f"No operating point for {selected.method}: it needs a positive class and a validation "
                           "split holding both classes (thresholds are chosen on validation only).", "warn"))
+    if not is_attainable(op):
+        return s.add(Note(f"The '{op.get('policy')}' rule is not attainable on the validation split of "
+                          f"{selected.method} (no threshold that calls an image positive meets it): it is not "
+                          "applied, so there is no 2x2 table at it.", "warn"))
     rule = op.get("policy")
     s.add(f"Selected method: {selected.method}. Index test: P({selected.positive}) at or above the threshold "
           f"{fmt_threshold(op.get('threshold'))}, chosen on the validation split by the '{rule}' rule before the "
@@ -116,6 +120,9 @@ def contingency_appendix(views: Sequence[MethodView], policy: str | None) -> Sec
     for v in views:
         op = v.operating_point(policy)
         if op is None:
+            continue
+        if not is_attainable(op):
+            rows.append({"method": v.method, "rule": op.get("policy"), "threshold": "not attainable on validation"})
             continue
         tp, fp, fn, tn = _counts(op)
         rows.append({"method": v.method, "rule": op.get("policy"), "threshold": fmt_threshold(op.get("threshold")),

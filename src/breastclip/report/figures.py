@@ -8,6 +8,7 @@ No metric is computed here: callers pass what the evaluation layer already measu
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -416,7 +417,10 @@ def participant_flow(source: str, excluded: Sequence[str], analysed: str, parts:
     ax.set_ylim(0, 1)
     _box(ax, 0.33, 0.9, source)
     _arrow(ax, (0.33, 0.84), (0.33, 0.6))
-    ex_text = "Excluded:\n" + ("\n".join(excluded) if excluded else "none")
+    lines = [textwrap.fill(textwrap.shorten(e, 120), 40, subsequent_indent="   ") for e in excluded[:4]]
+    if len(excluded) > 4:  # the figure stays readable; the flow table beside it lists every reason
+        lines.append(f"... {len(excluded) - 4} more reason(s): see the table")
+    ex_text = "Excluded:\n" + ("\n".join(lines) if lines else "none")
     _box(ax, 0.58, 0.72, ex_text, edge="#D55E00", face="#fdf0e8", ha="left")
     _arrow(ax, (0.33, 0.72), (0.56, 0.72))
     _box(ax, 0.33, 0.54, analysed)

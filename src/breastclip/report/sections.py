@@ -15,6 +15,13 @@ import numpy as np
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY
+from breastclip.evaluation.leaderboard import (
+    NO_METHOD_LEARNED,
+    metric_column,
+    selected_method,
+    threshold_text,
+)
+from breastclip.evaluation.thresholds import is_attainable
 from breastclip.report import figures as F
 from breastclip.report.content import (
     Bullets,
@@ -57,23 +64,30 @@ def _pct(num: float, den: float) -> str:
 
 
 def op_text(op: Mapping | None, positive: str | None) -> str:
-    """``sensitivity 0.857 (36/42), specificity 0.780 (92/118) at threshold 0.41 (youden, frozen on validation)``."""
+    """``'malignant' vs rest at threshold 0.4123 (youden, frozen on validation): sensitivity val 0.900 / test 0.857
+    (95% CI) = 36/42, specificity ...``; says so when the rule is not attainable on validation."""
     if not op:
         return "not available"
+    if not is_attainable(op):
+        return (f"'{positive}' vs rest: the {op.get('policy')} rule is not attainable on the validation split (no "
+                "threshold that calls an image positive meets it); it is not applied")
     tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
     sens = fmt_ci(op.get("sensitivity"), op.get("sensitivity_ci_lo"), op.get("sensitivity_ci_hi"))
     spec = fmt_ci(op.get("specificity"), op.get("specificity_ci_lo"), op.get("specificity_ci_hi"))
     return (f"'{positive}' vs rest at threshold {fmt_threshold(op.get('threshold'))} ({op.get('policy')}, frozen on "
-            f"validation): sensitivity {sens} = {tp}/{tp + fn}, specificity {spec} = {tn}/{tn + fp}")
+            f"validation): sensitivity validation {fmt(op.get('val_sensitivity'))} / test {sens} = {tp}/{tp + fn}, "
+            f"specificity validation {fmt(op.get('val_specificity'))} / test {spec} = {tn}/{tn + fp}")
 
 
 def op_short(op: Mapping | None, positive: str | None) -> str:
-    """``malignant vs rest: sensitivity 0.83 (24/29), specificity 1.00 (61/61) at t=0.568 (youden on val)``."""
+    """``malignant vs rest: sensitivity 0.83 (24/29), specificity 1.00 (61/61) on test at t=0.5683 (youden on val)``."""
     if not op:
         return "not available (needs a positive class and a validation split)"
+    if not is_attainable(op):
+        return f"{positive} vs rest: {op.get('policy')} not attainable on validation (not applied)"
     tp, fp, tn, fn = (int(op.get(k, 0)) for k in ("tp", "fp", "tn", "fn"))
     return (f"{positive} vs rest: sensitivity {fmt(op.get('sensitivity'), 2)} ({tp}/{tp + fn}), specificity "
-            f"{fmt(op.get('specificity'), 2)} ({tn}/{tn + fp}) at t={fmt_threshold(op.get('threshold'))} "
+            f"{fmt(op.get('specificity'), 2)} ({tn}/{tn + fp}) on test at t={fmt_threshold(op.get('threshold'))} "
             f"({op.get('policy')}, chosen on validation)")
 
 
@@ -108,37 +122,89 @@ def split_table(data: DataView) -> pd.DataFrame:
     return pd.concat([t.reset_index(drop=True), pd.DataFrame([total])], ignore_index=True)
 
 
-def leaderboard_table(views: Sequence[MethodView], policy: str | None) -> pd.DataFrame:
+def leaderboard_table(board: pd.DataFrame, views: Sequence[MethodView], policy: str | None) -> pd.DataFrame:
+    """The run's leaderboard as the report shows it: the board's rows in the board's order (never re-ranked)."""
+    by_name = {v.method: v for v in views}
+    sel_label = _selection_label(board)
     rows = []
-    for v in views:
-        op = v.operating_point(policy) or {}
-        ece = ((v.calibration or {}).get("before") or {}).get("ece")
-        rows.append({
-            "method": v.method,
-            "test images": v.n_test,
-            "ROC AUC (95% CI)": fmt_ci(*v.metric("roc_auc")),
-            "AP (95% CI)": fmt_ci(*v.metric("average_precision")),
-            "balanced accuracy (95% CI)": fmt_ci(*v.metric("balanced_accuracy")),
-            "macro F1 (95% CI)": fmt_ci(*v.metric("f1_macro")),
-            "sensitivity @ op": op.get("sensitivity", math.nan),
-            "specificity @ op": op.get("specificity", math.nan),
-            "ECE": math.nan if ece is None else ece,
-        })
+    for _, r in board.iterrows():
+        v = by_name.get(str(r["method"]))
+        ece = ((v.calibration or {}).get("before") or {}).get("ece") if v is not None else None
+        row = {
+            "method": str(r["method"]),
+            "selected": "yes" if bool(r["selected"]) else "",
+            "status": str(r["status"]),
+            sel_label: _sel_cell(r),
+            "test images": r.get("n_test"),
+            "test ROC AUC (95% CI)": _board_ci(r, "roc_auc"),
+            "test AP (95% CI)": _board_ci(r, "average_precision"),
+            "test balanced accuracy@argmax (95% CI)": _board_ci(r, "balanced_accuracy"),
+            "test macro F1@argmax (95% CI)": _board_ci(r, "f1_macro"),
+        }
+        if policy and f"threshold@{policy}" in board.columns:
+            row[f"threshold@{policy}"] = threshold_text(r.get(f"threshold@{policy}"))
+            row[f"sensitivity@{policy} val / test"] = _val_test(r, "sensitivity", policy)
+            row[f"specificity@{policy} val / test"] = _val_test(r, "specificity", policy)
+        row["ECE (test)"] = math.nan if ece is None else ece
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def rank(views: Sequence[MethodView]) -> list[MethodView]:
-    """Methods by test ROC AUC, best first (NaN last)."""
-    return sorted(views, key=lambda v: (-(v.auc if np.isfinite(v.auc) else -np.inf), v.method))
+def _selection_label(board: pd.DataFrame) -> str:
+    metric = str(board.attrs.get("selection_metric") or
+                 (board["selection_metric"].iloc[0] if len(board) else "val_roc_auc"))
+    where, _, name = metric.partition("_")
+    return f"selection: {'validation' if where == 'val' else 'cross-validation'} {HEADLINE_LABELS.get(name, name)}"
+
+
+def _sel_cell(r) -> str:
+    v = r.get("selection_value")
+    if v is None or not np.isfinite(float(v)):
+        return "-"
+    lo, hi, sd = r.get("selection_ci_lo"), r.get("selection_ci_hi"), r.get("selection_sd")
+    if (lo is None or not np.isfinite(float(lo))) and sd is not None and np.isfinite(float(sd)):
+        return f"{float(v):.3f} ± {float(sd):.3f}"
+    return fmt_ci(float(v), _nan(lo), _nan(hi))
+
+
+def _nan(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _board_ci(r, metric: str) -> str:
+    col = metric_column(metric)
+    if col not in r.index:
+        return "-"
+    return fmt_ci(_nan(r[col]), _nan(r.get(f"{col}_ci_lo")), _nan(r.get(f"{col}_ci_hi")))
+
+
+def _val_test(r, rate: str, policy: str) -> str:
+    a, b = _nan(r.get(f"val_{rate}@{policy}")), _nan(r.get(f"test_{rate}@{policy}"))
+    return f"{fmt(a)} / {fmt(b)}"
+
+
+def ordered(views: Sequence[MethodView], board: pd.DataFrame) -> list[MethodView]:
+    """The views in the leaderboard's order (the board decides; the report never re-ranks)."""
+    by_name = {v.method: v for v in views}
+    out = [by_name[str(m)] for m in board["method"] if str(m) in by_name]
+    return out + [v for v in views if v not in out]
+
+
+def selected_view(views: Sequence[MethodView], board: pd.DataFrame) -> MethodView | None:
+    sel = selected_method(board)
+    return next((v for v in views if v.method == sel), None) if sel is not None else None
 
 
 # ---- sections ------------------------------------------------------------------------------------------------
-def summary_section(data: DataView, views: Sequence[MethodView], leak: str, policy: str | None) -> tuple[
-        Section, list[tuple[str, str]]]:
+def summary_section(data: DataView, views: Sequence[MethodView], leak: str, policy: str | None,
+                    board: pd.DataFrame) -> tuple[Section, list[tuple[str, str]]]:
     """The first screen: key facts and a short narrative. ``leak`` is the audit's one-line verdict."""
-    ranked = rank(views)
-    best = ranked[0]
-    op = best.operating_point(policy)
+    ranked = ordered(views, board)
+    best = selected_view(views, board)
+    sel_label = _selection_label(board).replace("selection: ", "")
     facts = [
         ("Data set", f"{data.name}: {data.n_images} images, "
                      + (f"{data.n_patients} patients" if data.patient_ids_from_source
@@ -148,29 +214,49 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
             f"{s} {int(data.counts.loc[s].sum())}/{int(data.patients.get(s, 0))}" for s in data.counts.index)),
         (f"Images per class ({'/'.join(data.classes)})", "; ".join(
             f"{s} {'/'.join(str(int(data.counts.loc[s, c])) for c in data.classes)}" for s in data.counts.index)),
-        ("Best method (test ROC AUC, 95% CI)", f"{best.method}: {fmt_ci(*best.metric('roc_auc'))}"),
-        ("Operating point on test", op_short(op, best.positive)),
-        ("Leak audit", leak),
-        ("Methods compared", str(len(views))),
     ]
     s = Section("Summary")
     s.add(Note(RESEARCH_ONLY, "warn"))
     if leak.startswith("FAILED"):
         s.add(Note("The leak audit failed: the split shares patients or near-duplicate images between training and "
                    "test, so the results below are likely optimistic. Fix the split before citing them.", "warn"))
+    if best is None:
+        facts += [("Selected method", f"none: {NO_METHOD_LEARNED}"), ("Leak audit", leak),
+                  ("Methods compared", str(len(views)))]
+        s.add(Note(f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: every method is flagged (see the status "
+                   "column of the leaderboard), so no method is selected or recommended. The test figures below are "
+                   "shown for the record only.", "warn"))
+        return s, facts
+    sel_row = board[board["method"] == best.method].iloc[0]
+    op = best.operating_point(policy)
+    facts += [
+        (f"Selected method ({sel_label})", f"{best.method}: {_sel_cell(sel_row)}"),
+        ("Selected method on test (ROC AUC, 95% CI)", fmt_ci(*best.metric("roc_auc"))),
+        ("Operating point on test", op_short(op, best.positive)),
+        ("Leak audit", leak),
+        ("Methods compared", str(len(views))),
+    ]
     auc, lo, hi = best.metric("roc_auc")
-    text = (f"On the held-out test split ({best.n_test} images"
-            + (f", {best.n_test_patients} patients" if data.patient_ids_from_source and best.n_test_patients else "")
-            + (f"), the best of {len(views)} methods was {best.method}" if len(views) > 1 else f"), {best.method} reached")
-            + f" ROC AUC {fmt_ci(auc, lo, hi)}"
-            + (" (one-vs-rest macro average)" if len(best.classes) > 2 else "") + ".")
-    s.add(text)
+    chosen = ("cross-validation over train+val" if str(sel_row["selection_metric"]).startswith("cv_")
+              else "the validation split")
+    s.add(f"{best.method} was selected by its {sel_label} ({_sel_cell(sel_row)}) on {chosen}"
+          + (f", the best of {len(views)} methods" if len(views) > 1 else "")
+          + "; the test split chose nothing. "
+          + f"On the held-out test split ({best.n_test} images"
+          + (f", {best.n_test_patients} patients" if data.patient_ids_from_source and best.n_test_patients else "")
+          + f") it reached ROC AUC {fmt_ci(auc, lo, hi)}"
+          + (" (one-vs-rest macro average)" if len(best.classes) > 2 else "") + ".")
     if op:
         s.add(f"Operating point: {op_text(op, best.positive)}. The threshold was chosen on the validation split and "
               f"applied unchanged to test.")
     if len(ranked) > 1:
-        s.add("Ranking by test ROC AUC: " + ", ".join(f"{v.method} {fmt(v.auc)}" for v in ranked)
-              + ". Overlapping confidence intervals mean the ranking is not established.")
+        s.add("Leaderboard order (by selection figure; methods that learned nothing last): "
+              + ", ".join(f"{v.method} {_sel_cell(board[board['method'] == v.method].iloc[0])}" for v in ranked)
+              + ". Overlapping confidence intervals mean the order is not established.")
+    flagged = board[board["status"] != "ok"]
+    if len(flagged):
+        s.add(Note("Methods that learned nothing (never selected): "
+                   + "; ".join(f"{r['method']}: {r['status']}" for _, r in flagged.iterrows()), "warn"))
     return s, facts
 
 
@@ -191,20 +277,30 @@ def data_section(data: DataView, leak: str, leak_ok: bool | None, fw: FigureWrit
 
 
 def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: FigureWriter,
-                        comparisons: pd.DataFrame | None = None) -> Section:
-    ranked = rank(views)
+                        comparisons: pd.DataFrame | None = None, *, board: pd.DataFrame) -> Section:
+    ranked = ordered(views, board)
     s = Section("Leaderboard")
-    table = leaderboard_table(ranked, policy)
-    s.add(Table("leaderboard", "Methods on the test split", table, flag_rows=[0], flag_note="the best method.",
-                caption="Point estimates with 95% bootstrap confidence intervals (patients resampled when patient "
-                        "ids exist). '@ op': at the operating point frozen on validation. ECE: expected calibration "
-                        "error before temperature scaling."))
+    table = leaderboard_table(board, views, policy)
+    sel = [i for i, x in enumerate(board["selected"]) if bool(x)]
+    if not sel:
+        s.add(Note(f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: no method is selected.", "warn"))
+    s.add(Table("leaderboard", "Methods: selection figure and test metrics", table, flag_rows=sel,
+                flag_note="the selected method (best selection figure among methods whose status is ok).",
+                caption="Rows are ordered by the selection figure (validation, or cross-validation over train+val), "
+                        "methods that learned nothing last; the test split is never used to choose. Test estimates "
+                        "with 95% bootstrap confidence intervals (patients resampled when patient ids exist). "
+                        "'@argmax': at the most-probable-class decision; "
+                        + (f"'@{policy}': at the threshold frozen on validation by the '{policy}' rule ('not "
+                           "attainable': the rule cannot be met on validation and is not applied); "
+                           if policy else "")
+                        + "ECE: expected calibration error on test before temperature scaling."))
     lb = pd.DataFrame({"method": [v.method for v in ranked], "auc": [v.metric("roc_auc")[0] for v in ranked],
                        "auc_lo": [v.metric("roc_auc")[1] for v in ranked],
                        "auc_hi": [v.metric("roc_auc")[2] for v in ranked]})
     if len(views) > 1:
-        s.add(fw(F.leaderboard(lb), "leaderboard", "Methods ranked by test ROC AUC",
-                 "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval."))
+        s.add(fw(F.leaderboard(lb), "leaderboard", "Test ROC AUC of every method (leaderboard order)",
+                 "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval. Methods in the "
+                 "leaderboard's order (selection figure), not re-ranked by test."))
     overlay = roc_overlay(ranked, fw)
     if overlay is not None:
         s.add(overlay)
@@ -366,8 +462,10 @@ def method_section(v: MethodView, fw: FigureWriter, policy: str | None, image_ro
     if v.operating_points is not None and len(v.operating_points):
         s.add(Table(f"operating-points-{key}", f"Operating points ({vs_text(v)})",
                     operating_table(v.operating_points),
-                    caption="Each threshold was chosen on the validation split by its rule, frozen, and applied "
-                            "to test; counts and rates are on test."))
+                    caption="Each threshold was chosen on the validation split by its rule (halfway between the two "
+                            "validation scores that bound the chosen cut), frozen, and applied to test; validation "
+                            "rates beside test counts and rates. A rule that no threshold meets on validation is "
+                            "reported 'not attainable' and not applied."))
     if v.sweep is not None and len(v.sweep):
         ops = {} if v.operating_points is None else {
             str(r["policy"]): float(r["threshold"]) for _, r in v.operating_points.iterrows()
@@ -430,7 +528,14 @@ def vs_text(v: MethodView) -> str:
 def operating_table(op: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in op.iterrows():
+        if not is_attainable(r.to_dict()):
+            rows.append({"rule": r["policy"], "threshold": "not attainable on validation (not applied)",
+                         "validation sensitivity / specificity": "-", "sensitivity (95% CI)": "-", "specificity (95% CI)": "-", "PPV": math.nan,
+                         "NPV": math.nan, "TP": "-", "FP": "-", "TN": "-", "FN": "-"})
+            continue
         rows.append({"rule": r["policy"], "threshold": fmt_threshold(r["threshold"]),
+                     "validation sensitivity / specificity": f"{fmt(r.get('val_sensitivity'))} / "
+                                                               f"{fmt(r.get('val_specificity'))}",
                      "sensitivity (95% CI)": fmt_ci(r.get("sensitivity"), r.get("sensitivity_ci_lo"),
                                                     r.get("sensitivity_ci_hi")),
                      "specificity (95% CI)": fmt_ci(r.get("specificity"), r.get("specificity_ci_lo"),
