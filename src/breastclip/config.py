@@ -202,6 +202,8 @@ class ExperimentConfig:
     report: ReportSection = field(default_factory=ReportSection)
     gate: GateSection = field(default_factory=GateSection)
     tracking: TrackingSection = field(default_factory=TrackingSection)
+    #: What ``--offline`` (or a fallback) swapped: "asked for X; Y ran" lines, carried into the notes and the report
+    substitutions: tuple[str, ...] = ()
 
     @property
     def split_seed(self) -> int:
@@ -263,10 +265,10 @@ def load_config(
     if subset is not None:
         raw.setdefault("data", {})["subset"] = int(subset)
     cfg = from_dict(raw)
+    if only_methods:  # by the names the config gives (before --offline renames a substituted method)
+        cfg = select_methods(cfg, only_methods)
     if offline:
         cfg = make_offline(cfg)
-    if only_methods:
-        cfg = select_methods(cfg, only_methods)
     validate(cfg)
     return cfg
 
@@ -314,14 +316,32 @@ def make_offline(cfg: ExperimentConfig) -> ExperimentConfig:
 
     kinds = {m.name: method_kind(m.head) for m in cfg.methods}
     needs_text = any(kinds[m.name].text is TextUse.REQUIRED for m in cfg.active_methods())
-    if all(_offline_family(b, needs_text) for b in cfg.backbones):
-        return cfg  # already offline (e.g. an EfficientNet-Lite feature view, "efficientnet-lite0@stages"): keep
-    backbone = OFFLINE_TEXT_BACKBONE if needs_text else OFFLINE_BACKBONE
+    substitutions = list(cfg.substitutions)
+    backbones = cfg.backbones
+    # already offline (e.g. an EfficientNet-Lite feature view, "efficientnet-lite0@stages"): the backbones stay
+    if not all(_offline_family(b, needs_text) for b in cfg.backbones):
+        backbones = (OFFLINE_TEXT_BACKBONE if needs_text else OFFLINE_BACKBONE,)
+        substitutions.append(f"--offline: backbone(s) {', '.join(cfg.backbones)} replaced by {backbones[0]} (the "
+                             "config asked for the former; the results are the latter's)")
     methods = []
     for m in cfg.methods:
         offline = kinds[m.name].offline_params  # e.g. the CNN's arch: torchvision weights need a download
-        methods.append(dataclasses.replace(m, backbones=(), params={**m.params, **offline}))
-    return dataclasses.replace(cfg, backbones=(backbone,), methods=tuple(methods))
+        changed = {k: v for k, v in offline.items() if m.params.get(k, _PARAM_DEFAULTS.get(k)) != v}
+        name = m.name
+        for k, v in changed.items():  # the method's name carries what actually ran
+            asked = str(m.params.get(k, _PARAM_DEFAULTS.get(k)))
+            name = name.replace(asked, str(v)) if asked in name else f"{name}@{v}"
+            substitutions.append(f"--offline: method '{m.name}' asked for {k} = {asked}; {v} ran instead, as "
+                                 f"method '{name}'")
+        methods.append(dataclasses.replace(m, name=name, backbones=() if backbones != cfg.backbones else m.backbones,
+                                           params={**m.params, **offline}))
+    return dataclasses.replace(cfg, backbones=backbones, methods=tuple(methods),
+                               substitutions=tuple(substitutions))
+
+
+#: Defaults of the hyperparameters ``--offline`` may replace, to say what the config asked for when it left them out
+#: (the CNN baseline's ``arch``, :class:`breastclip.finetune.FinetuneConfig`).
+_PARAM_DEFAULTS = {"arch": "resnet18"}
 
 
 def _offline_family(name: str, needs_text: bool = False) -> bool:
@@ -569,6 +589,6 @@ def _drop_empty_tables(d: dict) -> dict:
         if v is None:
             continue
         out[k] = _drop_empty_tables(v) if isinstance(v, dict) else v
-    order = ["backbones", "experiment", "data", "split", "embed", "methods", "evaluation", "report", "gate",
-             "tracking"]
+    order = ["backbones", "substitutions", "experiment", "data", "split", "embed", "methods", "evaluation", "report",
+             "gate", "tracking"]
     return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))

@@ -167,6 +167,32 @@ def test_offline_swaps_backbones_and_cnn(tiny_raw):
     assert load_config(raw=raw, offline=True).backbones == (OFFLINE_TEXT_BACKBONE,)
 
 
+def test_offline_substitutions_are_visible_in_names_and_recorded(tiny_raw):
+    """What ran is in the method's name (and so its folder, leaderboard row, report section, Grad-CAM folder);
+    what the config asked for is recorded in config.resolved.toml (``substitutions``) and the run's notes."""
+    raw = tiny_raw(backbones=["clip-vit-b32"],
+                   methods=[{"name": "lp", "head": "linear_probe"},
+                            {"name": "resnet18", "head": "cnn", "params": {"arch": "resnet18"}},
+                            {"name": "cnn", "head": "cnn"},  # arch left at its default (resnet18)
+                            {"name": "lite", "head": "cnn", "params": {"arch": OFFLINE_CNN}}])
+    cfg = load_config(raw=raw, offline=True)
+    assert [m.name for m in cfg.methods] == ["lp", OFFLINE_CNN, f"cnn@{OFFLINE_CNN}", "lite"]
+    subs = "\n".join(cfg.substitutions)
+    assert "backbone(s) clip-vit-b32 replaced by efficientnet-lite0" in subs
+    assert f"method 'resnet18' asked for arch = resnet18; {OFFLINE_CNN} ran instead" in subs
+    assert f"method 'cnn' asked for arch = resnet18; {OFFLINE_CNN} ran instead, as method 'cnn@{OFFLINE_CNN}'" in subs
+    assert "'lite'" not in subs  # nothing was swapped for it
+    back = load_config(raw=tomllib.loads(cfg.to_toml()))  # the resolved config keeps the record
+    assert back.substitutions == cfg.substitutions and back.identity() == cfg.identity()
+    # --methods names the methods as the config wrote them
+    only = load_config(raw=raw, offline=True, only_methods=["resnet18"])
+    assert [m.name for m in only.methods] == [OFFLINE_CNN]
+    # already offline backbones stay, but a CNN that needs a download is still swapped (and says so)
+    lite = load_config(raw=tiny_raw(backbones=["efficientnet-lite0"], methods=raw["methods"][1:2]), offline=True)
+    assert lite.backbones == ("efficientnet-lite0",) and lite.methods[0].params["arch"] == OFFLINE_CNN
+    assert len(lite.substitutions) == 1
+
+
 def test_resolved_toml_round_trips_and_identity(tiny_raw):
     cfg = load_config(raw=tiny_raw())
     back = from_dict(tomllib.loads(cfg.to_toml()))

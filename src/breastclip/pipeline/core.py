@@ -65,6 +65,8 @@ def _run_steps(ctx: RunContext) -> RunResult:
     folder.write_json(RunFolder.ENVIRONMENT, capture_environment(
         seeds={"experiment": cfg.experiment.seed, "split": cfg.split_seed}, base=folder.path))
     set_seeds(cfg.experiment.seed)
+    for line in cfg.substitutions:  # what --offline swapped: into the notes, the summary and the report
+        ctx.note(line)
 
     manifest = _manifest(ctx)
     sets = embed_step.embed_all(cfg, manifest, progress=ctx.progress)
