@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--npz", type=Path, default=DEFAULT_NPZ)
     ap.add_argument("--output", type=Path, default=ROOT / "results" / "breastmnist-benchmark")
     ap.add_argument("--cache", type=Path, default=None, help="cache root (default: BREASTCLIP_CACHE or ~/.cache)")
+    ap.add_argument("--from-results", type=Path, default=None,
+                    help="read a finished results folder of the example instead of running it again")
     args = ap.parse_args()
     from rich.console import Console
 
@@ -74,10 +76,12 @@ def main() -> None:
     cfg = load_config(CONFIG, offline=True, overrides=overrides)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    result = run_experiment(cfg, progress=False, console=Console(quiet=True))
+    if args.from_results is None:
+        out = run_experiment(cfg, progress=False, console=Console(quiet=True)).out_dir
+    else:
+        out = args.from_results
     wall = time.perf_counter() - t0
     load1 = os.getloadavg()
-    out = result.out_dir
     seeds = pd.read_csv(out / "seeds.csv")
     board = pd.read_csv(out / "leaderboard.csv")
     selected = str(seeds.iloc[0]["method"])  # seeds.csv is ordered by the mean CV figure, never by test

@@ -167,4 +167,7 @@ def test_image_only_backbone_targets_an_image_space_embedding(two_pngs, tmp_path
     assert cm.target_layers[0] is bb.image_model.net._conv_head
     res = explain_images(two_pngs, cm, tmp_path / "out", fractions=(0.5,))
     assert res.table["cosine similarity"].iloc[0] == pytest.approx(1.0, abs=1e-4)  # itself
-    assert (res.table["map_std"] > 0).all()
+    # The reference image sits at the maximum of its own cosine similarity, where the gradient (and so the map) is
+    # zero once explain decodes it exactly as prepare() did; the other image must get a non-uniform map.
+    assert res.table["cosine similarity"].iloc[1] < 0.999
+    assert res.table["map_std"].iloc[1] > 0
