@@ -59,6 +59,12 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def read_parquet_file(path: Path) -> pd.DataFrame:
+    """Read a parquet file from ONE open of it: pyarrow opens a path more than once (footer, then pages), so a
+    concurrent atomic replace (compaction, gc) could hand it the footer of one file and the pages of another."""
+    return pd.read_parquet(io.BytesIO(path.read_bytes()))
+
+
 class EmbeddingCache:
     """One folder per (backbone, weights, preprocessing, precision); rows addressed by image content hash."""
 
@@ -97,25 +103,29 @@ class EmbeddingCache:
         """All committed rows (key, shard, row), duplicates dropped; merged index plus shards committed since."""
         if self._index is not None and not refresh:
             return self._index
+        df = self.committed_rows().drop_duplicates("key", keep="first").reset_index(drop=True)
+        self._index = df
+        return df
+
+    def committed_rows(self) -> pd.DataFrame:
+        """Every committed row, duplicates included: the merged index first, then the shards committed since."""
         parts: list[pd.DataFrame] = []
         merged = self.dir / "index.parquet"
         known: set[str] = set()
         if merged.is_file():
-            m = pd.read_parquet(merged)
+            m = read_parquet_file(merged)
             parts.append(m)
             known = set(m["shard"].unique())
         for p in sorted(self.shards.glob("*.parquet")):
             if p.stem not in known:
                 try:
-                    parts.append(pd.read_parquet(p))
-                except Exception:  # a foreign or damaged file: never trusted, never fatal
+                    parts.append(read_parquet_file(p))
+                except Exception:  # a foreign or damaged file, or one a compaction just removed: never fatal
                     continue
-        df = (pd.concat(parts, ignore_index=True) if parts
-              else pd.DataFrame({"key": pd.Series(dtype=str), "shard": pd.Series(dtype=str),
-                                 "row": pd.Series(dtype="int64")}))
-        df = df.drop_duplicates("key", keep="first").reset_index(drop=True)
-        self._index = df
-        return df
+        if not parts:
+            return pd.DataFrame({"key": pd.Series(dtype=str), "shard": pd.Series(dtype=str),
+                                 "row": pd.Series(dtype="int64")})
+        return pd.concat(parts, ignore_index=True)
 
     def missing(self, keys: Sequence[str]) -> list[str]:
         have = set(self.index()["key"])

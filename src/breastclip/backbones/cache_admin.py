@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from breastclip.atomic import TMP_SUFFIX, atomic_write_bytes
 from breastclip.backbones.cache import EmbeddingCache, _parquet_bytes
@@ -133,7 +132,7 @@ def gc_cache(root: str | Path | None = None, *, orphan_age_s: float = ORPHAN_AGE
             continue
         cache = EmbeddingCache.open(f.path)
         with cache._lock():
-            everything = _all_rows(cache)
+            everything = cache.committed_rows()
             kept = everything.drop_duplicates("key", keep="first").reset_index(drop=True)
             live = set(kept["shard"])
             atomic_write_bytes(cache.dir / "index.parquet", _parquet_bytes(kept))
@@ -153,27 +152,6 @@ def gc_cache(root: str | Path | None = None, *, orphan_age_s: float = ORPHAN_AGE
                     result.bytes_freed += _unlink(p)
                     result.orphans_removed += 1
     return result
-
-
-def _all_rows(cache: EmbeddingCache) -> pd.DataFrame:
-    """Every committed row, duplicates included: the merged index first, then shards committed since."""
-    parts = []
-    merged = cache.dir / "index.parquet"
-    known: set[str] = set()
-    if merged.is_file():
-        m = pd.read_parquet(merged)
-        parts.append(m)
-        known = set(m["shard"])
-    for p in sorted(cache.shards.glob("*.parquet")):
-        if p.stem not in known:
-            try:
-                parts.append(pd.read_parquet(p))
-            except Exception:  # foreign or damaged: left alone
-                continue
-    if not parts:
-        return pd.DataFrame({"key": pd.Series(dtype=str), "shard": pd.Series(dtype=str),
-                             "row": pd.Series(dtype="int64")})
-    return pd.concat(parts, ignore_index=True)
 
 
 def _unlink(p: Path) -> int:
