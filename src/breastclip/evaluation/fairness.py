@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip.evaluation.bootstrap import bootstrap_weighted
-from breastclip.evaluation.subgroups import select_columns
+from breastclip.evaluation.subgroups import aligned_columns
 from breastclip.evaluation.weighted import weighted_ovr_auc_ap
 
 FAIRNESS_METRICS = ("sensitivity", "specificity", "roc_auc")
@@ -70,10 +70,8 @@ def fairness_gaps(
     """The largest between-group gap of each metric per attribute (see the module docstring)."""
     y_bin = np.asarray(y_bin).astype(bool)
     score = np.asarray(score, dtype=float)
-    if len(meta) != y_bin.size:
-        raise ValueError(f"metadata has {len(meta)} rows for {y_bin.size} predictions")
+    chosen, _ = aligned_columns(meta, y_bin.size, columns, max_levels=max_levels, bins=bins)
     hit = score >= threshold
-    chosen, _ = select_columns(meta.reset_index(drop=True), columns, max_levels=max_levels, bins=bins)
     rows = []
     for col, labels in chosen.items():
         values = sorted(labels.unique(), key=str)

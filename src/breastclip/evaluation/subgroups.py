@@ -114,6 +114,21 @@ def select_columns(
     return chosen, skipped
 
 
+
+def aligned_columns(
+    meta: pd.DataFrame,
+    n: int,
+    columns: Sequence[str] | None = None,
+    *,
+    max_levels: int = 12,
+    bins: Mapping[str, int | Sequence[float]] | None = None,
+) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """:func:`select_columns` on metadata whose rows must be aligned with ``n`` predictions."""
+    if len(meta) != n:
+        raise ValueError(f"metadata has {len(meta)} rows for {n} predictions")
+    return select_columns(meta.reset_index(drop=True), columns, max_levels=max_levels, bins=bins)
+
+
 def range_labels(values: pd.Series, q: int) -> pd.Series:
     """Quantile bins of a numeric column labelled as readable ranges: ``"30-44"`` for whole numbers (both ends
     included), ``"1.25-3.5"`` otherwise (upper end included); missing values get ``"(missing)"``."""
@@ -184,10 +199,8 @@ def subgroup_table(
     """Headline metrics with CIs per subgroup; ``meta`` rows are aligned with ``y`` / ``proba``."""
     y = np.asarray(y, dtype=int)
     proba = np.asarray(proba, dtype=float)
-    if len(meta) != y.size:
-        raise ValueError(f"metadata has {len(meta)} rows for {y.size} predictions")
     groups = np.asarray(groups).astype(str) if groups is not None else np.arange(y.size).astype(str)
-    chosen, skipped = select_columns(meta.reset_index(drop=True), columns, max_levels=max_levels, bins=bins)
+    chosen, skipped = aligned_columns(meta, y.size, columns, max_levels=max_levels, bins=bins)
     names = BINARY_HEADLINE if proba.shape[1] == 2 else MULTICLASS_HEADLINE
     rows = []
     for col, labels in chosen.items():
@@ -228,10 +241,8 @@ def subgroup_operating_points(
     """Frozen thresholds (policy -> threshold, chosen on validation) applied per subgroup of the test rows."""
     y_bin = np.asarray(y_bin).astype(bool)
     score = np.asarray(score, dtype=float)
-    if len(meta) != y_bin.size:
-        raise ValueError(f"metadata has {len(meta)} rows for {y_bin.size} predictions")
     groups = np.asarray(groups).astype(str) if groups is not None else np.arange(y_bin.size).astype(str)
-    chosen, _ = select_columns(meta.reset_index(drop=True), columns, max_levels=max_levels, bins=bins)
+    chosen, _ = aligned_columns(meta, y_bin.size, columns, max_levels=max_levels, bins=bins)
     parts = []
     for col, labels in chosen.items():
         for value in sorted(labels.unique(), key=_natural):
