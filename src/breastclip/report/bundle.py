@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY, __version__
+from breastclip.atomic import atomic_write_text
 from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
 from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, leaderboard_for, with_selection
@@ -382,7 +383,7 @@ def write_report(
     paths = ReportPaths(out_dir=out, predictions_csv=out / "predictions.csv", metrics_json=out / "metrics.json",
                         figures_dir=figures_dir, docx=out / "report.docx", html=out / "report.html",
                         model_card=out / "MODEL_CARD.md")
-    predictions.to_csv(paths.predictions_csv, index=False)
+    atomic_write_text(paths.predictions_csv, predictions.to_csv(index=False))
     metrics = {
         "disclaimer": RESEARCH_ONLY,
         "breastclip": __version__,
@@ -398,14 +399,13 @@ def write_report(
         "environment": env,
         "run_info": jsonable(run_info),
     }
-    paths.metrics_json.write_text(json.dumps(metrics, indent=2, allow_nan=False))
+    atomic_write_text(paths.metrics_json, json.dumps(metrics, indent=2, allow_nan=False))
     write_docx(doc, paths.docx)
     write_html(doc, paths.html)
     card_title = (f"Model card: {selected.method} on {name}" if selected is not None
                   else f"Model card: {name} ({NO_METHOD_LEARNED})")
-    paths.model_card.write_text(render_markdown(card_title,
-                                                [card_section], figures_prefix="figures/",
-                                                section_headings=False))
+    atomic_write_text(paths.model_card, render_markdown(card_title, [card_section], figures_prefix="figures/",
+                                                        section_headings=False))
     paths.figures = [p for f in fw.saved for p in (f.png, f.jpg)]
     return paths
 

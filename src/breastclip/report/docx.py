@@ -17,6 +17,7 @@ from docx.oxml.ns import qn
 from docx.shared import Inches, Pt, RGBColor
 
 from breastclip import __version__
+from breastclip.atomic import atomic_path
 from breastclip.report.content import Bullets, Document, FigureRef, Heading, Note, Table, cell_text
 
 TABLE_STYLE = "Light Grid Accent 1"
@@ -140,7 +141,7 @@ def render_docx(doc: Document):
 
 def write_docx(doc: Document, path: str | Path) -> Path:
     """Write the Word report to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    render_docx(doc).save(str(path))
-    return path
+    word = render_docx(doc)
+    with atomic_path(path) as tmp:
+        word.save(str(tmp))
+    return Path(path)

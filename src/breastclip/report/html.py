@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from breastclip import __version__
+from breastclip.atomic import atomic_write_text
 from breastclip.report.content import Bullets, Document, FigureRef, Heading, Note, Section, Table, cell_text
 
 CSS = """
@@ -163,7 +164,4 @@ this file; the same figures at 300 dpi (PNG and JPG) lie in the figures/ folder 
 
 def write_html(doc: Document, path: str | Path) -> Path:
     """Write the self-contained report to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(doc), encoding="utf-8")
-    return path
+    return atomic_write_text(path, render_html(doc))
