@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from breastclip import RESEARCH_ONLY
+from breastclip.atomic import atomic_write_text
 from breastclip.backbones import embed_manifest
 from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
 from breastclip.config import ConfigError, ExperimentConfig
@@ -185,15 +186,14 @@ def predict_images(
         _gradcam(run, paths, keep, table, out_csv.parent / (out_csv.stem + "_gradcam"))
     if neighbours > 0 and backbone and X is not None:
         _neighbours(run, backbone, X, ok, table, neighbours, out_csv.parent / (out_csv.stem + "_neighbours.csv"))
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_csv, index=False)
+    atomic_write_text(out_csv, table.to_csv(index=False))
     sidecar = {"run": str(run.run_dir), "method": run.method, "method_chosen_by": run.chosen_by,
                "backbone": backbone, "classes": run.classes, "operating_point": run.operating_point, "gate": gate,
                **({} if gate else {"gate_overridden": "--no-gate: the medical-image gate was run but not applied",
                                    "gate_would_have_rejected": would_reject}),
                "neighbours": int(neighbours), "created": datetime.now().isoformat(),
                "notice": RESEARCH_ONLY}
-    out_csv.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
+    atomic_write_text(out_csv.with_suffix(".json"), json.dumps(sidecar, indent=2, default=str))
     n_rej = int((table["status"] == "rejected").sum())
     n_fail = int((table["status"] == "error").sum())
     if console:
@@ -330,7 +330,7 @@ def _neighbours(run: RunArtifacts, backbone: str, X: np.ndarray, ok: np.ndarray,
         for col in ("id", "label", "similarity"):
             table[f"neighbour_{r}_{col}"] = table["image"].map(part[col])
     found.insert(1, "backbone", backbone)
-    found.to_csv(path, index=False)
+    atomic_write_text(path, found.to_csv(index=False))
 
 
 def _decide(run: RunArtifacts, proba: np.ndarray, keep: np.ndarray, table: pd.DataFrame) -> None:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from breastclip.atomic import atomic_write_text
+
 REQUIRED_COLUMNS = ("id", "image", "label", "patient_id", "split", "source")
 SPLITS = ("train", "val", "test")
 #: ACR mammography view codes accepted in the optional ``view`` column (a trailing digit marks a repeat: CC2).
@@ -249,11 +251,10 @@ class Manifest:
     def to_csv(self, path: str | Path) -> Path:
         """Write the table and a JSON sidecar (root, classes, notes) so :meth:`from_csv` restores it exactly."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.df.to_csv(path, index=False)
         meta = {"root": str(self.root), "classes": self.classes, "name": self.name,
                 "patient_ids_from_source": self.patient_ids_from_source, "notes": self.notes}
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
+        atomic_write_text(path, self.df.to_csv(index=False))  # last: a complete table means a complete pair
         return path
 
     @classmethod
