@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from breastclip.cli.errors import fail
+
 
 def backbones(
     json_out: bool = typer.Option(False, "--json", help="Print the table as JSON lines."),
@@ -74,8 +76,7 @@ def embed(
                              device=device, precision=precision, pixel_cache=pixel_cache, progress=progress,
                              **overrides)
     except (BackboneUnavailable, KeyError, ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
-        raise typer.Exit(2) from e
+        fail(str(e.args[0] if e.args else e))
     import os
 
     if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
