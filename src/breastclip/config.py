@@ -221,11 +221,14 @@ class ExperimentConfig:
         return tomli_w.dumps(_drop_empty_tables(self.to_dict()))
 
     def identity(self) -> str:
-        """Hash of everything that changes results (not the output folder, not tracking)."""
+        """Hash of everything that changes results: not the output folder, not tracking, and not ``[report]`` (what
+        the report shows and the study facts it states change no fitted model or metric, so editing them lets an
+        interrupted run resume and reuse its finished methods; the report is written again at the end)."""
         d = self.to_dict()
         d["experiment"].pop("output", None)
         d["experiment"].pop("on_existing", None)
         d.pop("tracking", None)
+        d.pop("report", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
