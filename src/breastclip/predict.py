@@ -33,6 +33,7 @@ from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.explain_step import overlays_for_predict
 from breastclip.pipeline.methods import align_proba
 from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
+from breastclip.portable import portable_path
 from breastclip.retrieval import load_reference, nearest
 
 
@@ -187,7 +188,8 @@ def predict_images(
     if neighbours > 0 and backbone and X is not None:
         _neighbours(run, backbone, X, ok, table, neighbours, out_csv.parent / (out_csv.stem + "_neighbours.csv"))
     atomic_write_text(out_csv, table.to_csv(index=False))
-    sidecar = {"run": str(run.run_dir), "method": run.method, "method_chosen_by": run.chosen_by,
+    # the run as seen from the sidecar's folder (never a user's home path: predictions get shared)
+    sidecar = {"run": portable_path(run.run_dir, out_csv.parent), "method": run.method, "method_chosen_by": run.chosen_by,
                "backbone": backbone, "classes": run.classes, "operating_point": run.operating_point, "gate": gate,
                **({} if gate else {"gate_overridden": "--no-gate: the medical-image gate was run but not applied",
                                    "gate_would_have_rejected": would_reject}),
