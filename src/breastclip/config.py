@@ -539,7 +539,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
     if origin is tuple:
         (inner, *_rest) = typing.get_args(tp)
@@ -547,7 +547,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             value = [value]  # a single value where a list is expected
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"'{path}' must be a list, got {value!r}")
-        if dataclasses.is_dataclass(inner):
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
             return tuple(_build(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
         return tuple(_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
     if tp is dict or origin is dict:

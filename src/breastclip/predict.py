@@ -10,6 +10,7 @@ probabilities. One CSV out (never overwriting a file), with a JSON sidecar sayin
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -75,7 +76,7 @@ class RunArtifacts:
             raise PredictError(f"{self.folder.method_dir(self.method) / RunFolder.METHOD_RECORD}: {e}") from None
 
 
-def collect_images(items: list[str | Path]) -> list[Path]:
+def collect_images(items: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders searched recursively for image files (sorted); missing paths are an error."""
     out: list[Path] = []
     missing = []
@@ -137,7 +138,7 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
 
 
 def predict_images(
-    images: list[str | Path],
+    images: Sequence[str | Path],
     run_dir: str | Path,
     *,
     method: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -16,7 +17,7 @@ def backbones(
     from breastclip import RESEARCH_ONLY
     from breastclip.backbones import DEFAULT_BACKBONE, list_backbones, offline_status
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in list_backbones():
         ok, why = offline_status(e)
         text = "aligned" if e.has_text and e.text_aligned else ("separate space" if e.has_text else "none")
