@@ -10,6 +10,7 @@ probabilities. One CSV out (never overwriting a file), with a JSON sidecar sayin
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.explain_step import overlays_for_predict
 from breastclip.pipeline.methods import align_proba
 from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
+from breastclip.portable import portable_path
 from breastclip.retrieval import load_reference, nearest
 
 
@@ -74,7 +76,7 @@ class RunArtifacts:
             raise PredictError(f"{self.folder.method_dir(self.method) / RunFolder.METHOD_RECORD}: {e}") from None
 
 
-def collect_images(items: list[str | Path]) -> list[Path]:
+def collect_images(items: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders searched recursively for image files (sorted); missing paths are an error."""
     out: list[Path] = []
     missing = []
@@ -136,7 +138,7 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
 
 
 def predict_images(
-    images: list[str | Path],
+    images: Sequence[str | Path],
     run_dir: str | Path,
     *,
     method: str | None = None,
@@ -187,7 +189,8 @@ def predict_images(
     if neighbours > 0 and backbone and X is not None:
         _neighbours(run, backbone, X, ok, table, neighbours, out_csv.parent / (out_csv.stem + "_neighbours.csv"))
     atomic_write_text(out_csv, table.to_csv(index=False))
-    sidecar = {"run": str(run.run_dir), "method": run.method, "method_chosen_by": run.chosen_by,
+    # the run as seen from the sidecar's folder (never a user's home path: predictions get shared)
+    sidecar = {"run": portable_path(run.run_dir, out_csv.parent), "method": run.method, "method_chosen_by": run.chosen_by,
                "backbone": backbone, "classes": run.classes, "operating_point": run.operating_point, "gate": gate,
                **({} if gate else {"gate_overridden": "--no-gate: the medical-image gate was run but not applied",
                                    "gate_would_have_rejected": would_reject}),

@@ -171,3 +171,59 @@ def test_seeds_run_every_method_per_seed_and_summarise(tiny_raw):
     a = pd.read_csv(out / "methods" / "svm.seed0" / "cv_results.csv")["fold_scores"].iloc[0]
     b = pd.read_csv(out / "methods" / "svm.seed1" / "cv_results.csv")["fold_scores"].iloc[0]
     assert a != b
+
+
+def test_fold_cache_lives_under_the_one_cache_root_and_cache_clear_removes_it(tiny_raw, tmp_path, monkeypatch):
+    """With BREASTCLIP_CACHE set, a CV run writes its fold results under that root (user_cache.cv_folds_dir), never
+    beside it nor under HOME; `breastclip cache ls` lists them and `cache clear` removes them."""
+    from typer.testing import CliRunner
+
+    from breastclip.cli import app
+    from breastclip.user_cache import cv_folds_dir
+
+    home, root = tmp_path / "home", tmp_path / "cache" / "breastclip"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("BREASTCLIP_CACHE", str(root))
+    raw = _cv_raw(tiny_raw)
+    raw["methods"] = raw["methods"][:1]
+    raw["embed"] = {}  # the cache root comes from the environment
+    raw["evaluation"]["cv_repeats"] = 1
+    _run(raw)
+    entries = sorted(cv_folds_dir().glob("*.npz"))
+    assert cv_folds_dir() == root / "cv_folds" and len(entries) == 2  # one per grid point
+    assert not [p for p in home.rglob("*")], "the run wrote under HOME"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["breastclip"], "the run wrote beside the root"
+    runner = CliRunner()
+    ls = runner.invoke(app, ["cache", "ls", "--json"])
+    assert ls.exit_code == 0, ls.output
+    kinds = {f["kind"]: f for f in json.loads(ls.output)}
+    assert kinds["cv_folds"]["rows"] == 2 and kinds["cv_folds"]["folder"] == "cv_folds"
+    assert runner.invoke(app, ["cache", "verify"]).exit_code == 0
+    r = runner.invoke(app, ["cache", "clear", "--busy-minutes", "0", "--yes"])
+    assert r.exit_code == 0, r.output
+    assert not cv_folds_dir().exists()
+    assert not list((root / "embeddings").iterdir())  # the embedding folders went too
+
+
+def test_a_damaged_fold_result_is_recomputed_not_fatal(tmp_path):
+    """A truncated cache entry (a full disk, a killed copy) is recomputed with a warning; it never stops the run."""
+    from breastclip.heads import make_head
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 5)), np.array(["a", "b"] * 20)
+    folds = ms.cv_folds(y, None, ms.CVSettings(n_splits=2, n_repeats=1))
+    cand = [ms.Candidate("nc", "simpleshot", {})]
+
+    def make(c):
+        return make_head(c.head, **c.params)
+
+    (first,) = ms.cross_validate(cand, make, X, y, folds, n_repeats=1, n_jobs=1, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:60])
+    (again,) = ms.cross_validate(cand, make, X, y, folds, n_repeats=1, n_jobs=1, cache_dir=tmp_path)
+    assert not again.from_cache
+    np.testing.assert_array_equal(first.fold_scores, again.fold_scores)
+    (cached,) = ms.cross_validate(cand, make, X, y, folds, n_repeats=1, n_jobs=1, cache_dir=tmp_path)
+    assert cached.from_cache  # rewritten whole

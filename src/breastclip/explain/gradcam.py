@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ def _as_pair(v) -> tuple[int, int]:
 def default_target_layers(image_model: nn.Module
                           ) -> tuple[list[nn.Module], Callable[[torch.Tensor], torch.Tensor] | None]:
     """The conventional Grad-CAM layer (and token reshape) for the image towers and CNNs breastclip builds."""
-    m = image_model
+    m: Any = image_model  # duck-typed: the attributes each tower family has are probed below
     if hasattr(m, "transformer") and hasattr(m.transformer, "resblocks"):  # open_clip VisionTransformer
         batch_first = bool(getattr(m.transformer, "batch_first", False))
         grid = _as_pair(m.grid_size) if hasattr(m, "grid_size") else None
@@ -117,6 +118,7 @@ class SimilarityScores(nn.Module):
     def __init__(self, image_model: nn.Module, targets: torch.Tensor) -> None:
         super().__init__()
         self.image_model = image_model
+        self.targets: torch.Tensor
         self.register_buffer("targets", F.normalize(targets.float(), dim=-1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

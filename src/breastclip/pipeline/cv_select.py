@@ -36,9 +36,10 @@ from breastclip.heads.model_selection import (
 )
 from breastclip.method_registry import Inputs
 from breastclip.pipeline import methods
-from breastclip.pipeline.embed_step import EmbeddingSet, cache_dir_for
+from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.run_folder import RunFolder
 from breastclip.predictions import make_predictions
+from breastclip.user_cache import cv_folds_dir, leak_fingerprints_file
 
 log = logging.getLogger("breastclip.run")
 
@@ -83,13 +84,12 @@ class CVSelector:
         self.sel = np.isin(self.split, SELECTION_ROWS)
         groups = self._groups(df)
         self.folds = cv_folds(self.y[self.sel], groups[self.sel], self.settings)
-        self.cache = cache_dir_for(self.cfg).parent / "cv_folds"
+        self.cache = cv_folds_dir(self.cfg.embed.cache_dir or None)
 
     def _groups(self, df) -> np.ndarray:
         """Patients; merged with near-duplicate images when the split grouped them (``group_duplicates``)."""
         if self.cfg.split.options.get("group_duplicates"):
             from breastclip.data.leaks import duplicate_groups
-            from breastclip.user_cache import leak_fingerprints_file
 
             keys = duplicate_groups(self.manifest, cache=leak_fingerprints_file(self.cfg.embed.cache_dir or None))
             pos = {i: k for k, i in enumerate(self.manifest.df["id"].astype(str))}
