@@ -135,7 +135,7 @@ def leaderboard_table(board: pd.DataFrame, views: Sequence[MethodView], policy: 
     for _, r in board.iterrows():
         v = by_name.get(str(r["method"]))
         ece = ((v.calibration or {}).get("before") or {}).get("ece") if v is not None else None
-        row = {
+        row: dict[str, object] = {
             "method": str(r["method"]),
             "selected": "yes" if bool(r["selected"]) else "",
             "status": str(r["status"]),
