@@ -153,6 +153,9 @@ def test_seeds_select_the_method_by_its_mean_and_every_output_names_it_with_the_
         synth_binary, tmp_path, monkeypatch):
     raw = _raw(synth_binary, tmp_path / "cache", tmp_path / "run")
     raw["experiment"].update(seeds=[0, 1], seed=1)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()
+    raw["tracking"] = {"mlflow": True, "tracking_uri": uri, "experiment": "seeds"}
     res, console = _run(raw, monkeypatch, SEEDED)
     out = res.out_dir
     board = pd.read_csv(out / "leaderboard.csv")
@@ -192,3 +195,10 @@ def test_seeds_select_the_method_by_its_mean_and_every_output_names_it_with_the_
     sidecar = json.loads((tmp_path / "p.json").read_text())
     assert pred.method == sidecar["method"] == "beta_probe.seed1"
     assert "beta_probe by its mean val_roc_auc over 2 seeds" in sidecar["method_chosen_by"]
+    # MLflow: the method over seeds and its pooled means
+    import mlflow  # in the dev extra: a missing install fails here instead of skipping
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("seeds").experiment_id])
+    assert run.data.tags["breastclip.selected_method_over_seeds"] == "beta_probe"
+    assert run.data.metrics["selected.test_roc_auc.seeds_mean"] == pytest.approx(row["test_roc_auc_seeds_mean"])
