@@ -207,3 +207,35 @@ def test_a_damaged_fold_result_is_recomputed_not_fatal(tmp_path):
     np.testing.assert_array_equal(first.fold_scores, again.fold_scores)
     (cached,) = ms.cross_validate(cand, make, X, y, folds, n_repeats=1, n_jobs=1, cache_dir=tmp_path)
     assert cached.from_cache  # rewritten whole
+
+
+def test_pooling_is_a_capability_of_the_method_kind_not_a_name(tiny_raw, monkeypatch):
+    """Any kind whose registry entry says ``pools_methods`` runs after the others (even when listed first), pools
+    their CV results, and is left out of the label-efficiency refits; nothing branches on the name "ensemble"."""
+    from dataclasses import replace
+
+    from breastclip.heads import EnsembleHead
+    from breastclip.method_registry import METHOD_KINDS
+
+    class Blend(EnsembleHead):
+        head_name = "blend"
+
+    monkeypatch.setitem(HEADS, "blend", Blend)
+    monkeypatch.setitem(SAVEABLE, "blend", Blend)
+    monkeypatch.setitem(METHOD_KINDS, "blend", replace(METHOD_KINDS["ensemble"], name="blend"))
+    raw = _cv_raw(tiny_raw, experiment={"label_fractions": [0.5, 1.0]})
+    raw["methods"] = [{"name": "mix", "head": "blend", "params": {"top_k": 2}}] + raw["methods"][:3]
+    out = _run(raw).out_dir
+    mix = json.loads((out / "methods" / "mix" / "method.json").read_text())
+    assert mix["complete"] and len(mix["params"]["members"]) == 2 and "top_k" not in mix["params"]
+    assert mix["selection"]["source"] == "cv"
+    curve = pd.read_csv(out / "label_efficiency.csv")
+    assert set(curve["method"]) == {"svm", "knn", "simpleshot"}
+
+
+def test_a_pooling_method_outside_cv_selection_is_a_clear_error(tiny_raw):
+    raw = _cv_raw(tiny_raw)
+    raw["evaluation"]["selection"] = "val"
+    raw["methods"] = [{"name": "svm", "head": "svm_rbf"}, {"name": "ens", "head": "ensemble", "params": {"top_k": 2}}]
+    with pytest.raises(ConfigError, match=r"'ens' \(ensemble\): top_k .*selection = \"cv\""):
+        _run(raw)

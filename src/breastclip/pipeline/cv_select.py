@@ -5,8 +5,8 @@ The hook is :class:`CVSelector`, used by the method step in place of :func:`meth
 rows are handed to :mod:`breastclip.heads.model_selection`; the test rows are touched once, by ``predict_proba`` of
 the refitted model. In the predictions table, train and val rows carry out-of-fold probabilities (mean over the
 repeats), so operating points chosen on validation rows are chosen on held-out figures, and test rows carry the
-refitted model's. A method whose head is ``ensemble`` averages the top ``top_k`` (default 3) other methods of the
-same backbone, ranked by their CV figure, each at its chosen point.
+refitted model's. A method whose kind pools other methods (``MethodKind.pools_methods``: the ensemble) averages the
+top ``top_k`` (default 3) other methods of the same backbone, ranked by their CV figure, each at its chosen point.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from breastclip.heads.model_selection import (
     out_of_fold_mean,
     rank,
 )
-from breastclip.method_registry import Inputs
+from breastclip.method_registry import Inputs, method_kind
 from breastclip.pipeline import methods
 from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.run_folder import RunFolder
@@ -43,7 +43,6 @@ from breastclip.user_cache import cv_folds_dir, leak_fingerprints_file
 
 log = logging.getLogger("breastclip.run")
 
-ENSEMBLE = "ensemble"
 SELECTION_ROWS = ("train", "val")
 
 
@@ -112,7 +111,7 @@ class CVSelector:
         t0 = time.perf_counter()
         X = emb.rows(self.ids)
         Xs, ys = X[self.sel], self.y[self.sel]
-        if plan.method.head == ENSEMBLE:
+        if plan.kind.pools_methods:
             best, table = self._ensemble(plan, emb.backbone_name, ys)
         else:
             points = expand_grid(plan.method.params, method_grid(plan))
@@ -148,7 +147,8 @@ class CVSelector:
 
     def _ensemble(self, plan: methods.Plan, backbone: str, ys: np.ndarray) -> tuple[CVResult, list[CVResult]]:
         top_k = int(plan.method.params.get("top_k", 3))
-        pool = rank([r for r in self.results.get(backbone, {}).values() if r.candidate.head != ENSEMBLE])
+        pool = rank([r for r in self.results.get(backbone, {}).values()
+                     if not method_kind(r.candidate.head).pools_methods])
         if len(pool) < 2:
             raise ConfigError(f"method '{plan.method.name}' (ensemble) needs at least two cross-validated methods "
                               f"on {backbone} listed before it; found {len(pool)}")
@@ -159,8 +159,7 @@ class CVSelector:
 def _with_params(method, params: Mapping[str, Any]):
     from dataclasses import replace
 
-    fixed = {k: v for k, v in params.items() if not (method.head == ENSEMBLE and k == "top_k")}
-    return replace(method, params=fixed)
+    return replace(method, params=method_kind(method.head).estimator_params(params))
 
 
 def _table_csv(table: list[CVResult]) -> str:
