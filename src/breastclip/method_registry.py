@@ -10,7 +10,7 @@ and ``cnn``, the end-to-end fine-tuned CNN baseline.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 from breastclip.config import OFFLINE_CNN, ConfigError, ExperimentConfig, MethodSection
 from breastclip.finetune import AugmentConfig, FinetuneConfig, FinetunedModel, load_finetuned
-from breastclip.heads import HEADS, TEXT_ARGUMENTS, load_head, make_head
+from breastclip.heads import HEADS, TEXT_ARGUMENTS, EnsembleHead, load_head, make_head
 
 
 class Inputs(Enum):
@@ -53,12 +53,18 @@ class MethodKind:
     load: Callable[[Path], Any]
     #: hyperparameters ``--offline`` sets (weights that need no download)
     offline_params: Mapping[str, Any] = field(default_factory=dict)
-    #: built from the cross-validated results of the other methods on its backbone (the ensemble of the top-k)
-    #: when ``evaluation.selection = "cv"``: it runs after those methods, reuses their refitted models, and is not
-    #: refitted on the label-efficiency subsets (its members are, each as a method of its own)
-    pools_methods: bool = False
+    #: set for a kind built from the other methods of its backbone (the ensemble of the top-k by CV figure) when
+    #: ``evaluation.selection = "cv"``: their fitted models -> its fitted model, with nothing refitted. Such a kind
+    #: runs after those methods and is not refitted on the label-efficiency subsets (its members are, each as a
+    #: method of its own); see :attr:`pools_methods`
+    pool: Callable[[Sequence[Any]], Any] | None = None
     #: hyperparameters the run reads for this kind and never hands to the estimator (the ensemble's ``top_k``)
     run_params: tuple[str, ...] = ()
+
+    @property
+    def pools_methods(self) -> bool:
+        """Whether the method is built from other methods' cross-validated results and fitted models."""
+        return self.pool is not None
 
     def estimator_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` without the ones the run reads (:attr:`run_params`)."""
@@ -150,7 +156,7 @@ METHOD_KINDS: dict[str, MethodKind] = {k.name: k for k in (
     _head_kind("knn", TextUse.NONE, uses_validation=False),
     _head_kind("simpleshot", TextUse.NONE, uses_validation=False),
     # the top ``top_k`` (default 3) methods of its backbone by CV figure, each at its chosen point
-    _head_kind("ensemble", TextUse.NONE, uses_validation=True, pools_methods=True, run_params=("top_k",)),
+    _head_kind("ensemble", TextUse.NONE, uses_validation=True, pool=EnsembleHead.from_fitted, run_params=("top_k",)),
     _head_kind("attention_mil", TextUse.NONE, uses_validation=True),  # bags of tile embeddings (tile views)
     CNN,
 )}
