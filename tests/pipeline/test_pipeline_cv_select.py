@@ -137,7 +137,9 @@ def test_seeds_run_every_method_per_seed_and_summarise(tiny_raw):
     raw = _cv_raw(tiny_raw)
     raw["methods"] = raw["methods"][:3]
     raw["experiment"]["seeds"] = [0, 1]
-    out = _run(raw).out_dir
+    raw["experiment"]["seed"] = 1  # the master seed: its fit is the one deployed
+    res = _run(raw)
+    out = res.out_dir
     board = pd.read_csv(out / "leaderboard.csv")
     assert set(board["method"]) == {f"{m}.seed{s}" for m in ("svm", "knn", "simpleshot") for s in (0, 1)}
     seeds = pd.read_csv(out / "seeds.csv").set_index("method")
@@ -145,8 +147,26 @@ def test_seeds_run_every_method_per_seed_and_summarise(tiny_raw):
     per = board.set_index("method")["test_roc_auc"]
     assert seeds.loc["svm", "roc_auc_mean"] == pytest.approx((per["svm.seed0"] + per["svm.seed1"]) / 2)
     assert seeds.loc["svm", "roc_auc_sd"] == pytest.approx(np.std([per["svm.seed0"], per["svm.seed1"]], ddof=1))
-    assert seeds["selection_value_mean"].is_monotonic_decreasing  # ordered by CV, never by test
-    assert "research" in (out / "seeds.md").read_text().lower()
+    # seeds.csv: the pooled status and the selection, ok methods first, then by mean CV (never by test)
+    assert {"status", "selected", "deployed"} <= set(seeds.columns)
+    assert seeds["status"].tolist() == sorted(seeds["status"], key=lambda s: s != "ok")
+    for _flag, part in seeds.groupby(seeds["status"] != "ok", sort=False):
+        assert part["selection_value_mean"].is_monotonic_decreasing
+    assert (seeds["deployed"] == seeds.index + ".seed1").all()  # the master seed's fit
+    # a method's status is ok only when every seed is; otherwise it names each flagged seed and why
+    b = board.set_index("method")
+    for m in seeds.index:
+        own = b.loc[[f"{m}.seed0", f"{m}.seed1"], "seed_status"]
+        want = "ok" if (own == "ok").all() else "; ".join(f"seed {s} flagged: {st}" for s, st in zip(
+            (0, 1), own, strict=True) if st != "ok")
+        assert seeds.loc[m, "status"] == want and (b.loc[[f"{m}.seed0", f"{m}.seed1"], "status"] == want).all()
+    # the selection (here, on a random tiny backbone, usually none): the best ok method by mean CV, its master
+    # seed's row; seeds.csv, leaderboard.csv and the run agree
+    ok = seeds[seeds["status"] == "ok"]
+    assert seeds["selected"].tolist() == [True] * min(1, len(ok)) + [False] * (len(seeds) - min(1, len(ok)))
+    assert res.best == (f"{ok.index[0]}.seed1" if len(ok) else None)
+    assert board["selected"].sum() == len(ok[:1]) and board["selection_metric"].eq("cv_roc_auc").all()
+    assert "research" in (out / "seeds.md").read_text().lower() and "master seed 1" in (out / "seeds.md").read_text()
     # different seeds give different CV folds
     a = pd.read_csv(out / "methods" / "svm.seed0" / "cv_results.csv")["fold_scores"].iloc[0]
     b = pd.read_csv(out / "methods" / "svm.seed1" / "cv_results.csv")["fold_scores"].iloc[0]

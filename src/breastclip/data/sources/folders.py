@@ -144,7 +144,9 @@ def read_folders(
             rows.append(row)
         for m in masks:
             n_masks += 1
-            stem = MASK_RE.match(m.stem).group("stem")
+            hit = MASK_RE.match(m.stem)
+            assert hit is not None  # masks were collected by this very pattern
+            stem = hit.group("stem")
             owner = images.get(str(m.parent / stem))
             if owner is not None:
                 rel = relative_to_root(m, root)
