@@ -227,3 +227,71 @@ def test_a_damaged_fold_result_is_recomputed_not_fatal(tmp_path):
     np.testing.assert_array_equal(first.fold_scores, again.fold_scores)
     (cached,) = ms.cross_validate(cand, make, X, y, folds, n_repeats=1, n_jobs=1, cache_dir=tmp_path)
     assert cached.from_cache  # rewritten whole
+
+
+def test_pooling_is_a_capability_of_the_method_kind_not_a_name(tiny_raw, monkeypatch):
+    """Any kind whose registry entry pools other methods (``pool``) runs after the others (even when listed first), pools
+    their CV results, and is left out of the label-efficiency refits; nothing branches on the name "ensemble"."""
+    from dataclasses import replace
+
+    from breastclip.heads import EnsembleHead
+    from breastclip.method_registry import METHOD_KINDS
+
+    class Blend(EnsembleHead):
+        head_name = "blend"
+
+    monkeypatch.setitem(HEADS, "blend", Blend)
+    monkeypatch.setitem(SAVEABLE, "blend", Blend)
+    monkeypatch.setitem(METHOD_KINDS, "blend", replace(METHOD_KINDS["ensemble"], name="blend",
+                                                       pool=Blend.from_fitted))
+    raw = _cv_raw(tiny_raw, experiment={"label_fractions": [0.5, 1.0]})
+    raw["methods"] = [{"name": "mix", "head": "blend", "params": {"top_k": 2}}] + raw["methods"][:3]
+    out = _run(raw).out_dir
+    mix = json.loads((out / "methods" / "mix" / "method.json").read_text())
+    assert mix["complete"] and len(mix["params"]["members"]) == 2 and "top_k" not in mix["params"]
+    assert mix["selection"]["source"] == "cv"
+    curve = pd.read_csv(out / "label_efficiency.csv")
+    assert set(curve["method"]) == {"svm", "knn", "simpleshot"}
+
+
+def test_a_pooling_method_outside_cv_selection_is_a_clear_error(tiny_raw):
+    raw = _cv_raw(tiny_raw)
+    raw["evaluation"]["selection"] = "val"
+    raw["methods"] = [{"name": "svm", "head": "svm_rbf"}, {"name": "ens", "head": "ensemble", "params": {"top_k": 2}}]
+    with pytest.raises(ConfigError, match=r"'ens' \(ensemble\): top_k .*selection = \"cv\""):
+        _run(raw)
+
+
+def test_the_ensemble_reuses_its_members_refitted_heads(tiny_raw, monkeypatch):
+    """The CV ensemble is assembled from its members' refitted heads (same rows, same hyperparameters and seed), so
+    the run fits no member twice; its test predictions are exactly what refitting it from its recorded members on
+    train+val gives."""
+    from breastclip.data.manifest import Manifest
+    from breastclip.heads import EnsembleHead, load_head
+    from breastclip.pipeline.embed_step import embed_all
+
+    real_fit = EnsembleHead.fit
+
+    def no_refit(self, *a, **kw):
+        raise AssertionError("the ensemble refitted its members")
+
+    monkeypatch.setattr(EnsembleHead, "fit", no_refit)
+    raw = _cv_raw(tiny_raw)
+    out = _run(raw).out_dir
+    monkeypatch.setattr(EnsembleHead, "fit", real_fit)
+    pred = pd.read_csv(out / "predictions.csv", dtype={"id": str})
+    assert "ens" in set(pred["method"])
+    model = load_head(out / "methods" / "ens" / "model")
+    ens_json = json.loads((out / "methods" / "ens" / "method.json").read_text())
+    assert [m[0] for m in ens_json["params"]["members"]] == [m[0] for m in model.members]
+    assert all(m[1].get("random_state") == 0 for m in model.members if m[0] == "svm_rbf")  # the run's seed
+    manifest = Manifest.from_csv(out / "manifest.csv")
+    df = manifest.df
+    X = embed_all(load_config(raw=raw), manifest, progress=False)["tiny-test"].rows(df["id"].tolist())
+    split, y = df["split"].to_numpy(), df["label"].astype(str).to_numpy()
+    sel, test = np.isin(split, ["train", "val"]), split == "test"
+    refit = EnsembleHead(members=model.members).fit(X[sel], y[sel])
+    np.testing.assert_array_equal(model.predict_proba(X[test]), refit.predict_proba(X[test]))
+    rows = pred[(pred["method"] == "ens") & (pred["split"] == "test")].set_index("id").loc[df["id"][test]]
+    cols = [f"p_{c}" for c in refit.classes_]
+    np.testing.assert_allclose(rows[cols].to_numpy(), refit.predict_proba(X[test]), atol=1e-9)

@@ -162,7 +162,7 @@ def cam_model_for_backbone(backbone, prompts: Sequence[str] | None = None, *, ba
     ``prompts`` (each prompt its own target), ``bank`` (a prompt bank or its name: one target per class, the
     zero-shot class embedding averaged over the bank's prompts and templates), or ``target_embeddings`` (vectors in
     the image space, e.g. class-mean image embeddings; the only choice for image-only backbones)."""
-    from breastclip.backbones.preprocess import resize_crop
+    from breastclip.backbones.preprocess import prepare_image
 
     if getattr(backbone, "precision", "fp32") == "int8":
         raise ValueError("Grad-CAM needs gradients: build the backbone with precision='fp32' (not int8)")
@@ -195,7 +195,8 @@ def cam_model_for_backbone(backbone, prompts: Sequence[str] | None = None, *, ba
         reshape = reshape_transform or reshape
     model = SimilarityScores(tower, torch.as_tensor(targets)).to(backbone.device).eval()
     return CamModel(model=model, target_layers=layers, labels=labels,
-                    prepare=lambda im: torch.from_numpy(resize_crop(im, backbone.entry)),
+                    # the pixels the embeddings saw: the breast crop (flip, padding) when the entry asks for it
+                    prepare=lambda im: torch.from_numpy(prepare_image(im, backbone.entry)),
                     normalize=backbone.normalize, reshape_transform=reshape, score_kind="cosine similarity",
                     description=f"{backbone.name} image tower, cosine similarity to {len(labels)} target(s)")
 
