@@ -29,8 +29,6 @@ from breastclip.pipeline.run_folder import RunFolder
 
 log = logging.getLogger("breastclip.run")
 
-ENSEMBLE = "ensemble"
-
 
 def budgets(cfg: ExperimentConfig) -> list[tuple[str, float]]:
     """(kind, value) pairs: ("fraction", 0.1) and ("shots", 4)."""
@@ -67,7 +65,10 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
     pos = classes.index(positive) if positive is not None else None
     rows = []
     for o in outcomes:
-        if o.method is None or o.method.head == ENSEMBLE or method_kind(o.method.head).inputs is not Inputs.EMBEDDINGS or o.predictions is None or not o.backbone:
+        if o.method is None or o.predictions is None or not o.backbone:
+            continue
+        spec = method_kind(o.method.head)
+        if spec.inputs is not Inputs.EMBEDDINGS or spec.pools_methods:  # a pooling method's members have curves
             continue
         emb = sets[o.backbone]
         X = emb.rows(ids)
