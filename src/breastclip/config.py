@@ -221,11 +221,14 @@ class ExperimentConfig:
         return tomli_w.dumps(_drop_empty_tables(self.to_dict()))
 
     def identity(self) -> str:
-        """Hash of everything that changes results (not the output folder, not tracking)."""
+        """Hash of everything that changes results: not the output folder, not tracking, and not ``[report]`` (what
+        the report shows and the study facts it states change no fitted model or metric, so editing them lets an
+        interrupted run resume and reuse its finished methods; the report is written again at the end)."""
         d = self.to_dict()
         d["experiment"].pop("output", None)
         d["experiment"].pop("on_existing", None)
         d.pop("tracking", None)
+        d.pop("report", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -536,7 +539,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
     if origin is tuple:
         (inner, *_rest) = typing.get_args(tp)
@@ -544,7 +547,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             value = [value]  # a single value where a list is expected
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"'{path}' must be a list, got {value!r}")
-        if dataclasses.is_dataclass(inner):
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
             return tuple(_build(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
         return tuple(_coerce(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
     if tp is dict or origin is dict:

@@ -10,7 +10,7 @@ and ``cnn``, the end-to-end fine-tuned CNN baseline.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 from breastclip.config import OFFLINE_CNN, ConfigError, ExperimentConfig, MethodSection
 from breastclip.finetune import AugmentConfig, FinetuneConfig, FinetunedModel, load_finetuned
-from breastclip.heads import HEADS, TEXT_ARGUMENTS, load_head, make_head
+from breastclip.heads import HEADS, TEXT_ARGUMENTS, EnsembleHead, load_head, make_head
 
 
 class Inputs(Enum):
@@ -53,6 +53,22 @@ class MethodKind:
     load: Callable[[Path], Any]
     #: hyperparameters ``--offline`` sets (weights that need no download)
     offline_params: Mapping[str, Any] = field(default_factory=dict)
+    #: set for a kind built from the other methods of its backbone (the ensemble of the top-k by CV figure) when
+    #: ``evaluation.selection = "cv"``: their fitted models -> its fitted model, with nothing refitted. Such a kind
+    #: runs after those methods; on the label-efficiency subsets it pools its members' fits on each subset, in the
+    #: same way; see :attr:`pools_methods`
+    pool: Callable[[Sequence[Any]], Any] | None = None
+    #: hyperparameters the run reads for this kind and never hands to the estimator (the ensemble's ``top_k``)
+    run_params: tuple[str, ...] = ()
+
+    @property
+    def pools_methods(self) -> bool:
+        """Whether the method is built from other methods' cross-validated results and fitted models."""
+        return self.pool is not None
+
+    def estimator_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` without the ones the run reads (:attr:`run_params`)."""
+        return {k: v for k, v in params.items() if k not in self.run_params}
 
     def unmet_need(self, backbone: str, has_text: bool, text_aligned: bool) -> str | None:
         """Why this method cannot run on ``backbone`` (None when it can)."""
@@ -85,9 +101,9 @@ def _build_head(method: MethodSection, cfg: ExperimentConfig, text: Mapping[str,
     return make_head(method.head, **{k: v for k, v in (text or {}).items() if v is not None}, **params)
 
 
-def _head_kind(name: str, text: TextUse, uses_validation: bool) -> MethodKind:
+def _head_kind(name: str, text: TextUse, uses_validation: bool, **capabilities: Any) -> MethodKind:
     doc = (HEADS[name].__doc__ or name).strip().splitlines()[0]
-    return MethodKind(name, Inputs.EMBEDDINGS, text, uses_validation, doc, _build_head, load_head)
+    return MethodKind(name, Inputs.EMBEDDINGS, text, uses_validation, doc, _build_head, load_head, **capabilities)
 
 
 # ---- the end-to-end CNN baseline ----------------------------------------------------------------------------
@@ -139,7 +155,8 @@ METHOD_KINDS: dict[str, MethodKind] = {k.name: k for k in (
     _head_kind("svm_rbf", TextUse.NONE, uses_validation=False),  # C and gamma by internal CV / the grid
     _head_kind("knn", TextUse.NONE, uses_validation=False),
     _head_kind("simpleshot", TextUse.NONE, uses_validation=False),
-    _head_kind("ensemble", TextUse.NONE, uses_validation=True),
+    # the top ``top_k`` (default 3) methods of its backbone by CV figure, each at its chosen point
+    _head_kind("ensemble", TextUse.NONE, uses_validation=True, pool=EnsembleHead.from_fitted, run_params=("top_k",)),
     _head_kind("attention_mil", TextUse.NONE, uses_validation=True),  # bags of tile embeddings (tile views)
     CNN,
 )}

@@ -10,6 +10,7 @@ probabilities. One CSV out (never overwriting a file), with a JSON sidecar sayin
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,12 +28,13 @@ from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.images import IMAGE_SUFFIXES, load_image, pixel_size
 from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import image_files
-from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, selected_method, threshold_text
+from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, is_seeded, selected_method, threshold_text
 from breastclip.heads import load_head
 from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.explain_step import overlays_for_predict
 from breastclip.pipeline.methods import align_proba
 from breastclip.pipeline.run_folder import ResultsFolderError, RunFolder
+from breastclip.portable import portable_path
 from breastclip.retrieval import load_reference, nearest
 
 
@@ -74,7 +76,7 @@ class RunArtifacts:
             raise PredictError(f"{self.folder.method_dir(self.method) / RunFolder.METHOD_RECORD}: {e}") from None
 
 
-def collect_images(items: list[str | Path]) -> list[Path]:
+def collect_images(items: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders searched recursively for image files (sorted); missing paths are an error."""
     out: list[Path] = []
     missing = []
@@ -119,6 +121,11 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
                                    f"{RunFolder.LEADERBOARD} flags it, so none is selected. Pass --method NAME (one "
                                    f"of {methods}) to use one anyway")
             chosen_by = f"selected by the run ({board['selection_metric'].iloc[0]}, never the test split)"
+            if is_seeded(board):  # the method was chosen by its mean over seeds; this is one seed's fitted model
+                row = board[board["method"].astype(str) == method].iloc[0]
+                chosen_by = (f"selected by the run: {row['base_method']} by its mean "
+                             f"{board['selection_metric'].iloc[0]} over {int(row['n_seeds'])} seeds (never the test "
+                             f"split); its deployed model {method} is the master seed's fit")
         elif method not in methods:
             raise PredictError(f"method {method!r} is not in this run; its methods are {methods}")
         else:
@@ -136,7 +143,7 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
 
 
 def predict_images(
-    images: list[str | Path],
+    images: Sequence[str | Path],
     run_dir: str | Path,
     *,
     method: str | None = None,
@@ -187,7 +194,8 @@ def predict_images(
     if neighbours > 0 and backbone and X is not None:
         _neighbours(run, backbone, X, ok, table, neighbours, out_csv.parent / (out_csv.stem + "_neighbours.csv"))
     atomic_write_text(out_csv, table.to_csv(index=False))
-    sidecar = {"run": str(run.run_dir), "method": run.method, "method_chosen_by": run.chosen_by,
+    # the run as seen from the sidecar's folder (never a user's home path: predictions get shared)
+    sidecar = {"run": portable_path(run.run_dir, out_csv.parent), "method": run.method, "method_chosen_by": run.chosen_by,
                "backbone": backbone, "classes": run.classes, "operating_point": run.operating_point, "gate": gate,
                **({} if gate else {"gate_overridden": "--no-gate: the medical-image gate was run but not applied",
                                    "gate_would_have_rejected": would_reject}),

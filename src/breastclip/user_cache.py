@@ -11,6 +11,9 @@ so ``embed`` and ``run`` given the same root share one embedding cache::
     <root>/datasets/<name>/                  `breastclip download` (data/download.py)
     <root>/medmnist/<npz>-<md5>/             PNG exports of MedMNIST .npz files (data/sources/medmnist.py)
     <root>/synthetic/, synthetic-demo/       the generated sample sets (run --synthetic, demo)
+    <root>/cv_folds/<key>.npz                cross-validation fold results of `evaluation.selection = "cv"`
+                                             (heads/model_selection.py; the key covers head, hyperparameters,
+                                             X, y and the folds)
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 from pathlib import Path
 
 __all__ = ["ENV_VAR", "cache_root", "embeddings_dir", "pixels_dir", "weights_fingerprints_file",
-           "leak_fingerprints_file", "datasets_dir", "medmnist_dir", "synthetic_dir"]
+           "leak_fingerprints_file", "datasets_dir", "medmnist_dir", "synthetic_dir", "cv_folds_dir"]
 
 ENV_VAR = "BREASTCLIP_CACHE"
 
@@ -62,3 +65,7 @@ def medmnist_dir(root: str | os.PathLike[str] | None = None) -> Path:
 
 def synthetic_dir(name: str = "synthetic", root: str | os.PathLike[str] | None = None) -> Path:
     return cache_root(root) / name
+
+
+def cv_folds_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    return cache_root(root) / "cv_folds"

@@ -101,3 +101,26 @@ def test_cli_ls_gc_clear(tmp_path):
     assert r.exit_code == 0 and "removed 1 duplicate shard" in r.output
     r = runner.invoke(app, ["cache", "clear", "--cache-dir", str(tmp_path), "--yes", "--busy-minutes", "0"])
     assert r.exit_code == 0 and "removed 1 folder" in r.output
+
+
+def test_verify_and_gc_know_the_cv_fold_results(tmp_path):
+    """`cache verify` opens every fold result and names a damaged one; `gc` removes only old orphaned temp files."""
+    import os
+    import time
+
+    from breastclip.user_cache import cv_folds_dir
+
+    folds = cv_folds_dir(tmp_path)
+    folds.mkdir(parents=True)
+    np.savez(folds / "good.npz", scores=np.zeros(4), oof=np.zeros((2, 10, 2)))
+    (folds / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    (f,) = [f for f in verify_cache(tmp_path) if f.kind == "cv_folds"]
+    assert f.rows == 2 and len(f.problems) == 1 and f.problems[0].startswith("bad.npz")
+    r = runner.invoke(app, ["cache", "verify", "--cache-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "bad.npz" in r.output
+    old, fresh = folds / ".x.npz.abc.tmp", folds / ".y.npz.def.tmp"
+    old.write_bytes(b"1")
+    fresh.write_bytes(b"2")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert gc_cache(tmp_path).orphans_removed == 1
+    assert not old.exists() and fresh.exists() and (folds / "good.npz").exists()

@@ -179,3 +179,26 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
 
     assert errors.describe(ZeroDivisionError("bug")) is None
     assert errors.describe(PermissionError(errno.EACCES, "Permission denied", "/x/y")).startswith("/x/y: Permission")
+
+
+@pytest.mark.parametrize("command", [
+    ["data", "inspect", "{missing}"],
+    ["embed", "{bad_manifest}", "--backbone", "tiny-test"],
+    ["zeroshot", "{empty}", "--backbone", "tiny-test", "--out", "{out}"],
+    ["data", "synthetic", "{empty}", "--patients", "0"],
+])
+def test_data_embed_zeroshot_images_errors_are_one_line_and_debug_shows_the_traceback(command, tmp_path):
+    """The commands that catch their own errors go through the same ``fail``: one line, exit 2; ``--debug``
+    re-raises the original exception (before, they printed a line and exited 2 even under --debug)."""
+    (tmp_path / "empty").mkdir()
+    bad = tmp_path / "manifest.csv"
+    bad.write_text("path,label\n")  # no rows
+    paths = {"missing": str(tmp_path / "no-such-folder"), "bad_manifest": str(bad), "empty": str(tmp_path / "empty"),
+             "out": str(tmp_path / "zs.csv")}
+    args = [a.format(**paths) for a in command]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    _one_error_line(r.output)
+    debug = runner.invoke(app, ["--debug", *args])
+    assert debug.exit_code != 0 and debug.exception is not None
+    assert not isinstance(debug.exception, SystemExit), debug.output

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -141,3 +142,43 @@ def test_dicom_files_fill_view_laterality_and_exam(tmp_path):
     df = read_folders(tmp_path).validate().df.set_index("label")
     assert df.loc["benign", ["laterality", "view", "exam_id", "patient_id"]].tolist() == ["L", "CC", "1.L", "PL"]
     assert df.loc["malignant", ["laterality", "view"]].tolist() == ["R", "MLO"]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("1_L_CC.png", ("L", "CC")), ("0_R-MLO.png", ("R", "MLO")), ("L-CC.png", ("L", "CC")),
+    ("Calc-Test_P_00038_LEFT_CC.dcm", ("L", "CC")), ("22678622_61b13c5_MG_R_CC_ANON.dcm", ("R", "CC")),
+    ("RMLO.png", ("R", "MLO")), ("CC_L.png", ("L", "CC")), ("0_R-MLO_benign.png", ("R", "MLO")),
+    ("benign (1).png", None), ("CALC.png", None), ("LCCX.png", None), ("mass_left.png", None),
+    ("L_CC_R_MLO.png", None),  # two breasts named: ambiguous, left blank
+])
+def test_view_from_name(name, expected):
+    from breastclip.data.sources._files import view_from_name
+
+    got = view_from_name(name)
+    assert (got["laterality"], got["view"]) == expected if expected else got == {}
+
+
+def test_folder_reader_takes_side_and_view_from_names(tmp_path):
+    for cls, names in {"malignant": ["1_R_CC.png", "1_R_MLO.png"], "normal": ["1_L_CC.png", "scan.png"]}.items():
+        (tmp_path / cls).mkdir()
+        for n in names:
+            Image.new("L", (8, 8)).save(tmp_path / cls / n)
+    df = read_folders(tmp_path).df.set_index("image")
+    assert df.loc["malignant/1_R_MLO.png", ["laterality", "view"]].tolist() == ["R", "MLO"]
+    assert df.loc["normal/1_L_CC.png", ["laterality", "view"]].tolist() == ["L", "CC"]
+    assert df.loc["normal/scan.png", ["laterality", "view"]].tolist() == ["", ""]  # unknown, not guessed
+    assert "laterality" not in read_folders(tmp_path, views_from_names=False).df.columns
+
+
+@pytest.mark.realdata
+def test_nyu_names_give_side_and_view(shared_data):
+    """The real NYU full-field samples (``1_L_CC.png``, ``0_R-MLO.png``, ``L-CC.png``) read with side and view, as
+    breast-level evaluation needs, and agree with the samples' own labels.csv."""
+    root = shared_data / "mammography_samples"
+    df = read_folders(root / "nyu_ffdm").df
+    truth = pd.read_csv(root / "labels.csv").set_index("path")
+    for _, r in df.iterrows():
+        t = truth.loc[f"nyu_ffdm/{r['image']}"] if f"nyu_ffdm/{r['image']}" in truth.index else None
+        if t is not None:
+            assert (r["laterality"], r["view"]) == (t["laterality"], t["view"]), r["image"]
+    assert (df["view"] != "").sum() >= 12

@@ -171,3 +171,33 @@ def test_image_only_backbone_targets_an_image_space_embedding(two_pngs, tmp_path
     # zero once explain decodes it exactly as prepare() did; the other image must get a non-uniform map.
     assert res.table["cosine similarity"].iloc[1] < 0.999
     assert res.table["map_std"].iloc[1] > 0
+
+
+def test_breast_crop_backbone_explains_the_cropped_pixels_it_embedded(tmp_path):
+    """A backbone embedded with ``breast_crop`` (mammography) is explained on the crop the embeddings saw, not on
+    the whole canvas: Grad-CAM's input equals ``prepare_image`` (crop, then resize), in a run and in predict."""
+    from breastclip.backbones import create_backbone
+    from breastclip.backbones.preprocess import prepare_image, resize_crop
+
+    canvas = np.zeros((300, 400, 3), np.uint8)
+    yy, xx = np.mgrid[:300, :400]
+    canvas[((yy - 150) ** 2 / 120**2 + xx**2 / 160**2) < 1] = 170  # a breast against the left edge
+    canvas[20:30, 350:390] = 255  # a burned-in label on the right
+    bb = create_backbone("tiny-test", device="cpu", precision="fp32", breast_crop=True)
+    cm = cam_model_for_backbone(bb, target_embeddings=np.ones((1, bb.embed_dim)))
+    got = cm.prepare(canvas).numpy()
+    assert np.array_equal(got, prepare_image(canvas, bb.entry))
+    assert not np.array_equal(got, resize_crop(canvas, bb.entry))  # the uncropped canvas differs
+
+
+def test_a_runs_embedding_set_builds_its_backbone_with_the_runs_crop(tmp_path):
+    from breastclip.config import load_config
+    from breastclip.data.synthetic import make_synthetic
+    from breastclip.pipeline.embed_step import embed_all
+
+    m = make_synthetic(tmp_path / "d", n_patients=4, images_per_patient=1, size=48, seed=0)
+    cfg = load_config(raw={"backbones": ["tiny-test"], "data": {"source": str(tmp_path / "d"), "format": "synthetic"},
+                           "embed": {"cache_dir": str(tmp_path / "c"), "options": {"breast_crop": True}},
+                           "methods": [{"name": "lp", "head": "linear_probe"}]})
+    s = embed_all(cfg, m, progress=False)["tiny-test"]
+    assert s.entry.breast_crop and s.backbone.entry.breast_crop

@@ -118,3 +118,36 @@ def test_ensemble_rejects_unknown_members(binary):
         EnsembleHead(members=(("zeroshot", {}),)).fit(X, y)
     with pytest.raises(ValueError, match="at least one member"):
         EnsembleHead().fit(X, y)
+
+
+def test_ensemble_from_fitted_members_is_the_refitted_ensemble(binary, tmp_path):
+    """Assembled from heads already fitted on the rows, the ensemble predicts exactly what fitting it from its
+    recorded ``members`` gives, and saves and loads like any ensemble (no member is fitted again)."""
+    X, y, Xt, _ = binary
+    fitted = [RBFSVMHead(C=3.0, random_state=0).fit(X, y), KNNHead(k=7).fit(X, y), NearestClassMeanHead().fit(X, y)]
+    ens = EnsembleHead.from_fitted(fitted)
+    assert ens.estimators_[0] is fitted[0]
+    assert ens.members[0] == ("svm_rbf", fitted[0].get_params(deep=False))
+    refit = EnsembleHead(members=ens.members).fit(X, y)
+    np.testing.assert_array_equal(ens.predict_proba(Xt), refit.predict_proba(Xt))
+    np.testing.assert_array_equal(ens.predict(Xt), refit.predict(Xt))
+    loaded = load_head(ens.save(tmp_path / "ens"))
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), ens.predict_proba(Xt))
+    with pytest.raises(ValueError, match="same classes"):
+        EnsembleHead.from_fitted([fitted[0], NearestClassMeanHead().fit(X[:50], np.arange(50) % 3)])
+    with pytest.raises(ValueError, match="not fitted"):
+        EnsembleHead.from_fitted([fitted[0], NearestClassMeanHead()])
+
+
+def test_ensemble_member_text_embeddings_travel_with_the_saved_weights(binary, tmp_path):
+    """A member's array-valued hyperparameters (class text embeddings) are not JSON: they are saved with the
+    ensemble's arrays and given back to the member on load."""
+    from breastclip.heads import TipAdapter
+
+    X, y, Xt, _ = binary
+    text = np.random.default_rng(0).standard_normal((2, X.shape[1]))
+    tip = TipAdapter(text_embeddings=text, text_aligned=True, shots=None, search=False).fit(X, y)
+    ens = EnsembleHead.from_fitted([tip, NearestClassMeanHead().fit(X, y)])
+    loaded = load_head(ens.save(tmp_path / "ens"))
+    np.testing.assert_array_equal(loaded.estimators_[0].text_embeddings, text)
+    np.testing.assert_allclose(loaded.predict_proba(Xt), ens.predict_proba(Xt), rtol=1e-12, atol=1e-12)

@@ -200,6 +200,8 @@ def test_resolved_toml_round_trips_and_identity(tiny_raw):
     moved = load_config(raw=tiny_raw(), overrides=["experiment.output=/elsewhere"])
     assert moved.identity() == cfg.identity()  # the output folder is not part of what the results depend on
     assert load_config(raw=tiny_raw(), overrides=["experiment.seed=1"]).identity() != cfg.identity()
+    # what the report shows changes no fitted model or metric: an interrupted run may resume after such an edit
+    assert load_config(raw=tiny_raw(), overrides=["report.gradcam=0", "report.neighbours=0"]).identity() == cfg.identity()
 
 
 def test_only_methods(tiny_raw):

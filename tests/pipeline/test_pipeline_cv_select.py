@@ -137,7 +137,9 @@ def test_seeds_run_every_method_per_seed_and_summarise(tiny_raw):
     raw = _cv_raw(tiny_raw)
     raw["methods"] = raw["methods"][:3]
     raw["experiment"]["seeds"] = [0, 1]
-    out = _run(raw).out_dir
+    raw["experiment"]["seed"] = 1  # the master seed: its fit is the one deployed
+    res = _run(raw)
+    out = res.out_dir
     board = pd.read_csv(out / "leaderboard.csv")
     assert set(board["method"]) == {f"{m}.seed{s}" for m in ("svm", "knn", "simpleshot") for s in (0, 1)}
     seeds = pd.read_csv(out / "seeds.csv").set_index("method")
@@ -145,9 +147,151 @@ def test_seeds_run_every_method_per_seed_and_summarise(tiny_raw):
     per = board.set_index("method")["test_roc_auc"]
     assert seeds.loc["svm", "roc_auc_mean"] == pytest.approx((per["svm.seed0"] + per["svm.seed1"]) / 2)
     assert seeds.loc["svm", "roc_auc_sd"] == pytest.approx(np.std([per["svm.seed0"], per["svm.seed1"]], ddof=1))
-    assert seeds["selection_value_mean"].is_monotonic_decreasing  # ordered by CV, never by test
-    assert "research" in (out / "seeds.md").read_text().lower()
+    # seeds.csv: the pooled status and the selection, ok methods first, then by mean CV (never by test)
+    assert {"status", "selected", "deployed"} <= set(seeds.columns)
+    assert seeds["status"].tolist() == sorted(seeds["status"], key=lambda s: s != "ok")
+    for _flag, part in seeds.groupby(seeds["status"] != "ok", sort=False):
+        assert part["selection_value_mean"].is_monotonic_decreasing
+    assert (seeds["deployed"] == seeds.index + ".seed1").all()  # the master seed's fit
+    # a method's status is ok only when every seed is; otherwise it names each flagged seed and why
+    b = board.set_index("method")
+    for m in seeds.index:
+        own = b.loc[[f"{m}.seed0", f"{m}.seed1"], "seed_status"]
+        want = "ok" if (own == "ok").all() else "; ".join(f"seed {s} flagged: {st}" for s, st in zip(
+            (0, 1), own, strict=True) if st != "ok")
+        assert seeds.loc[m, "status"] == want and (b.loc[[f"{m}.seed0", f"{m}.seed1"], "status"] == want).all()
+    # the selection (here, on a random tiny backbone, usually none): the best ok method by mean CV, its master
+    # seed's row; seeds.csv, leaderboard.csv and the run agree
+    ok = seeds[seeds["status"] == "ok"]
+    assert seeds["selected"].tolist() == [True] * min(1, len(ok)) + [False] * (len(seeds) - min(1, len(ok)))
+    assert res.best == (f"{ok.index[0]}.seed1" if len(ok) else None)
+    assert board["selected"].sum() == len(ok[:1]) and board["selection_metric"].eq("cv_roc_auc").all()
+    assert "research" in (out / "seeds.md").read_text().lower() and "master seed 1" in (out / "seeds.md").read_text()
     # different seeds give different CV folds
     a = pd.read_csv(out / "methods" / "svm.seed0" / "cv_results.csv")["fold_scores"].iloc[0]
     b = pd.read_csv(out / "methods" / "svm.seed1" / "cv_results.csv")["fold_scores"].iloc[0]
     assert a != b
+
+
+def test_fold_cache_lives_under_the_one_cache_root_and_cache_clear_removes_it(tiny_raw, tmp_path, monkeypatch):
+    """With BREASTCLIP_CACHE set, a CV run writes its fold results under that root (user_cache.cv_folds_dir), never
+    beside it nor under HOME; `breastclip cache ls` lists them and `cache clear` removes them."""
+    from typer.testing import CliRunner
+
+    from breastclip.cli import app
+    from breastclip.user_cache import cv_folds_dir
+
+    home, root = tmp_path / "home", tmp_path / "cache" / "breastclip"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("BREASTCLIP_CACHE", str(root))
+    raw = _cv_raw(tiny_raw)
+    raw["methods"] = raw["methods"][:1]
+    raw["embed"] = {}  # the cache root comes from the environment
+    raw["evaluation"]["cv_repeats"] = 1
+    _run(raw)
+    entries = sorted(cv_folds_dir().glob("*.npz"))
+    assert cv_folds_dir() == root / "cv_folds" and len(entries) == 2  # one per grid point
+    assert not [p for p in home.rglob("*")], "the run wrote under HOME"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["breastclip"], "the run wrote beside the root"
+    runner = CliRunner()
+    ls = runner.invoke(app, ["cache", "ls", "--json"])
+    assert ls.exit_code == 0, ls.output
+    kinds = {f["kind"]: f for f in json.loads(ls.output)}
+    assert kinds["cv_folds"]["rows"] == 2 and kinds["cv_folds"]["folder"] == "cv_folds"
+    assert runner.invoke(app, ["cache", "verify"]).exit_code == 0
+    r = runner.invoke(app, ["cache", "clear", "--busy-minutes", "0", "--yes"])
+    assert r.exit_code == 0, r.output
+    assert not cv_folds_dir().exists()
+    assert not list((root / "embeddings").iterdir())  # the embedding folders went too
+
+
+def test_a_damaged_fold_result_is_recomputed_not_fatal(tmp_path):
+    """A truncated cache entry (a full disk, a killed copy) is recomputed with a warning; it never stops the run."""
+    from breastclip.heads import make_head
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 5)), np.array(["a", "b"] * 20)
+    folds = ms.cv_folds(y, None, ms.CVSettings(n_splits=2, n_repeats=1))
+    cand = [ms.Candidate("nc", "simpleshot", {})]
+
+    def make(c):
+        return make_head(c.head, **c.params)
+
+    (first,) = ms.cross_validate(cand, make, X, y, folds, n_repeats=1, n_jobs=1, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:60])
+    (again,) = ms.cross_validate(cand, make, X, y, folds, n_repeats=1, n_jobs=1, cache_dir=tmp_path)
+    assert not again.from_cache
+    np.testing.assert_array_equal(first.fold_scores, again.fold_scores)
+    (cached,) = ms.cross_validate(cand, make, X, y, folds, n_repeats=1, n_jobs=1, cache_dir=tmp_path)
+    assert cached.from_cache  # rewritten whole
+
+
+def test_pooling_is_a_capability_of_the_method_kind_not_a_name(tiny_raw, monkeypatch):
+    """Any kind whose registry entry pools other methods (``pool``) runs after the others (even when listed first), pools
+    their CV results, and is left out of the label-efficiency refits; nothing branches on the name "ensemble"."""
+    from dataclasses import replace
+
+    from breastclip.heads import EnsembleHead
+    from breastclip.method_registry import METHOD_KINDS
+
+    class Blend(EnsembleHead):
+        head_name = "blend"
+
+    monkeypatch.setitem(HEADS, "blend", Blend)
+    monkeypatch.setitem(SAVEABLE, "blend", Blend)
+    monkeypatch.setitem(METHOD_KINDS, "blend", replace(METHOD_KINDS["ensemble"], name="blend",
+                                                       pool=Blend.from_fitted))
+    raw = _cv_raw(tiny_raw, experiment={"label_fractions": [0.5, 1.0]})
+    raw["methods"] = [{"name": "mix", "head": "blend", "params": {"top_k": 2}}] + raw["methods"][:3]
+    out = _run(raw).out_dir
+    mix = json.loads((out / "methods" / "mix" / "method.json").read_text())
+    assert mix["complete"] and len(mix["params"]["members"]) == 2 and "top_k" not in mix["params"]
+    assert mix["selection"]["source"] == "cv"
+    curve = pd.read_csv(out / "label_efficiency.csv")
+    assert set(curve["method"]) == {"svm", "knn", "simpleshot"}
+
+
+def test_a_pooling_method_outside_cv_selection_is_a_clear_error(tiny_raw):
+    raw = _cv_raw(tiny_raw)
+    raw["evaluation"]["selection"] = "val"
+    raw["methods"] = [{"name": "svm", "head": "svm_rbf"}, {"name": "ens", "head": "ensemble", "params": {"top_k": 2}}]
+    with pytest.raises(ConfigError, match=r"'ens' \(ensemble\): top_k .*selection = \"cv\""):
+        _run(raw)
+
+
+def test_the_ensemble_reuses_its_members_refitted_heads(tiny_raw, monkeypatch):
+    """The CV ensemble is assembled from its members' refitted heads (same rows, same hyperparameters and seed), so
+    the run fits no member twice; its test predictions are exactly what refitting it from its recorded members on
+    train+val gives."""
+    from breastclip.data.manifest import Manifest
+    from breastclip.heads import EnsembleHead, load_head
+    from breastclip.pipeline.embed_step import embed_all
+
+    real_fit = EnsembleHead.fit
+
+    def no_refit(self, *a, **kw):
+        raise AssertionError("the ensemble refitted its members")
+
+    monkeypatch.setattr(EnsembleHead, "fit", no_refit)
+    raw = _cv_raw(tiny_raw)
+    out = _run(raw).out_dir
+    monkeypatch.setattr(EnsembleHead, "fit", real_fit)
+    pred = pd.read_csv(out / "predictions.csv", dtype={"id": str})
+    assert "ens" in set(pred["method"])
+    model = load_head(out / "methods" / "ens" / "model")
+    ens_json = json.loads((out / "methods" / "ens" / "method.json").read_text())
+    assert [m[0] for m in ens_json["params"]["members"]] == [m[0] for m in model.members]
+    assert all(m[1].get("random_state") == 0 for m in model.members if m[0] == "svm_rbf")  # the run's seed
+    manifest = Manifest.from_csv(out / "manifest.csv")
+    df = manifest.df
+    X = embed_all(load_config(raw=raw), manifest, progress=False)["tiny-test"].rows(df["id"].tolist())
+    split, y = df["split"].to_numpy(), df["label"].astype(str).to_numpy()
+    sel, test = np.isin(split, ["train", "val"]), split == "test"
+    refit = EnsembleHead(members=model.members).fit(X[sel], y[sel])
+    np.testing.assert_array_equal(model.predict_proba(X[test]), refit.predict_proba(X[test]))
+    rows = pred[(pred["method"] == "ens") & (pred["split"] == "test")].set_index("id").loc[df["id"][test]]
+    cols = [f"p_{c}" for c in refit.classes_]
+    np.testing.assert_allclose(rows[cols].to_numpy(), refit.predict_proba(X[test]), atol=1e-9)

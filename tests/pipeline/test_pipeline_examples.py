@@ -135,6 +135,19 @@ def test_breastmnist_benchmark_example_on_the_real_npz(shared_data, tmp_path, ru
     assert len(board) == 8
     seeds = pd.read_csv(out / "seeds.csv")
     assert set(seeds["method"]) == {"svm_rbf", "knn", "simpleshot", "ensemble_top3"}
+    # selection by method over seeds: the best ok method by mean CV, deployed as its master seed's (0) row, whose
+    # pooled columns are the means over both seeds
+    ok = seeds[seeds["status"] == "ok"]
+    if len(ok):
+        best = ok.iloc[0]
+        assert best["selection_value_mean"] == ok["selection_value_mean"].max() and bool(best["selected"])
+        row = board[board["selected"]].iloc[0]
+        assert row["method"] == f"{best['method']}.seed0" and row["base_method"] == best["method"]
+        per = board[board["base_method"] == best["method"]]
+        for col in ("test_roc_auc", "test_accuracy@argmax"):
+            assert row[f"{col}_seeds_mean"] == pytest.approx(per[col].mean())
+    else:
+        assert not board["selected"].any()
 
 
 @pytest.mark.slow

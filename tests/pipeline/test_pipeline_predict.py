@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -86,6 +87,8 @@ def test_predict_cli_and_errors(busi_run, shared_data, tmp_path):
     assert row["decision"] == ("malignant" if row["p_malignant"] >= op["threshold"] else other)
     sidecar = json.loads((tmp_path / "one.json").read_text())
     assert sidecar["method"] == "linear_probe" and "val_roc_auc" in sidecar["method_chosen_by"]
+    assert not Path(sidecar["run"]).is_absolute()  # the run as seen from the sidecar, no local absolute path
+    assert (tmp_path / sidecar["run"]).resolve() == out.resolve() or sidecar["run"] == out.name
     res = runner.invoke(app, ["predict", str(img), "--run", str(out), "--method", "nope"])
     assert res.exit_code == 2 and "not in this run" in res.output
     res = runner.invoke(app, ["predict", str(tmp_path / "missing.png"), "--run", str(out)])

@@ -117,6 +117,8 @@ def test_interrupted_run_resumes_in_place(finished, tmp_path):
     for name in ("leaderboard.csv", "metrics.json"):
         (out / name).unlink()
     before = (out / "methods" / "linear_probe" / "predictions.csv").stat().st_mtime_ns
+    # the user fills in a study fact for the report before resuming: the finished methods are still reused
+    raw = {**raw, "report": {**raw.get("report", {}), "study": {"registration": "not registered"}}}
     again = _run(raw)
     assert again.out_dir == out and again.resumed
     assert (out / "methods" / "linear_probe" / "predictions.csv").stat().st_mtime_ns == before  # reused

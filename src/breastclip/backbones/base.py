@@ -126,6 +126,7 @@ class Backbone:
         prompts = list(prompts)
         if not prompts:
             return np.zeros((0, self.entry.text_embed_dim), dtype=np.float32)
+        assert self._text_forward is not None  # has_text says so
         with torch.inference_mode(), self._autocast():
             t = self._text_forward(prompts)
         t = torch.as_tensor(t).float()

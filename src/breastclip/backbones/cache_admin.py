@@ -1,12 +1,16 @@
 """Looking after the user's cache (``breastclip cache ls | verify | gc | clear``), safe while other runs write.
 
+It knows the embedding folders, the pixel caches and the cross-validation fold results (``cv_folds/``, one
+``.npz`` per candidate; see :mod:`breastclip.user_cache` for the layout).
+
 Writers never need the maintenance lock: a shard is committed by its ``.parquet`` written after its ``.npy``, and
 readers that lose a shard to a concurrent clean-up look again once (:meth:`EmbeddingCache.read`). So:
 
 * ``gc`` works under each cache folder's compaction lock: it rewrites the merged index without duplicate rows, then
   deletes the shards no row points to any more (parallel runs that embedded the same images leave such duplicates),
   and orphans (an ``.npy`` without its ``.parquet``, a temp file) older than an hour, never a batch in flight.
-* ``clear`` removes cache folders, but spares those written to in the last ``busy_minutes`` (a run in progress)
+* ``verify`` also opens every fold result; ``gc`` removes the fold cache's orphaned temp files older than an hour.
+* ``clear`` removes cache folders (the fold cache is one folder), but spares those written to in the last ``busy_minutes`` (a run in progress)
   unless told otherwise; a folder is first renamed away (atomic), then deleted.
 """
 
@@ -17,6 +21,7 @@ import os
 import shutil
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +29,7 @@ import numpy as np
 
 from breastclip.atomic import TMP_SUFFIX, atomic_write_bytes
 from breastclip.backbones.cache import EmbeddingCache, _parquet_bytes
-from breastclip.user_cache import cache_root, embeddings_dir, pixels_dir
+from breastclip.user_cache import cache_root, cv_folds_dir, embeddings_dir, pixels_dir
 
 ORPHAN_AGE_S = 3600
 BUSY_MINUTES = 10
@@ -32,9 +37,9 @@ BUSY_MINUTES = 10
 
 @dataclass
 class CacheFolder:
-    """One embedding cache folder (or the pixel cache of one input geometry)."""
+    """One embedding cache folder, the pixel cache of one input geometry, or the cross-validation fold results."""
 
-    kind: str  # embeddings | pixels
+    kind: str  # embeddings | pixels | cv_folds
     path: Path
     backbone: str
     rows: int
@@ -63,7 +68,7 @@ def _size(folder: Path) -> tuple[int, float, int]:
 
 
 def list_cache(root: str | Path | None = None) -> list[CacheFolder]:
-    """Every embedding and pixel cache folder under the cache root."""
+    """Every embedding and pixel cache folder under the cache root, and the fold results' folder (rows: entries)."""
     out: list[CacheFolder] = []
     emb = embeddings_dir(root)
     for d in sorted(p for p in emb.glob("*") if p.is_dir()) if emb.is_dir() else []:
@@ -81,13 +86,40 @@ def list_cache(root: str | Path | None = None) -> list[CacheFolder]:
     for d in sorted(p for p in pix.glob("*") if p.is_dir()) if pix.is_dir() else []:
         size, modified, n = _size(d)
         out.append(CacheFolder("pixels", d, "", max(n - 1, 0), 0, size, modified))
+    folds = cv_folds_dir(root)
+    if folds.is_dir():
+        size, modified, _ = _size(folds)
+        out.append(CacheFolder("cv_folds", folds, "", len(list(folds.glob("*.npz"))), 0, size, modified))
     return out
 
 
+FOLD_ARRAYS = ("scores", "oof")  # what heads.model_selection saves per candidate
+
+
+def _verify_folds(folder: CacheFolder) -> None:
+    """Every fold result opens and holds its arrays (a damaged one is recomputed by the next run; say so here)."""
+    for p in sorted(folder.path.glob("*.npz")):
+        try:
+            with np.load(p) as z:
+                missing = [k for k in FOLD_ARRAYS if k not in z.files]
+                if not missing:
+                    scores, oof = z["scores"], z["oof"]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            folder.problems.append(f"{p.name}: unreadable ({e})")
+            continue
+        if missing:
+            folder.problems.append(f"{p.name}: missing {', '.join(missing)}")
+        elif scores.ndim != 1 or oof.ndim != 3:
+            folder.problems.append(f"{p.name}: scores {scores.shape} / out-of-fold {oof.shape} are not fold results")
+
+
 def verify_cache(root: str | Path | None = None) -> list[CacheFolder]:
-    """Each embedding folder checked: meta.json, every indexed shard present with the rows and width it claims."""
+    """Each embedding folder checked: meta.json, every indexed shard present with the rows and width it claims;
+    every CV fold result opens and holds its arrays."""
     folders = list_cache(root)
     for f in folders:
+        if f.kind == "cv_folds":
+            _verify_folds(f)
         if f.kind != "embeddings":
             continue
         cache = EmbeddingCache.open(f.path)
@@ -127,6 +159,16 @@ class GcResult:
 def gc_cache(root: str | Path | None = None, *, orphan_age_s: float = ORPHAN_AGE_S) -> GcResult:
     """Remove shards no index row points to (duplicates of parallel runs) and old orphans; keep every row."""
     result = GcResult()
+    folds = cv_folds_dir(root)
+    cutoff = time.time() - orphan_age_s
+    for p in folds.glob(f".*{TMP_SUFFIX}") if folds.is_dir() else []:  # a fold result's write that never finished
+        try:
+            old = p.stat().st_mtime < cutoff
+        except OSError:
+            continue
+        if old:
+            result.bytes_freed += _unlink(p)
+            result.orphans_removed += 1
     for f in list_cache(root):
         if f.kind != "embeddings" or not f.path.joinpath("shards").is_dir():
             continue

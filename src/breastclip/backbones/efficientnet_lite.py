@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -77,7 +78,7 @@ class LiteFeatures(torch.nn.Module):
 
     def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()
-        self.net = net
+        self.net: Any = net  # EfficientNet-Lite (efficientnet_lite_pytorch): extract_features is not on nn.Module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x).mean(dim=(2, 3))

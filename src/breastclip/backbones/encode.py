@@ -296,11 +296,13 @@ def _embed(manifest, backbone, ctx: DistContext, cache_root: Path, batch_size, n
         check_breast_options(entry)
         dev = ctx.device or resolve_device(device)
         prec = resolve_precision(precision, dev)
-        fp = weights_fingerprint(entry, cache_root)
-        if fp is None:  # weights not on disk yet (hub) or built from code: build to learn the fingerprint
+        on_disk = weights_fingerprint(entry, cache_root)
+        if on_disk is None:  # weights not on disk yet (hub) or built from code: build to learn the fingerprint
             model = create_backbone(entry, dev, precision=prec)
             # the loaded model may refine size/width (hf: ids)
             fp, entry = model.fingerprint, replace(model.entry, **_breast_fields(entry))
+        else:
+            fp = on_disk
     cache = EmbeddingCache(cache_root, entry.name, {
         "backbone": entry.name, "family": entry.family, "architecture": entry.architecture, "weights": fp,
         "preprocessing": entry.preprocessing_key(), "precision": prec})
@@ -348,7 +350,8 @@ def _embed(manifest, backbone, ctx: DistContext, cache_root: Path, batch_size, n
         cache.compact()
     ctx.barrier()
     have = set(cache.index(refresh=True)["key"])
-    ok, failures = [], []
+    ok: list[int] = []
+    failures: list[tuple[str, str, str]] = []
     for i in range(n):
         k = keys[i]
         if k is not None and k in have:
@@ -356,7 +359,7 @@ def _embed(manifest, backbone, ctx: DistContext, cache_root: Path, batch_size, n
         else:
             problem = problems.get(i) or key_fail.get(k or "", "not encoded (unknown reason)")
             failures.append((ids[i], paths[i], problem))
-    X = cache.read([keys[i] for i in ok]) if ok else np.zeros((0, cache.dim or entry.embed_dim), np.float32)
+    X = cache.read([k for i in ok if (k := keys[i]) is not None]) if ok else np.zeros((0, cache.dim or entry.embed_dim), np.float32)
     return EmbeddingResult(X=X, ids=[ids[i] for i in ok], failures=failures, backbone=entry.name,
                            cache_dir=str(cache.dir), n_computed=computed, n_cached=len(key_path) - len(todo),
                            seconds=time.perf_counter() - t0)

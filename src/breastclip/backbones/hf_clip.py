@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -51,7 +52,7 @@ def build(entry: BackboneEntry, device: torch.device, precision: str) -> Backbon
         from transformers import AutoTokenizer, CLIPModel
 
         model = CLIPModel.from_pretrained(entry.weights)
-        tokenizer = AutoTokenizer.from_pretrained(entry.weights) if entry.has_text else None
+        tokenizer: Any = AutoTokenizer.from_pretrained(entry.weights) if entry.has_text else None
     except Exception as e:
         raise BackboneUnavailable(unavailable_message(entry, tried, _first_line(e))) from e
     model = model.eval().requires_grad_(False)
@@ -61,8 +62,8 @@ def build(entry: BackboneEntry, device: torch.device, precision: str) -> Backbon
     tower = prepare_module(HFImageTower(model.vision_model, model.visual_projection), device, precision)
     text_forward = None
     if entry.has_text:
-        text_model = model.text_model.to(device)
-        text_projection = model.text_projection.to(device)
+        text_model: Any = model.text_model.to(device)  # transformers' CLIPTextTransformer (untyped here)
+        text_projection: Any = model.text_projection.to(device)
         max_len = int(getattr(model.config.text_config, "max_position_embeddings", 77))
 
         def text_forward(prompts: list[str]) -> torch.Tensor:

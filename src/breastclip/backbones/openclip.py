@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,10 +24,10 @@ def prepare_module(module: torch.nn.Module, device: torch.device, precision: str
         from torch.ao.quantization import quantize_dynamic
 
         module = quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
-    return module.to(device=device, memory_format=torch.channels_last)
+    return module.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
-def wrap_open_clip(entry: BackboneEntry, model: torch.nn.Module, tokenizer, device: torch.device, precision: str,
+def wrap_open_clip(entry: BackboneEntry, model: Any, tokenizer, device: torch.device, precision: str,
                    fingerprint: str) -> Backbone:
     """Backbone around an open_clip CLIP model: image tower ``model.visual``, text via ``encode_text``."""
     visual = prepare_module(model.visual, device, precision)
@@ -59,7 +60,8 @@ def local_weight_files(entry: BackboneEntry) -> list[Path] | None:
         return files or None
     if pretrained and Path(pretrained).is_file():
         return [Path(pretrained)]
-    repo, names = None, _HF_WEIGHT_NAMES
+    repo: str | None = None
+    names: tuple[str, ...] = _HF_WEIGHT_NAMES
     if arch.startswith("hf-hub:"):
         repo = arch[len("hf-hub:"):]
     elif pretrained:

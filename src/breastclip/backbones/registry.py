@@ -193,9 +193,9 @@ def _hf_entry(name: str) -> BackboneEntry:
         size, mean, std, interp, dim = _hf_folder_preprocessing(folder / "config.json",
                                                                 folder / "preprocessor_config.json")
     else:  # a hub id: read its config from the local HF cache when it was downloaded before (never downloads)
-        cached = _hf_cached(model_id, "config.json"), _hf_cached(model_id, "preprocessor_config.json")
-        if cached[0] is not None:
-            size, mean, std, interp, dim = _hf_folder_preprocessing(*cached)
+        config, preprocessor = _hf_cached(model_id, "config.json"), _hf_cached(model_id, "preprocessor_config.json")
+        if config is not None:
+            size, mean, std, interp, dim = _hf_folder_preprocessing(config, preprocessor)
     return BackboneEntry(name=name, family="hf_clip", architecture="CLIPModel", weights=model_id, image_size=size,
                          mean=mean, std=std, interpolation=interp, embed_dim=dim,
                          licence="see the model card", description=f"Hugging Face CLIPModel {model_id}")
@@ -251,11 +251,12 @@ def _local_entry(name: str, architecture: str | None) -> BackboneEntry:
                              description=f"local open_clip folder {path}")
     sidecar = path.with_suffix(".json")
     meta: dict = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    arch = architecture or meta.get("architecture")
-    if not arch:
+    named = architecture or meta.get("architecture")
+    if not named:
         raise ValueError(f"backbone '{name}': the open_clip architecture of {path.name} is unknown; pass "
                          f"architecture='ViT-B-32' (CLI: --architecture) or write {sidecar.name} holding "
                          '{"architecture": "ViT-B-32"}')
+    arch = str(named)
     import open_clip
 
     mcfg = open_clip.get_model_config(arch)

@@ -198,14 +198,17 @@ def embed_tiles(
             raise TypeError(f"embed_tiles: {stray} cannot change an already built backbone; pass it by name")
         entry = replace(entry, **overrides)  # breast crop settings: pixels only, the model is unchanged
     else:
+        assert not isinstance(backbone, Backbone)  # the branch above took a built one
         entry = as_entry(backbone, **overrides)
         dev = resolve_device(device)
         prec = resolve_precision(precision, dev)
-        fp = weights_fingerprint(entry, cache_root)
-        if fp is None:
+        on_disk = weights_fingerprint(entry, cache_root)
+        if on_disk is None:
             model = create_backbone(entry, dev, precision=prec)
             fp = model.fingerprint
             entry = replace(model.entry, **{k: getattr(entry, k) for k in PREPROCESSING_OPTIONS})
+        else:
+            fp = on_disk
     check_breast_options(entry)
     cache = TileCache(cache_root, entry, {
         "backbone": entry.name, "family": entry.family, "architecture": entry.architecture, "weights": fp,

@@ -34,7 +34,8 @@ def build(entry: BackboneEntry, device: torch.device, precision: str) -> Backbon
 
     model = build_tiny_model()
     fingerprint = tensors_fingerprint(model.state_dict())
-    tokenizer = SimpleTokenizer(context_length=TINY_CONFIG["text_cfg"]["context_length"])
+    text_cfg: dict = TINY_CONFIG["text_cfg"]  # type: ignore[assignment]
+    tokenizer = SimpleTokenizer(context_length=text_cfg["context_length"])
     return wrap_open_clip(entry, model, tokenizer, device, precision, fingerprint)
 
 

@@ -75,12 +75,12 @@ def stage_modules(backbone: Backbone) -> list[tuple[torch.nn.Module, str]]:
         return [(blocks[i], "spatial") for i in ends]
     if all(hasattr(model, f"layer{i}") for i in range(1, 5)):  # open_clip ModifiedResNet
         return [(getattr(model, f"layer{i}"), "spatial") for i in range(1, 5)]
-    blocks = getattr(getattr(model, "transformer", None), "resblocks", None)
-    if blocks is not None:  # open_clip VisionTransformer: four evenly spaced blocks (all when fewer)
-        n = len(blocks)
+    resblocks = getattr(getattr(model, "transformer", None), "resblocks", None)
+    if resblocks is not None:  # open_clip VisionTransformer: four evenly spaced blocks (all when fewer)
+        n = len(resblocks)
         picks = sorted({round(k * (n - 1) / 3) for k in range(4)}) if n > 4 else list(range(n))
         kind = "tokens" if getattr(model.transformer, "batch_first", True) else "tokens_lnd"
-        return [(blocks[i], kind) for i in picks]
+        return [(resblocks[i], kind) for i in picks]
     raise ValueError(f"backbone '{backbone.name}': no stage layout known for {type(model).__name__}")
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-cache_app = typer.Typer(help="Look after the cache (embeddings, pixels): list, verify, reclaim duplicates, clear.",
-                        no_args_is_help=True)
+cache_app = typer.Typer(help="Look after the cache (embeddings, pixels, CV fold results): list, verify, reclaim "
+                        "duplicates, clear.", no_args_is_help=True)
 ROOT_HELP = "Cache root (default $BREASTCLIP_CACHE or ~/.cache/breastclip)."
 
 
@@ -40,7 +40,8 @@ def ls(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=ROOT_HELP
 
 @cache_app.command()
 def verify(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=ROOT_HELP)) -> None:
-    """Check every embedding folder (exit 1 when a problem is found; `clear` or a rerun rebuilds it)."""
+    """Check every embedding folder and CV fold result (exit 1 when a problem is found; `clear` or a rerun rebuilds
+    it)."""
     from breastclip.backbones.cache_admin import verify_cache
     from breastclip.user_cache import cache_root
 
@@ -69,13 +70,13 @@ def clear(cache_dir: Path | None = typer.Option(None, "--cache-dir", help=ROOT_H
           busy_minutes: float = typer.Option(10, help="Spare folders written in the last N minutes (a run in "
                                              "progress); 0 clears them too."),
           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
-    """Delete the embedding and pixel caches (they are rebuilt on the next run)."""
+    """Delete the embedding and pixel caches and the CV fold results (they are rebuilt on the next run)."""
     from breastclip.backbones.cache_admin import clear_cache
     from breastclip.user_cache import cache_root
 
     root = cache_root(cache_dir)
     if not yes:
-        typer.confirm(f"delete the embedding and pixel caches under {root}?", abort=True)
+        typer.confirm(f"delete the embedding and pixel caches and the CV fold results under {root}?", abort=True)
     r = clear_cache(cache_dir, busy_minutes=busy_minutes)
     typer.echo(f"removed {len(r.removed)} folder(s), {_mb(r.bytes_freed)} freed")
     if r.busy:

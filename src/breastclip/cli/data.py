@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from breastclip.cli.errors import fail
+
 data_app = typer.Typer(
     name="data",
     help="Read data sets in their native layouts: inspect them, split them without leaks. Research use only.",
@@ -72,8 +74,7 @@ def _read(source: Path, format: str | None, option: list[str] | None):
                 raise SourceError(f"reader '{fmt}' has no option {unknown}; its options: {known}")
         return fmt, read_source(source, format=fmt, **options)
     except (SourceError, ValueError, TypeError) as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        fail(str(e))
 
 
 def _print_summary(console, manifest, fmt: str) -> None:
@@ -247,13 +248,8 @@ def split(
     targets = [output, output.with_suffix(".json")] + ([audit_path] if output.exists() else [])
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
-        typer.secho(f"error: {', '.join(existing)} already exist; pass --force to overwrite", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
-    try:
-        from breastclip.data.splits import assign_splits, audit_leaks
-    except ImportError as e:
-        typer.secho(f"error: breastclip.data.splits is not available ({e})", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        fail(f"{', '.join(existing)} already exist; pass --force to overwrite")
+    from breastclip.data.splits import assign_splits, audit_leaks
 
     fmt, manifest = _read(source, format, option)
     problems = _problems(manifest, True, allow_outside_root)
@@ -265,8 +261,7 @@ def split(
         result = assign_splits(manifest, fractions=fr, seed=seed, keep_official=keep_official,
                                group_duplicates=group_duplicates, workers=workers)
     except ValueError as e:
-        typer.secho(f"error: cannot split: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        fail(f"cannot split: {e}")
     sheet_path = output.with_name(output.stem + ".pairs.png")
     try:
         audit = audit_leaks(result, near_duplicates=near_duplicates, workers=workers, contact_sheet=sheet_path)

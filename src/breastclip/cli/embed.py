@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from breastclip.cli.errors import fail
 
 
 def backbones(
@@ -14,7 +17,7 @@ def backbones(
     from breastclip import RESEARCH_ONLY
     from breastclip.backbones import DEFAULT_BACKBONE, list_backbones, offline_status
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in list_backbones():
         ok, why = offline_status(e)
         text = "aligned" if e.has_text and e.text_aligned else ("separate space" if e.has_text else "none")
@@ -74,8 +77,7 @@ def embed(
                              device=device, precision=precision, pixel_cache=pixel_cache, progress=progress,
                              **overrides)
     except (BackboneUnavailable, KeyError, ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
-        raise typer.Exit(2) from e
+        fail(str(e.args[0] if e.args else e))
     import os
 
     if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":

@@ -97,7 +97,7 @@ def hide_flag_types() -> None:
 class ErrorHandlingGroup(TyperGroup):
     """The top-level command group: turns known errors into one line and exit code 2 (``--debug``: traceback)."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx):  # untyped: typer vendors its own click.Context type, which click.Context is not
         token = _DEBUG.set(False)
         try:
             return super().invoke(ctx)

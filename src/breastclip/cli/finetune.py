@@ -106,6 +106,7 @@ def explain_command(
             raise typer.BadParameter("a CLIP backbone is explained against text: add --prompt '...' or --bank NAME")
         from breastclip.backbones import create_backbone
 
+        assert backbone is not None  # exactly one of --run / --backbone, checked above
         bb = create_backbone(backbone, device=device, precision="fp32")
         cam_model = cam_model_for_backbone(bb, prompt or None, bank=bank)
     tgt: int | str | None = target

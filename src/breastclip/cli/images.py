@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from breastclip.cli.errors import fail
+
 from .data import data_app
 
 
@@ -39,8 +41,7 @@ def synthetic(
         m = make_synthetic(output, n_patients=patients, images_per_patient=views, size=size, seed=seed,
                            masks=masks, overwrite=overwrite, classes=classes, difficulty=difficulty)
     except (ValueError, FileExistsError) as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        fail(str(e))
     per_class = m.df.groupby("label")["patient_id"].nunique().reindex(m.classes)
     counts = ", ".join(f"{c} {n}" for c, n in per_class.items())
     typer.echo(f"wrote {len(m)} images of {m.df['patient_id'].nunique()} patients ({counts}) to {output}")
@@ -70,8 +71,7 @@ def check_images(
         else:
             files.append(src)
     if not files:
-        typer.secho("error: no image files found in " + ", ".join(map(str, sources)), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        fail("no image files found in " + ", ".join(map(str, sources)))
     failures = _decode_with_progress(files, size or None, workers, load_images, quiet=as_json)
     report = {"checked": len(files), "failed": len(failures), "failures": [f.to_dict() for f in failures],
               "notice": RESEARCH_ONLY}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from breastclip.cli.errors import fail
 from breastclip.prompts.loader import list_banks
 
 
@@ -44,8 +45,7 @@ def zeroshot(
                            num_workers=num_workers, logit_scale=logit_scale, gate=gate, gate_threshold=gate_threshold,
                            robustness=robustness, progress=progress)
     except (UnalignedTextError, PromptBankError, ValueError, KeyError, FileNotFoundError) as e:
-        typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
-        raise typer.Exit(2) from e
+        fail(str(e.args[0] if e.args else e))
     out.parent.mkdir(parents=True, exist_ok=True)
     run.predictions.to_csv(out, index=False)
     written = [out]

@@ -121,8 +121,8 @@ def load_dicom(path: Path, *, frame: int | None, max_pixels: int, intensity: Int
         # the table's entries span 0..2**bits-1 whatever colours this image uses: scale by that, not by min-max
         return np.rint(arr[..., :3].astype(np.float64) * (255.0 / (2**bits - 1))).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        rgb = arr[..., :3]
-        return rgb if rgb.dtype == np.uint8 else to_uint8(rgb, "minmax")
+        colour = arr[..., :3]  # (the parameter rgb says what the caller wants back, not this)
+        return colour if colour.dtype == np.uint8 else to_uint8(colour, "minmax")
     if arr.ndim != 2:
         raise ImageDecodeError(path, f"unexpected decoded pixel array shape {arr.shape} ({photometric})")
     small = area_reduce(arr, min_side, full_shape=(rows, cols)) if min_side else arr

@@ -112,8 +112,8 @@ def breast_mask(image: np.ndarray, *, work_size: int = 512, max_threshold: int =
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     mask = (lab == best).astype(np.uint8)
     # the opening shaved the skin line: grow back by the kernel, inside the thresholded foreground only
-    mask = cv2.dilate(mask, kernel) & fg
-    others = fg & (1 - cv2.dilate(mask, kernel))
+    mask = np.bitwise_and(cv2.dilate(mask, kernel), fg)
+    others = np.bitwise_and(fg, 1 - cv2.dilate(mask, kernel))
     return mask, others, True
 
 
@@ -178,7 +178,7 @@ def crop_breast(
     if flipped:
         out = cv2.flip(out, 1) if _cv_ok(out) else np.ascontiguousarray(out[:, ::-1])
     if pad_square:
-        out = _pad_square(out, background, chest_wall=flip_to if flipped else side)
+        out = _pad_square(out, background, chest_wall=(flip_to or side) if flipped else side)
     return BreastCrop(image=out, bbox=(top, left, bottom, right), chest_wall=side, flipped=bool(flipped),
                       found=found, area_fraction=area)
 

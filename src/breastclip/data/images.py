@@ -186,14 +186,14 @@ def load_images(
     ``size`` switches to :func:`load_image_resized`. ``workers > 0`` decodes in that many threads (Pillow and
     pydicom release the GIL in their decoders). Results keep the input order.
     """
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     if size is None:
         def one(p: Path) -> np.ndarray:
             return load_image(p, frame=frame, max_pixels=max_pixels, intensity=intensity)
     else:
         def one(p: Path) -> np.ndarray:
             return load_image_resized(p, size, frame=frame, max_pixels=max_pixels, intensity=intensity)
-    return _map_collect(one, paths, workers)
+    return _map_collect(one, files, workers)
 
 
 def format_failures(failures: Sequence[ImageFailure], limit: int = 20) -> str:
@@ -288,14 +288,15 @@ class _open_pil:
     """Context manager: open with Pillow, turning its failures and bomb checks into ImageDecodeError."""
 
     def __init__(self, path: Path, max_pixels: int):
-        self.path, self.max_pixels, self.im = path, max_pixels, None
+        self.path, self.max_pixels = path, max_pixels
+        self.im: Image.Image | None = None
 
     def __enter__(self) -> Image.Image:
         path = self.path
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                self.im = Image.open(path)
+                im = self.im = Image.open(path)
         except Image.DecompressionBombError as e:
             raise ImageDecodeError(path, f"decompression bomb guard: {e} (Pillow's own limit, "
                                          "PIL.Image.MAX_IMAGE_PIXELS; raise it if the image is genuine)") from e
@@ -303,12 +304,12 @@ class _open_pil:
             raise ImageDecodeError(path, _describe_non_image(path, e)) from e
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageDecodeError(path, f"corrupt image header ({e})") from e
-        w, h = self.im.size
+        w, h = im.size
         if w * h > self.max_pixels:
-            self.im.close()
+            im.close()
             raise ImageDecodeError(path, f"decompression bomb guard: {w}x{h} = {w * h:,} pixels exceeds max_pixels="
                                          f"{self.max_pixels:,} (raise max_pixels if the image is genuine)")
-        return self.im
+        return im
 
     def __exit__(self, *exc) -> None:
         if self.im is not None:
@@ -357,8 +358,7 @@ _HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 def _pil_to_rgb_array(im: Image.Image, path: Path, intensity: Intensity) -> np.ndarray:
     if im.mode in _HIGH_DEPTH_MODES:
         arr = np.asarray(im)
-        mode = "percentile" if intensity == "percentile" else "minmax"
-        return _gray_to_rgb(to_uint8(arr, mode))
+        return _gray_to_rgb(to_uint8(arr, "percentile" if intensity == "percentile" else "minmax"))
     if im.mode in ("L", "LA", "1", "La"):
         return _gray_to_rgb(np.asarray(im.convert("L")))
     return np.asarray(_pil_to_rgb_image(im, path))

@@ -316,10 +316,10 @@ def fingerprint_files(
     With ``sha_all=False`` only files whose byte size collides with another file's get a SHA-256 (a unique size
     cannot be byte-identical to anything). ``cache`` is a JSON file reused across calls.
     """
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     store = _load_cache(cache)
     sizes: list[int | None] = []
-    for p in paths:
+    for p in files:
         try:
             sizes.append(p.stat().st_size)
         except OSError:
@@ -330,12 +330,12 @@ def fingerprint_files(
             size_count[s] += 1
 
     def one(i: int) -> tuple[Fingerprint, ImageFailure | None]:
-        p = paths[i]
-        if sizes[i] is None:
+        p, size = files[i], sizes[i]
+        if size is None:
             return Fingerprint(None, None), ImageFailure(str(p), "file not found")
         key = _cache_key(p)
         entry = dict(store.get(key, {}))
-        need_sha = sha_all or size_count[sizes[i]] > 1
+        need_sha = sha_all or size_count[size] > 1
         failure = None
         if need_sha and "sha256" not in entry:
             try:
@@ -402,7 +402,7 @@ def _detail(crop: np.ndarray) -> str:
     keeps. Resized to a square (like the hash), so resized copies align."""
     x = cv2.resize(crop.astype(np.float32), (_DETAIL, _DETAIL), interpolation=cv2.INTER_AREA)
     lo, hi = float(np.percentile(x, 5)), float(x.max())
-    inside = (x > lo + 0.04 * (hi - lo)).astype(np.uint8)
+    inside: np.ndarray = (x > lo + 0.04 * (hi - lo)).astype(np.uint8)
     inside = cv2.erode(inside, np.ones((7, 7), np.uint8))
     band = (cv2.GaussianBlur(x, (0, 0), 1) - cv2.GaussianBlur(x, (0, 0), 3)) * inside  # speckle and shading out
     peak = float(np.abs(band).max())

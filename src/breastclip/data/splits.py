@@ -126,7 +126,8 @@ def assign_splits(
 
 
 def grouped_stratified_assign(
-    labels: Sequence, groups: Sequence, fractions: Sequence[float], seed: int = 0,
+    labels: Sequence | np.ndarray, groups: Sequence | np.ndarray, fractions: Sequence[float] | np.ndarray,
+    seed: int = 0,
 ) -> np.ndarray:
     """Assign whole groups to parts (index into ``fractions``) so each part gets its share of every class.
 
@@ -137,15 +138,15 @@ def grouped_stratified_assign(
     a size band), each go to the part where they most reduce the squared relative deviation from the per-class
     targets ``fraction[p] * n_class``. Deterministic for a given seed.
     """
-    labels = np.asarray(labels).astype(str)
-    groups = np.asarray(groups).astype(str)
+    label_arr = np.asarray(labels).astype(str)
+    group_arr = np.asarray(groups).astype(str)
     fr = np.asarray(fractions, dtype=float)
-    if len(labels) != len(groups):
+    if len(label_arr) != len(group_arr):
         raise ValueError("labels and groups differ in length")
-    if len(labels) == 0:
+    if len(label_arr) == 0:
         return np.zeros(0, dtype=int)
-    classes, y = np.unique(labels, return_inverse=True)
-    gnames, g = np.unique(groups, return_inverse=True)
+    classes, y = np.unique(label_arr, return_inverse=True)
+    gnames, g = np.unique(group_arr, return_inverse=True)
     counts = np.zeros((len(gnames), len(classes)), dtype=float)  # group x class
     np.add.at(counts, (g, y), 1)
     totals = counts.sum(0)
@@ -156,7 +157,7 @@ def grouped_stratified_assign(
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(gnames))
 
-    def put(gi: int, p: int) -> None:
+    def put(gi: int, p: int | np.integer) -> None:
         where[gi] = p
         current[p] += counts[gi]
 
@@ -188,7 +189,7 @@ def grouped_stratified_assign(
             after = ((current[p] + counts[gi] - target[p]) / scale) ** 2
             cost = float((after - before).sum())
             if cost < best_cost - 1e-12:
-                best_p, best_cost = p, cost
+                best_p, best_cost = int(p), cost
         put(gi, best_p)
     return where[g]
 
@@ -214,7 +215,7 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
         raise SplitError(f"fractions must sum to 1, got {fractions!r} (sum {sum(fr):g})")
     if fr[0] <= 0:
         raise SplitError(f"the train fraction must be > 0, got {fractions!r}")
-    return fr  # type: ignore[return-value]
+    return fr
 
 
 def _stratified_assign(labels: np.ndarray, fr: tuple[float, float, float], seed: int) -> np.ndarray:

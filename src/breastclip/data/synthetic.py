@@ -114,7 +114,7 @@ def _round(v: float) -> float:
 def _lesion_shape(rng: np.random.Generator, *, malignant: bool, normal: bool = False,
                   difficulty: float = 0.0) -> dict:
     """Per-patient lesion parameters shared by all views."""
-    shape = {
+    shape: dict[str, object] = {
         "normal": normal,
         "malignant": malignant,
         "radius": rng.uniform(0.10, 0.17),  # fraction of image size

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ def _as_pair(v) -> tuple[int, int]:
 def default_target_layers(image_model: nn.Module
                           ) -> tuple[list[nn.Module], Callable[[torch.Tensor], torch.Tensor] | None]:
     """The conventional Grad-CAM layer (and token reshape) for the image towers and CNNs breastclip builds."""
-    m = image_model
+    m: Any = image_model  # duck-typed: the attributes each tower family has are probed below
     if hasattr(m, "transformer") and hasattr(m.transformer, "resblocks"):  # open_clip VisionTransformer
         batch_first = bool(getattr(m.transformer, "batch_first", False))
         grid = _as_pair(m.grid_size) if hasattr(m, "grid_size") else None
@@ -117,6 +118,7 @@ class SimilarityScores(nn.Module):
     def __init__(self, image_model: nn.Module, targets: torch.Tensor) -> None:
         super().__init__()
         self.image_model = image_model
+        self.targets: torch.Tensor
         self.register_buffer("targets", F.normalize(targets.float(), dim=-1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +162,7 @@ def cam_model_for_backbone(backbone, prompts: Sequence[str] | None = None, *, ba
     ``prompts`` (each prompt its own target), ``bank`` (a prompt bank or its name: one target per class, the
     zero-shot class embedding averaged over the bank's prompts and templates), or ``target_embeddings`` (vectors in
     the image space, e.g. class-mean image embeddings; the only choice for image-only backbones)."""
-    from breastclip.backbones.preprocess import resize_crop
+    from breastclip.backbones.preprocess import prepare_image
 
     if getattr(backbone, "precision", "fp32") == "int8":
         raise ValueError("Grad-CAM needs gradients: build the backbone with precision='fp32' (not int8)")
@@ -193,7 +195,8 @@ def cam_model_for_backbone(backbone, prompts: Sequence[str] | None = None, *, ba
         reshape = reshape_transform or reshape
     model = SimilarityScores(tower, torch.as_tensor(targets)).to(backbone.device).eval()
     return CamModel(model=model, target_layers=layers, labels=labels,
-                    prepare=lambda im: torch.from_numpy(resize_crop(im, backbone.entry)),
+                    # the pixels the embeddings saw: the breast crop (flip, padding) when the entry asks for it
+                    prepare=lambda im: torch.from_numpy(prepare_image(im, backbone.entry)),
                     normalize=backbone.normalize, reshape_transform=reshape, score_kind="cosine similarity",
                     description=f"{backbone.name} image tower, cosine similarity to {len(labels)} target(s)")
 

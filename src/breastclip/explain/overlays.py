@@ -86,11 +86,14 @@ def explain_images(paths: Sequence[str | Path], cam_model: CamModel, out_dir: st
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "explanations.csv").exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already holds explanations.csv; choose another folder or overwrite=True")
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     if masks is not None and len(masks) != len(paths):
         raise ValueError(f"{len(masks)} masks for {len(paths)} images: give one (or None) per image")
-    prepared, sources, prepared_masks, failures = [], [], [], []
-    for i, p in enumerate(paths):
+    prepared: list[torch.Tensor] = []
+    sources: list[Path] = []
+    prepared_masks: list[np.ndarray | None] = []
+    failures: list[tuple[str, str]] = []
+    for i, p in enumerate(files):
         try:
             image = cam_model.prepare(load_image(p))
             mask_path = masks[i] if masks is not None else None
@@ -101,7 +104,8 @@ def explain_images(paths: Sequence[str | Path], cam_model: CamModel, out_dir: st
         prepared.append(image)
         sources.append(p)
         prepared_masks.append(mask)
-    rows, used = [], set()
+    rows: list[dict] = []
+    used: set[str] = set()
     all_cams, all_targets, all_images = [], [], []
     with GradCAMExplainer(cam_model, method=method) as cam:
         for i in range(0, len(prepared), batch_size):
@@ -119,8 +123,9 @@ def explain_images(paths: Sequence[str | Path], cam_model: CamModel, out_dir: st
                        cam_model.score_kind: float(res.scores[j, t]),
                        "top_output": cam_model.labels[int(res.scores[j].argmax())], "overlay": name,
                        "map_std": float(res.cams[j].std())}
-                if prepared_masks[i + j] is not None:
-                    row.update(localisation_scores(res.cams[j], prepared_masks[i + j]))
+                lesion = prepared_masks[i + j]
+                if lesion is not None:
+                    row.update(localisation_scores(res.cams[j], lesion))
                 rows.append(row)
             all_cams.append(res.cams)
             all_targets.append(res.targets)
@@ -130,9 +135,9 @@ def explain_images(paths: Sequence[str | Path], cam_model: CamModel, out_dir: st
     if faithfulness and rows:
         k = min(faithfulness_max_images, len(rows))
         images = torch.cat(all_images)[:k]
-        kwargs = {"fractions": fractions} if fractions else {}
-        curves = deletion_curves(cam_model, images, np.concatenate(all_cams)[:k], np.concatenate(all_targets)[:k],
-                                 **kwargs)
+        cams, targets = np.concatenate(all_cams)[:k], np.concatenate(all_targets)[:k]
+        curves = (deletion_curves(cam_model, images, cams, targets, fractions=fractions) if fractions
+                  else deletion_curves(cam_model, images, cams, targets))
         table["deletion_auc_gradcam"] = np.nan
         table["deletion_auc_random"] = np.nan
         table.loc[: k - 1, "deletion_auc_gradcam"] = curves.cam_auc

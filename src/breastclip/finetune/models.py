@@ -83,7 +83,7 @@ def target_layer(model: nn.Module, arch: str) -> nn.Module:
     """The module Grad-CAM should hook for a model built by :func:`build_model`."""
     module: nn.Module = model
     for part in get_arch(arch).target_layer.split("."):
-        module = module[int(part)] if part.isdigit() else getattr(module, part)
+        module = module[int(part)] if part.isdigit() else getattr(module, part)  # type: ignore[index]
     return module
 
 

@@ -3,10 +3,13 @@
 With ``evaluation.selection = "cv"`` the run fills ``members`` with the top-k configurations by cross-validated
 selection figure (see :mod:`breastclip.heads.model_selection`); it can also be written out by hand. Members are
 saved inside the ensemble's own safetensors file (prefixed arrays), so the whole ensemble loads without pickle.
+:meth:`EnsembleHead.from_fitted` assembles one from heads already fitted on the same rows (the run's refitted
+methods), so a run never fits the same member twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,33 @@ class EnsembleHead(BaseHead):
     def __init__(self, members: tuple = (), weights: tuple[float, ...] | None = None) -> None:
         self.members = members
         self.weights = weights
+
+    @classmethod
+    def from_fitted(cls, estimators: Sequence[BaseHead], weights: tuple[float, ...] | None = None) -> EnsembleHead:
+        """The ensemble of heads already fitted on the same rows, without refitting them. ``members`` records each
+        one's registry name and hyperparameters (array-valued ones, such as text embeddings, travel with the saved
+        weights), so ``EnsembleHead(members=...).fit`` on those rows rebuilds the same model from deterministic
+        (seeded) heads."""
+        from breastclip.heads import registry_name  # the registry imports this module
+
+        if not estimators:
+            raise ValueError("EnsembleHead.from_fitted needs at least one fitted head")
+        first = estimators[0]
+        for est in estimators:
+            if not hasattr(est, "classes_"):
+                raise ValueError(f"{type(est).__name__} is not fitted: call fit before from_fitted")
+            if list(est.classes_) != list(first.classes_) or est.n_features_in_ != first.n_features_in_:
+                raise ValueError(f"ensemble members must be fitted on the same classes and features: "
+                                 f"{type(est).__name__} has {list(est.classes_)} / {est.n_features_in_}, "
+                                 f"{type(first).__name__} {list(first.classes_)} / {first.n_features_in_}")
+        members = tuple((registry_name(type(est)), {k: v for k, v in est.get_params(deep=False).items()
+                                                    if not isinstance(v, np.ndarray)}) for est in estimators)
+        ens = cls(members=members, weights=weights)
+        ens.classes_ = np.asarray(first.classes_)
+        ens.n_features_in_ = int(first.n_features_in_)
+        ens.weights_ = ens._weights(len(members))
+        ens.estimators_ = list(estimators)
+        return ens
 
     def _build(self) -> list[BaseHead]:
         if not self.members:
@@ -78,6 +108,8 @@ class EnsembleHead(BaseHead):
         for k, est in enumerate(self.estimators_):
             a, s = est._export_state()
             arrays.update({f"{k}.{name}": v for name, v in a.items()})
+            arrays.update({f"param{k}.{name}": v for name, v in est.get_params(deep=False).items()
+                           if isinstance(v, np.ndarray)})  # not in ``members`` (JSON): text embeddings
             states.append(s)
         return arrays, {"members": states}
 
@@ -85,7 +117,8 @@ class EnsembleHead(BaseHead):
         self.weights_ = arrays["weights"]
         self.estimators_ = []
         for k, (head, s) in enumerate(zip(self._build(), state["members"], strict=True)):
-            prefix = f"{k}."
+            prefix, params = f"{k}.", f"param{k}."
+            head.set_params(**{n[len(params):]: v for n, v in arrays.items() if n.startswith(params)})
             head.classes_ = np.arange(len(self.classes_))  # members are fitted on integer labels
             head.n_features_in_ = self.n_features_in_
             head._import_state({n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}, s)

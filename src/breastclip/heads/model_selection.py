@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import logging
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,7 +216,7 @@ def _load(path: Path, cand: Candidate, n_folds: int) -> CVResult | None:
     try:
         with np.load(path) as z:
             scores, oof = z["scores"], z["oof"]
-    except (OSError, ValueError, KeyError):  # a damaged entry is recomputed, never trusted
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: recomputed, never trusted
         log.warning("cross-validation cache entry %s is unreadable; recomputing it", path.name)
         return None
     return CVResult(cand, scores, oof, from_cache=True) if len(scores) == n_folds else None

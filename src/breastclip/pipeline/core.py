@@ -19,7 +19,7 @@ from breastclip.method_registry import Inputs
 from breastclip.pipeline import data_step, embed_step, evaluate_step, methods
 from breastclip.pipeline.cnn import run_cnn_baseline
 from breastclip.pipeline.context import Evaluated, RunContext, RunData, RunResult
-from breastclip.pipeline.cv_select import ENSEMBLE, CVSelector, cv_selection
+from breastclip.pipeline.cv_select import CVSelector, cv_selection
 from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.environment import capture_environment, set_seeds
 from breastclip.pipeline.explain_step import run_gradcam
@@ -187,7 +187,7 @@ def _run_methods_once(ctx: RunContext, data: RunData, suffix: str = "") -> list[
     selector = None
     if cv_selection(ctx.cfg):  # cross-validated selection; fold results are cached, so finished methods rerun cheaply
         selector = CVSelector(ctx.cfg, data.manifest, data.ids)
-        plans = sorted(plans, key=lambda p: p.method.head == ENSEMBLE)  # an ensemble needs the others' CV first
+        plans = sorted(plans, key=lambda p: p.kind.pools_methods)  # an ensemble needs the others' CV first
     outcomes = []
     text_cache: dict = {}
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -5,8 +5,8 @@ The hook is :class:`CVSelector`, used by the method step in place of :func:`meth
 rows are handed to :mod:`breastclip.heads.model_selection`; the test rows are touched once, by ``predict_proba`` of
 the refitted model. In the predictions table, train and val rows carry out-of-fold probabilities (mean over the
 repeats), so operating points chosen on validation rows are chosen on held-out figures, and test rows carry the
-refitted model's. A method whose head is ``ensemble`` averages the top ``top_k`` (default 3) other methods of the
-same backbone, ranked by their CV figure, each at its chosen point.
+refitted model's. A method whose kind pools other methods (``MethodKind.pools_methods``: the ensemble) averages the
+top ``top_k`` (default 3) other methods of the same backbone, ranked by their CV figure, each at its chosen point.
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ from breastclip.heads.model_selection import (
     out_of_fold_mean,
     rank,
 )
-from breastclip.method_registry import Inputs
+from breastclip.method_registry import Inputs, method_kind
 from breastclip.pipeline import methods
-from breastclip.pipeline.embed_step import EmbeddingSet, cache_dir_for
+from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.run_folder import RunFolder
 from breastclip.predictions import make_predictions
+from breastclip.user_cache import cv_folds_dir, leak_fingerprints_file
 
 log = logging.getLogger("breastclip.run")
 
-ENSEMBLE = "ensemble"
 SELECTION_ROWS = ("train", "val")
 
 
@@ -74,6 +74,7 @@ class CVSelector:
     ids: list[str]
     settings: CVSettings = field(init=False)
     results: dict[str, dict[str, CVResult]] = field(default_factory=dict)  # backbone -> method label -> best
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # backbone -> method label -> refitted head
 
     def __post_init__(self) -> None:
         self.settings = cv_settings(self.cfg)
@@ -83,13 +84,12 @@ class CVSelector:
         self.sel = np.isin(self.split, SELECTION_ROWS)
         groups = self._groups(df)
         self.folds = cv_folds(self.y[self.sel], groups[self.sel], self.settings)
-        self.cache = cache_dir_for(self.cfg).parent / "cv_folds"
+        self.cache = cv_folds_dir(self.cfg.embed.cache_dir or None)
 
     def _groups(self, df) -> np.ndarray:
         """Patients; merged with near-duplicate images when the split grouped them (``group_duplicates``)."""
         if self.cfg.split.options.get("group_duplicates"):
             from breastclip.data.leaks import duplicate_groups
-            from breastclip.user_cache import leak_fingerprints_file
 
             keys = duplicate_groups(self.manifest, cache=leak_fingerprints_file(self.cfg.embed.cache_dir or None))
             pos = {i: k for k, i in enumerate(self.manifest.df["id"].astype(str))}
@@ -112,8 +112,13 @@ class CVSelector:
         t0 = time.perf_counter()
         X = emb.rows(self.ids)
         Xs, ys = X[self.sel], self.y[self.sel]
-        if plan.method.head == ENSEMBLE:
-            best, table = self._ensemble(plan, emb.backbone_name, ys)
+        if plan.kind.pools_methods:
+            best, table, members = self._ensemble(plan, emb.backbone_name, ys)
+            # the members' own refitted heads (same rows, same hyperparameters and seed): nothing is fitted twice
+            fitted = self.models[emb.backbone_name]
+            assert plan.kind.pool is not None
+            head = plan.kind.pool([fitted[m.candidate.method] for m in members])
+            chosen = {k: v for k, v in head.get_params(deep=False).items() if v is not None}
         else:
             points = expand_grid(plan.method.params, method_grid(plan))
             cands = [Candidate(plan.label, plan.method.head, p) for p in points]
@@ -121,13 +126,15 @@ class CVSelector:
                                         n_repeats=self.settings.n_repeats, n_jobs=self.settings.n_jobs,
                                         cache_dir=self.cache))
             best = table[0]
+            chosen = dict(best.candidate.params)
+            head = methods.build_head(methods.Plan(plan.label, _with_params(plan.method, chosen), plan.backbone),
+                                      self.cfg, text)
+            head.fit(Xs, ys)  # refit on all of train+val
             self.results.setdefault(emb.backbone_name, {})[plan.label] = best
+            self.models.setdefault(emb.backbone_name, {})[plan.label] = head
         log.info("%s: CV over train+val (%d folds) chose %s: AUC %.3f +- %.3f%s", plan.label, len(self.folds),
                  best.candidate.describe(), best.mean, best.sd,
                  " (from the cache)" if best.from_cache else "")
-        head = methods.build_head(methods.Plan(plan.label, _with_params(plan.method, best.candidate.params),
-                                               plan.backbone), self.cfg, text)
-        head.fit(Xs, ys)  # refit on all of train+val
         proba = np.zeros((len(self.ids), len(self.manifest.classes)))
         classes_sel = sorted(set(ys))
         proba[self.sel] = methods.align_proba(out_of_fold_mean(best), classes_sel, self.manifest.classes)
@@ -140,27 +147,29 @@ class CVSelector:
                                 method=plan.label, split=list(self.split), patient_id=df["patient_id"].tolist())
         head.save(folder.model_dir(plan.label), overwrite=True)
         folder.write_method_text(plan.label, RunFolder.CV_RESULTS, _table_csv(table))
-        out = methods.MethodOutcome(plan.label, _with_params(plan.method, best.candidate.params), plan.backbone,
+        out = methods.MethodOutcome(plan.label, _with_params(plan.method, chosen), plan.backbone,
                                     folder.method_dir(plan.label), pred, None, seconds=time.perf_counter() - t0,
                                     model=head)
         out.selection = best.selection_score(self.cfg.evaluation.primary_metric)
         return out
 
-    def _ensemble(self, plan: methods.Plan, backbone: str, ys: np.ndarray) -> tuple[CVResult, list[CVResult]]:
+    def _ensemble(self, plan: methods.Plan, backbone: str, ys: np.ndarray
+                  ) -> tuple[CVResult, list[CVResult], list[CVResult]]:
+        """The pooled result, its CV table, and its members (the top ``top_k`` methods of ``backbone``)."""
         top_k = int(plan.method.params.get("top_k", 3))
-        pool = rank([r for r in self.results.get(backbone, {}).values() if r.candidate.head != ENSEMBLE])
+        pool = rank([r for r in self.results.get(backbone, {}).values()
+                     if not method_kind(r.candidate.head).pools_methods])
         if len(pool) < 2:
             raise ConfigError(f"method '{plan.method.name}' (ensemble) needs at least two cross-validated methods "
                               f"on {backbone} listed before it; found {len(pool)}")
         ens = ensemble_result(pool[:top_k], ys, self.folds, plan.label)
-        return ens, [ens, *pool]
+        return ens, [ens, *pool], pool[:top_k]
 
 
 def _with_params(method, params: Mapping[str, Any]):
     from dataclasses import replace
 
-    fixed = {k: v for k, v in params.items() if not (method.head == ENSEMBLE and k == "top_k")}
-    return replace(method, params=fixed)
+    return replace(method, params=method_kind(method.head).estimator_params(params))
 
 
 def _table_csv(table: list[CVResult]) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from breastclip.backbones import Backbone, BackboneEntry, create_backbone, embed_manifest, get_entry
+from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
 from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.user_cache import cache_root
@@ -37,9 +38,10 @@ class EmbeddingSet:
 
     @property
     def backbone(self) -> Backbone:
-        """The live model, built on first use only (text prompts, Grad-CAM): cache hits never load weights."""
+        """The live model, built on first use only (text prompts, Grad-CAM): cache hits never load weights. Built
+        from :attr:`entry`, so it prepares pixels as the embeddings were made (breast crop, flip, padding)."""
         if self._backbone is None:
-            self._backbone = create_backbone(self.backbone_name, self.device or None)
+            self._backbone = create_backbone(self.entry, self.device or None)
         return self._backbone
 
     @property
@@ -62,8 +64,8 @@ def embed_all(cfg: ExperimentConfig, manifest: Manifest, *, progress: bool = Tru
     out: dict[str, EmbeddingSet] = {}
     cache = cache_dir_for(cfg)
     for name in cfg.backbones:
-        entry = get_entry(name)
         opts = dict(cfg.embed.options)
+        entry = get_entry(name, **{k: opts[k] for k in PREPROCESSING_OPTIONS if k in opts})
         if cfg.embed.batch_size:
             opts["batch_size"] = cfg.embed.batch_size
         if cfg.embed.device:

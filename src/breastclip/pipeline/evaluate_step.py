@@ -61,7 +61,8 @@ def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame], manifest
     def board_with(comparisons: pd.DataFrame | None) -> pd.DataFrame:
         return leaderboard_for(evaluations, all_pred, primary=ev_cfg.primary_metric,
                                operating_point=ev_cfg.operating_point, selection=selection, histories=histories,
-                               info=info, comparisons=comparisons)
+                               info=info, comparisons=comparisons, seeds=cfg.experiment.seeds,
+                               master_seed=cfg.experiment.seed)
 
     board = board_with(None)
     comparisons = None

@@ -5,8 +5,8 @@ per class); ``experiment.shots = [1, 2, 4, 8, 16]`` keeps that many images per c
 eva, MedMNIST+ and Mammo-CLIP). The pool is what the main fit was trained on: train+val under
 ``evaluation.selection = "cv"`` (the chosen model is refitted there), else train, with the validation rows going to
 heads that tune on them, as in the main run. So the 100 % point is the leaderboard's own fit. Each method keeps the
-hyperparameters of its main fit (chosen by CV under ``selection = "cv"``); an ensemble keeps its members and refits
-them on each subset. Subsets are drawn per seed (``experiment.seeds``, else ``experiment.seed``) and nested: a
+hyperparameters of its main fit (chosen by CV under ``selection = "cv"``); an ensemble keeps its members and pools
+their fits on each subset, as the main run pools their main fits. Subsets are drawn per seed (``experiment.seeds``, else ``experiment.seed``) and nested: a
 larger subset contains the smaller. Writes ``label_efficiency.csv`` (method, seed, budget, n_train, test AUC /
 accuracy, or the error of a refit that failed) and ``figures/label_efficiency.png``. Test figures here describe the
 curve; they choose nothing.
@@ -25,11 +25,11 @@ import pandas as pd
 
 from breastclip.config import ExperimentConfig
 from breastclip.evaluation.metrics import headline_metrics, resolve_positive_class
-from breastclip.heads import torch_threads
+from breastclip.heads import registry_name, torch_threads
 from breastclip.method_registry import Inputs, method_kind
 from breastclip.pipeline import methods
 from breastclip.pipeline.context import RunData
-from breastclip.pipeline.cv_select import ENSEMBLE, SELECTION_ROWS, cv_selection
+from breastclip.pipeline.cv_select import SELECTION_ROWS, cv_selection
 from breastclip.pipeline.run_folder import RunFolder
 from breastclip.report.figures import save_figure
 from breastclip.report.label_efficiency import draw
@@ -72,14 +72,35 @@ def auc_definition(classes: list[str], positive: str | None) -> str:
     return f"macro one-vs-rest, {len(classes)} classes" if len(classes) > 2 else f"'{positive}' vs rest"
 
 
+def member_key(head) -> tuple[str, str]:
+    """A fitted head as a pooled method names its members: registry name and non-array hyperparameters."""
+    params = {k: v for k, v in head.get_params(deep=False).items() if not isinstance(v, np.ndarray)}
+    return registry_name(type(head)), repr(sorted(params.items()))
+
+
+def _pooled(plan: methods.Plan, fitted: dict[tuple, object]):
+    """A pooling method (the ensemble) on one subset: its fixed members' heads fitted on that subset, pooled as
+    the main run pools them (nothing is fitted twice)."""
+    assert plan.kind.pool is not None
+    members = plan.method.params.get("members") or ()
+    heads = []
+    for name, params in members:
+        key = (name, repr(sorted(params.items())))
+        if key not in fitted:
+            raise RuntimeError(f"member {name} {params} has no fit on this subset")
+        heads.append(fitted[key])
+    return plan.kind.pool(heads)
+
+
 def refittable(o) -> bool:
     """A finished embedding-head method whose main fit can be repeated on a subset (an ensemble once its members
     are fixed, as CV selection fixes them)."""
     if o.method is None or o.predictions is None or not o.backbone:
         return False
-    if method_kind(o.method.head).inputs is not Inputs.EMBEDDINGS:
+    kind = method_kind(o.method.head)
+    if kind.inputs is not Inputs.EMBEDDINGS:
         return False
-    return o.method.head != ENSEMBLE or bool(o.method.params.get("members"))
+    return not kind.pools_methods or bool(o.method.params.get("members"))
 
 
 def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, folder: RunFolder,
@@ -99,7 +120,10 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
     pos = classes.index(positive) if positive is not None else None
     definition = auc_definition(classes, positive)
     rows = []
-    for o in outcomes:
+    fitted: dict[tuple, dict[tuple, object]] = {}  # (backbone, seed, budget) -> member key -> head fitted there
+    y_te = np.array([classes.index(c) for c in y[te]])
+    # members before the methods pooled from them, so an ensemble is built from its members' fits on each subset
+    for o in sorted(outcomes, key=lambda o: o.method is not None and method_kind(o.method.head).pools_methods):
         if not refittable(o):
             if o.method is not None and o.predictions is not None:
                 log.info("label efficiency: %s (%s) is not refitted on subsets", o.label, o.method.head)
@@ -114,21 +138,26 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
         text = text_for(plan, emb)
         for kind, value in todo:
             sub = tr[nested_subset(y[tr], kind, value, seed)]
-            head = methods.build_head(replace(plan, method=replace(o.method, params=dict(o.method.params))),
-                                      replace(cfg, experiment=replace(cfg.experiment, seed=seed)), text)
-            kw = {"X_val": X[va], "y_val": y[va]} if len(va) and plan.kind.uses_validation else {}
             row = {"method": base, "label": o.label, "seed": seed, "budget": kind, "value": value,
                    "n_train": len(sub), "pool": pool_name, "n_pool": len(tr), "roc_auc": np.nan,
                    "accuracy": np.nan, "auc_definition": definition, "error": ""}
+            here = fitted.setdefault((o.backbone, seed, kind, value), {})
             try:
                 with torch_threads("cpu"):
-                    head.fit(X[sub], y[sub], **kw)
+                    if plan.kind.pools_methods:
+                        head = _pooled(plan, here)
+                    else:
+                        head = methods.build_head(plan, replace(cfg, experiment=replace(cfg.experiment, seed=seed)),
+                                                  text)
+                        kw = {"X_val": X[va], "y_val": y[va]} if len(va) and plan.kind.uses_validation else {}
+                        head.fit(X[sub], y[sub], **kw)
+                        here[member_key(head)] = head
                     proba = methods.align_proba(head.predict_proba(X[te]), [str(c) for c in head.classes_], classes)
             except Exception as e:  # e.g. a head that cannot learn from one image per class: the curve goes on
                 log.warning("label efficiency: %s at %s=%g failed: %s", o.label, kind, value, e)
                 rows.append({**row, "error": f"{type(e).__name__}: {e}"})
                 continue
-            m = headline_metrics(np.array([classes.index(c) for c in y[te]]), proba, pos)
+            m = headline_metrics(y_te, proba, pos)
             rows.append({**row, "roc_auc": m.get("roc_auc"), "accuracy": m.get("accuracy")})
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     folder.write_csv(RunFolder.LABEL_EFFICIENCY, table)

@@ -13,7 +13,10 @@ from breastclip.evaluation.leaderboard import (
     LEADERBOARD_METRICS,
     OK,
     THRESHOLD_FREE,
+    is_seeded,
     metric_column,
+    pooled_text,
+    seed_pooled,
     selected_method,
     selection_text,
     threshold_text,
@@ -73,8 +76,14 @@ def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRI
     policy = board.attrs.get("operating_point") or (
         str(board["operating_point"].iloc[0]) if "operating_point" in board and len(board) else None)
     extra = [c for c in ("backbone", "head") if c in board.columns]
-    header = ["#", "method", *extra, "selected", "status", selection_label(board),
-              *[metric_label(m) for m in shown]]
+    seeded = is_seeded(board)
+    pooled = [m for m in ("roc_auc", "accuracy") if m in shown] if seeded else []
+    header = ["#", "method", *extra, "selected", "status", selection_label(board)]
+    if seeded:  # the method's figures over seeds (what ranks it) beside this seed row's own
+        header = header[:-1] + [selection_label(board).replace("(selection)", "mean ± sd over seeds (selection)"),
+                                f"this seed's {selection_label(board).replace(' (selection)', '')}"]
+        header += [f"{metric_label(m)} mean ± sd over seeds" for m in pooled]
+    header += [metric_label(m) for m in shown]
     if policy:
         header += [f"threshold@{policy}", f"Sens@{policy} val / test", f"Spec@{policy} val / test"]
     header.append(f"Δ test {METRIC_LABELS.get(primary, primary)} vs selected (p)")
@@ -82,8 +91,11 @@ def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRI
     rows = []
     for _, r in board.iterrows():
         cells = [str(r["rank"]), str(r["method"]), *[str(r[c]) if r[c] is not None else "" for c in extra],
-                 "yes" if bool(r["selected"]) else "", str(r["status"]),
-                 _selection_cell(r)]
+                 "yes" if bool(r["selected"]) else "", str(r["status"])]
+        if seeded:
+            cells.append(pooled_text(r, "selection_value", own_figure=False))
+        cells.append(_selection_cell(r))
+        cells += [pooled_text(r, metric_column(m), own_figure=False) for m in pooled]
         cells += [fmt_ci(_f(r[metric_column(m)]), _f(r.get(f"{metric_column(m)}_ci_lo")),
                          _f(r.get(f"{metric_column(m)}_ci_hi"))) for m in shown]
         if policy:
@@ -127,6 +139,12 @@ def to_markdown(board: pd.DataFrame, *, title: str = "Leaderboard") -> str:
                  "(\"not attainable\": the rule cannot be met on validation and is not applied)" if policy else "")
               + ". The last column is the paired difference on the same test images to the selected method, with "
               "the Holm-adjusted p-value."]
+    if is_seeded(board):
+        lines[-1] += (f" Seeds {list(board.attrs.get('seeds') or sorted(set(board['seed'].dropna().astype(int))))}: "
+                      "one row per method and seed; methods are ranked and selected by their mean selection figure "
+                      "over seeds (a method is ok only when every seed is), never by a seed row's test figures; the "
+                      "selected row is the master seed's fit, the one model that predict, Grad-CAM and the gate use. "
+                      "Mean ± sd over seeds per method: seeds.md.")
     return "\n".join(lines) + "\n"
 
 
@@ -148,7 +166,8 @@ def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard"):
     table = Table(title=title, caption=RESEARCH_ONLY, header_style="bold", pad_edge=False)
     table.add_column("#", justify="right")
     table.add_column("method", overflow="fold", min_width=12)
-    table.add_column(selection_label(board).replace(" (selection)", "*"), justify="right", no_wrap=True)
+    table.add_column(selection_label(board).replace(" (selection)", " mean±sd over seeds*" if is_seeded(board)
+                                                    else "*"), justify="right", no_wrap=True)
     shown = [m for m in TERMINAL_METRICS if metric_column(m) in board.columns]
     for m in shown:
         table.add_column(metric_label(m) + " (95% CI)", justify="right", no_wrap=True)
@@ -156,6 +175,7 @@ def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard"):
         table.add_column(f"test Sens/Spec@{policy}", justify="right", no_wrap=True)
     table.add_column(f"Δ test {METRIC_LABELS.get(primary, primary)} (p)", justify="right", no_wrap=True)
     baseline = board.attrs.get("baseline")
+    seeded = is_seeded(board)
     for _, r in board.iterrows():
         label = str(r["method"])
         if str(r.get("backbone", "")).startswith("("):  # the end-to-end CNN baseline
@@ -166,6 +186,9 @@ def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard"):
             label += " [red](learned nothing)[/red]"
         v = _f(r.get("selection_value"))
         cells = [str(r["rank"]), label, "n/a" if v is None else f"{v:.3f}"]
+        if seeded:  # what ranks a seeded board: the method's mean over seeds
+            mean, sd, _ = seed_pooled(r, "selection_value")
+            cells[2] = "n/a" if mean is None else f"{mean:.3f}" + ("" if sd is None else f"±{sd:.3f}")
         for m in shown:
             c = metric_column(m)
             v = _f(r[c])
@@ -199,6 +222,9 @@ def summary_lines(board: pd.DataFrame) -> list[str]:
                          f"{_pair(r.get(f'val_sensitivity@{policy}'), r.get(f'test_sensitivity@{policy}'))}, "
                          f"specificity {_pair(r.get(f'val_specificity@{policy}'), r.get(f'test_specificity@{policy}'))}"
                          " (val / test)")
-    for _, r in board[board["status"] != OK].iterrows():
+    flagged = board[board["status"] != OK]
+    if is_seeded(board):  # one line per method (its pooled status names the seed), not one per seed row
+        flagged = flagged.drop_duplicates("base_method").assign(method=lambda d: d["base_method"])
+    for _, r in flagged.iterrows():
         lines.append(f"learned nothing: {r['method']}: {r['status']}")
     return lines

@@ -75,8 +75,11 @@ def validate_methods(cfg: ExperimentConfig) -> None:
             plan.kind.build(plan.method, cfg, None)
         else:
             method = plan.method
-            if method.head == "ensemble":  # top_k is the run's (members come from CV); the head takes members
-                method = replace(method, params={k: v for k, v in method.params.items() if k != "top_k"})
+            run_only = sorted(set(method.params) & set(plan.kind.run_params))
+            if run_only and cfg.evaluation.selection != "cv":
+                raise ConfigError(f"method '{method.name}' ({method.head}): {', '.join(run_only)} pools the other "
+                                  f"methods' cross-validated results; set evaluation.selection = \"cv\"")
+            method = replace(method, params=plan.kind.estimator_params(method.params))  # e.g. top_k: the run's
             for point in _grid_points(method):
                 build_head(Plan(plan.label, replace(method, params=point), plan.backbone), cfg, None)
 

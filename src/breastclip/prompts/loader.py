@@ -28,7 +28,7 @@ import numpy as np
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+    import tomli as tomllib
 
 BANKS_PACKAGE = "breastclip.prompts.banks"
 
@@ -69,13 +69,13 @@ class PromptBank:
             for name in (c, *self.aliases.get(c, ())):
                 lookup[_norm(name)] = c
         mapping: dict[str, str] = {}
-        missing = []
+        missing: list[str] = []
         for label in labels:
-            c = lookup.get(_norm(str(label)))
-            if c is None:
+            hit = lookup.get(_norm(str(label)))
+            if hit is None:
                 missing.append(str(label))
             else:
-                mapping[str(label)] = c
+                mapping[str(label)] = hit
         if missing:
             raise PromptBankError(
                 f"prompt bank {self.name!r} has no class for labels {missing}; its classes are {list(self.classes)}"

@@ -30,7 +30,17 @@ from breastclip import RESEARCH_ONLY, __version__
 from breastclip.atomic import atomic_write_text
 from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
-from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, leaderboard_for, with_selection
+from breastclip.evaluation.leaderboard import (
+    NO_METHOD_LEARNED,
+    deployed_rows,
+    is_seeded,
+    leaderboard_for,
+    metric_column,
+    pooled_text,
+    seeds_of_labels,
+    selected_summary,
+    with_selection,
+)
 from breastclip.evaluation.summary import jsonable
 from breastclip.evaluation.thresholds import is_attainable
 from breastclip.predictions import classes_of, validate_predictions
@@ -199,9 +209,15 @@ def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[s
                 run_info: Mapping, policy: str | None, board: pd.DataFrame) -> ModelCard:
     best = S.selected_view(views, board)
     sel_label = S._selection_label(board).replace("selection: ", "")
-    model = [("Methods compared", ", ".join(v.method for v in S.ordered(views, board))),
-             (f"Selected method ({sel_label}; never the test split)",
-              best.method if best is not None else f"none: {NO_METHOD_LEARNED}")]
+    seeded = is_seeded(board)
+    chosen = best.method if best is not None else f"none: {NO_METHOD_LEARNED}"
+    if seeded and best is not None:
+        r = board[board["method"] == best.method].iloc[0]
+        chosen = (f"{r['base_method']} (by its mean over seeds {list(board.attrs.get('seeds') or [])}); deployed "
+                  f"model {best.method}, the master seed's fit")
+    model = [("Methods compared", ", ".join(dict.fromkeys(str(m) for m in board["base_method"])) if seeded else
+              ", ".join(v.method for v in S.ordered(views, board))),
+             (f"Selected method ({sel_label}; never the test split)", chosen)]
     for key, label in (("backbone", "Backbone (frozen)"), ("head", "Head"), ("weights", "Weights"),
                        ("model_description", "Description")):
         if run_info.get(key):
@@ -223,8 +239,16 @@ def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[s
         op = best.operating_point(policy)
         ece = ((best.calibration or {}).get("before") or {}).get("ece")
         sel_row = board[board["method"] == best.method].iloc[0]
-        evaluation = [(f"Selection figure ({sel_label})", S._sel_cell(sel_row)),
-                      ("Test images", str(best.n_test)),
+        evaluation = [(f"Selection figure ({sel_label})", S._sel_cell(sel_row))]
+        if is_seeded(board):  # the method was chosen by its mean over seeds; the card's model is one seed's fit
+            evaluation = [
+                (f"Selection figure ({sel_label}), mean ± sd over seeds",
+                 f"{sel_row['base_method']}: {pooled_text(sel_row, 'selection_value', own_figure=False)}"),
+                ("Deployed model", f"{best.method}, the master seed's fit (its own selection figure "
+                                   f"{S._sel_cell(sel_row)}); the figures below are its own"),
+                ("ROC AUC over seeds (deployed seed)", pooled_text(sel_row, "test_roc_auc")),
+                ("Accuracy at argmax over seeds (deployed seed)", pooled_text(sel_row, metric_column("accuracy")))]
+        evaluation += [("Test images", str(best.n_test)),
                       ("ROC AUC (95% CI)", fmt_ci(*best.metric("roc_auc"))),
                       ("Balanced accuracy at argmax (95% CI)", fmt_ci(*best.metric("balanced_accuracy"))),
                       ("Macro F1 at argmax (95% CI)", fmt_ci(*best.metric("f1_macro"))),
@@ -275,7 +299,8 @@ def write_report(
     ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
     ``leaderboard`` is the run's one leaderboard (:func:`breastclip.evaluation.leaderboard.build_leaderboard`): the
     report renders it as given, in its order, with its selected method. Without one it is built here the same way
-    (selection by ``primary_metric`` on the validation rows, statuses, operating point ``operating_policy``).
+    (selection by ``primary_metric`` on the validation rows, statuses, operating point ``operating_policy``; when
+    every method is labelled ``<method>.seed<k>``, ranked by method over seeds with ``seed`` as the master seed).
     ``selected_method`` names a selection made upstream by the caller's own protocol: that row is marked selected
     and moved first (the report never re-ranks). ``flow`` holds what was excluded before the manifest (see
     :mod:`breastclip.report.flow`); ``study`` the investigators' facts for the reporting-guideline checklist
@@ -306,21 +331,27 @@ def write_report(
                                                   n_boot=n_boot, seed=seed, min_group_size=min_group_size)
     views = [method_view(evaluations[m], min_group_size=min_group_size) for m in methods]
     board = leaderboard
+    run_seeds = seeds_of_labels(methods)  # every label <method>.seed<k>: ranked and selected by method over seeds
     if board is None:
         board = leaderboard_for(evaluations, predictions, primary=primary_metric, operating_point=operating_policy,
-                                histories=histories)
+                                histories=histories, seeds=run_seeds, master_seed=seed)
     if comparisons is None and len(methods) > 1:
         comparisons = compare_methods(predictions, baseline_method=board.attrs.get("baseline"),
                                       positive_class=positive_class, metrics=["roc_auc"], n_boot=n_boot, seed=seed)
         if leaderboard is None:
             board = leaderboard_for(evaluations, predictions, primary=primary_metric,
-                                    operating_point=operating_policy, histories=histories, comparisons=comparisons)
+                                    operating_point=operating_policy, histories=histories, comparisons=comparisons,
+                                    seeds=run_seeds, master_seed=seed)
     if selected_method is not None and selected_method not in methods:
         raise ValueError(f"selected_method {selected_method!r} is not in the predictions table {methods}")
     if selected_method is not None and selected_method != board.attrs.get("selected"):
         board = with_selection(board, selected_method)
     views = S.ordered(views, board)
     selected = S.selected_view(views, board)
+    # with seeds: the detailed per-method sections (about seven figures each) for the master seed's rows only,
+    # one fitted model per method; every seed's figures are in the leaderboard and the seeds table
+    detailed_rows = deployed_rows(board)
+    detailed = views if detailed_rows is None else [v for v in views if v.method in set(detailed_rows)]
 
     name = dataset_name or run_info.get("dataset") or "data set"
     data = data_view(predictions, mdf, name=str(name), classes=classes, notes=list(run_info.get("notes") or []))
@@ -341,7 +372,8 @@ def write_report(
         summary,
         _with_leak_evidence(S.data_section(data, leak, leak_ok, fw), audit_obj, out, figures_dir),
         flow_section(fv, fw, data.patient_ids_from_source),
-        S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons), board=board),
+        S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons), board=board,
+                              detailed=detailed),
         label_efficiency_section(label_efficiency, fw),
     ]
     if selected is not None:
@@ -365,9 +397,10 @@ def write_report(
             if block is not None:
                 block.blocks.insert(0, inspect)
                 sections.append(block)
+    shown = {v.method for v in detailed}
     sections += [
-        S.training_section(histories or {}, fw),
-        *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in views],
+        S.training_section({k: h for k, h in (histories or {}).items() if k in shown}, fw),
+        *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in detailed],
     ]
     card = _model_card(data, views, leak, lims, env, run_info, operating_policy, board)
     card_section = model_card_section(card)
@@ -380,7 +413,13 @@ def write_report(
                                                        operating_policy, name), study, anchors))
     doc_title = title or f"breastclip report: {name}"
     counted = "1 method" if len(methods) == 1 else f"{len(methods)} methods"
+    pooled = selected_summary(board)
+    if detailed_rows is not None:
+        counted = f"{len(detailed)} methods x {len(board.attrs.get('seeds') or []) or '?'} seeds"
     verdict = (f"selected: {selected.method}" if selected is not None else NO_METHOD_LEARNED)
+    if pooled is not None and "deployed_seed" in pooled:
+        verdict = (f"selected: {pooled['method']} by its mean over seeds (deployed model: {pooled['row']}, the "
+                   "master seed's fit)")
     doc = Document(title=doc_title, subtitle=f"{counted} evaluated on the held-out test split of {name}; {verdict}.",
                    key_facts=facts, sections=[s for s in sections if s is not None])
 
@@ -398,6 +437,7 @@ def write_report(
         "leaderboard": jsonable(board),
         "selected_method": selected.method if selected is not None else None,
         "selection_metric": board.attrs.get("selection_metric"),
+        "selection": pooled,
         "comparisons": jsonable(comparisons) if comparisons is not None else [],
         "methods": {v.method: v.raw for v in views},
         "environment": env,

@@ -17,7 +17,11 @@ import pandas as pd
 from breastclip import RESEARCH_ONLY
 from breastclip.evaluation.leaderboard import (
     NO_METHOD_LEARNED,
+    OK,
+    is_seeded,
     metric_column,
+    pooled_text,
+    seeds_table,
     selected_method,
     threshold_text,
 )
@@ -126,21 +130,27 @@ def leaderboard_table(board: pd.DataFrame, views: Sequence[MethodView], policy: 
     """The run's leaderboard as the report shows it: the board's rows in the board's order (never re-ranked)."""
     by_name = {v.method: v for v in views}
     sel_label = _selection_label(board)
+    seeded = is_seeded(board)
     rows = []
     for _, r in board.iterrows():
         v = by_name.get(str(r["method"]))
         ece = ((v.calibration or {}).get("before") or {}).get("ece") if v is not None else None
-        row = {
+        row: dict[str, object] = {
             "method": str(r["method"]),
             "selected": "yes" if bool(r["selected"]) else "",
             "status": str(r["status"]),
-            sel_label: _sel_cell(r),
+        }
+        if seeded:  # what ranks the method (its mean over seeds) beside this seed row's own figure
+            row[f"{sel_label}, mean ± sd over seeds"] = pooled_text(r, "selection_value", own_figure=False)
+            row["test ROC AUC, mean ± sd over seeds"] = pooled_text(r, "test_roc_auc", own_figure=False)
+        row.update({
+            sel_label + (", this seed" if seeded else ""): _sel_cell(r),
             "test images": r.get("n_test"),
             "test ROC AUC (95% CI)": _board_ci(r, "roc_auc"),
             "test AP (95% CI)": _board_ci(r, "average_precision"),
             "test balanced accuracy@argmax (95% CI)": _board_ci(r, "balanced_accuracy"),
             "test macro F1@argmax (95% CI)": _board_ci(r, "f1_macro"),
-        }
+        })
         if policy and f"threshold@{policy}" in board.columns:
             row[f"threshold@{policy}"] = threshold_text(r.get(f"threshold@{policy}"))
             row[f"sensitivity@{policy} val / test"] = _val_test(r, "sensitivity", policy)
@@ -229,26 +239,64 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
         return s, facts
     sel_row = board[board["method"] == best.method].iloc[0]
     op = best.operating_point(policy)
+    seeded = is_seeded(board)
+    if seeded:
+        facts += [
+            (f"Selected method ({sel_label}, mean ± sd over seeds)",
+             f"{sel_row['base_method']}: {pooled_text(sel_row, 'selection_value', own_figure=False)}"),
+            ("Deployed model", f"{best.method}, the master seed's fit (its own figure {_sel_cell(sel_row)}); "
+                               "predict, Grad-CAM and the gate use it"),
+            ("Selected method on test, mean ± sd over seeds (deployed seed)",
+             f"ROC AUC {pooled_text(sel_row, 'test_roc_auc')}; accuracy@argmax "
+             f"{pooled_text(sel_row, metric_column('accuracy'))}"),
+        ]
     facts += [
-        (f"Selected method ({sel_label})", f"{best.method}: {_sel_cell(sel_row)}"),
-        ("Selected method on test (ROC AUC, 95% CI)", fmt_ci(*best.metric("roc_auc"))),
+        *([] if seeded else [(f"Selected method ({sel_label})", f"{best.method}: {_sel_cell(sel_row)}")]),
+        ("Selected method on test (ROC AUC, 95% CI)" + (", deployed seed" if seeded else ""),
+         fmt_ci(*best.metric("roc_auc"))),
         ("Operating point on test", op_short(op, best.positive)),
         ("Leak audit", leak),
-        ("Methods compared", str(len(views))),
+        ("Methods compared", f"{board['base_method'].nunique()} methods x {len(board.attrs.get('seeds') or [])} "
+                             "seeds" if seeded else str(len(views))),
     ]
     auc, lo, hi = best.metric("roc_auc")
     chosen = ("cross-validation over train+val" if str(sel_row["selection_metric"]).startswith("cv_")
               else "the validation split")
-    s.add(f"{best.method} was selected by its {sel_label} ({_sel_cell(sel_row)}) on {chosen}"
-          + (f", the best of {len(views)} methods" if len(views) > 1 else "")
-          + "; the test split chose nothing. "
-          + f"On the held-out test split ({best.n_test} images"
-          + (f", {best.n_test_patients} patients" if data.patient_ids_from_source and best.n_test_patients else "")
-          + f") it reached ROC AUC {fmt_ci(auc, lo, hi)}"
-          + (" (one-vs-rest macro average)" if len(best.classes) > 2 else "") + ".")
+    if seeded:
+        n_methods = int(board["base_method"].nunique())
+        s.add(f"{sel_row['base_method']} was selected by its mean {sel_label} over seeds "
+              f"({pooled_text(sel_row, 'selection_value', own_figure=False)}) on {chosen}"
+              + (f", the best of {n_methods} methods" if n_methods > 1 else "")
+              + "; the test split chose nothing, and no seed was preferred by its test figures. Over its seeds it "
+              f"reached test ROC AUC {pooled_text(sel_row, 'test_roc_auc')} and accuracy@argmax "
+              f"{pooled_text(sel_row, metric_column('accuracy'))}. The deployed model is {best.method}, the master "
+              "seed's fit; the figures below that name one model are its own.")
+    test_part = (f"On the held-out test split ({best.n_test} images"
+                 + (f", {best.n_test_patients} patients" if data.patient_ids_from_source and best.n_test_patients
+                    else "")
+                 + f") {'the deployed model' if seeded else 'it'} reached ROC AUC {fmt_ci(auc, lo, hi)}"
+                 + (" (one-vs-rest macro average)" if len(best.classes) > 2 else "") + ".")
+    if seeded:
+        s.add(test_part)
+    else:
+        s.add(f"{best.method} was selected by its {sel_label} ({_sel_cell(sel_row)}) on {chosen}"
+              + (f", the best of {len(views)} methods" if len(views) > 1 else "")
+              + "; the test split chose nothing. " + test_part)
     if op:
         s.add(f"Operating point: {op_text(op, best.positive)}. The threshold was chosen on the validation split and "
               f"applied unchanged to test.")
+    if seeded:
+        t = seeds_table(board)
+        if len(t) > 1:
+            s.add("Leaderboard order (by mean selection figure over seeds; methods that learned nothing last): "
+                  + ", ".join(f"{m} {fmt(v)}" + ("" if not np.isfinite(sd) else f" ± {fmt(sd)}")
+                              for m, v, sd in zip(t["method"], t["selection_value_mean"], t["selection_value_sd"],
+                                                  strict=True)) + ".")
+        flagged = t[t["status"] != OK]
+        if len(flagged):
+            s.add(Note("Methods that learned nothing on at least one seed (never selected): "
+                       + "; ".join(f"{r['method']}: {r['status']}" for _, r in flagged.iterrows()), "warn"))
+        return s, facts
     if len(ranked) > 1:
         s.add("Leaderboard order (by selection figure; methods that learned nothing last): "
               + ", ".join(f"{v.method} {_sel_cell(board[board['method'] == v.method].iloc[0])}" for v in ranked)
@@ -277,7 +325,10 @@ def data_section(data: DataView, leak: str, leak_ok: bool | None, fw: FigureWrit
 
 
 def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: FigureWriter,
-                        comparisons: pd.DataFrame | None = None, *, board: pd.DataFrame) -> Section:
+                        comparisons: pd.DataFrame | None = None, *, board: pd.DataFrame,
+                        detailed: Sequence[MethodView] | None = None) -> Section:
+    """The leaderboard table and figures; ``detailed`` (default: every view) are the methods whose curves are
+    overlaid (with seeds: the master seed's rows, one per method)."""
     ranked = ordered(views, board)
     s = Section("Leaderboard")
     table = leaderboard_table(board, views, policy)
@@ -301,13 +352,42 @@ def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: Fig
         s.add(fw(F.leaderboard(lb), "leaderboard", "Test ROC AUC of every method (leaderboard order)",
                  "Dots: ROC AUC on the test split; whiskers: 95% bootstrap confidence interval. Methods in the "
                  "leaderboard's order (selection figure), not re-ranked by test."))
-    overlay = roc_overlay(ranked, fw)
+    if is_seeded(board):
+        s.add(seeds_block(board, detailed if detailed is not None else views))
+    shown = {v.method for v in (detailed if detailed is not None else views)}
+    overlay = roc_overlay([v for v in ranked if v.method in shown], fw)
     if overlay is not None:
         s.add(overlay)
     if comparisons is not None and len(comparisons):
         s.add(Table("comparisons", "Paired comparisons on the same test images", comparisons,
                     caption=comparison_caption(comparisons)))
     return s
+
+
+def seeds_block(board: pd.DataFrame, detailed: Sequence[MethodView]) -> Table:
+    """Mean ± sd over seeds per method (seeds.csv), and what the report details: the master seed's rows."""
+    t = seeds_table(board)
+    label = _selection_label(board).replace("selection: ", "")
+    names = {"selection_value": f"{label} (selection)", "roc_auc": "test ROC AUC", "accuracy": "test accuracy@argmax",
+             "balanced_accuracy": "test balanced accuracy@argmax", "f1_macro": "test macro F1@argmax"}
+    df = pd.DataFrame({"method": t["method"], "selected": ["yes" if x else "" for x in t["selected"]],
+                       "status": t["status"], "seeds": t["seeds"], "deployed (detailed below)": t["deployed"]})
+    for key, name in names.items():
+        if f"{key}_mean" in t:
+            df[f"{name}, mean ± sd"] = [fmt(m) + ("" if not np.isfinite(sd) else f" ± {fmt(sd)}")
+                                        for m, sd in zip(t[f"{key}_mean"], t[f"{key}_sd"], strict=True)]
+    master = board.attrs.get("master_seed")
+    sel = t[t["selected"]]
+    return Table("seeds", "Methods over seeds: mean ± sd", df, flag_rows=[int(i) for i in sel.index],
+                 flag_note="the selected method (best mean selection figure over seeds among ok methods).",
+                 caption=f"Every method ran once per seed {list(board.attrs.get('seeds') or [])}. Methods are ranked "
+                         "and selected by the mean of their selection figure over seeds; a method is ok only when "
+                         "every seed is (the status names a flagged seed); the test split chose nothing, and no "
+                         "seed row is preferred by its test figures. The selected method deploys the fit of the "
+                         f"master seed{'' if master is None else f' {master}'} (column 'deployed'), the one model "
+                         "predict, Grad-CAM and the gate use. The detailed per-method sections below are drawn for "
+                         f"those rows only ({len(detailed)} methods); every seed's own figures are in the leaderboard "
+                         "above, leaderboard.csv and seeds.csv.")
 
 
 TEST_NAMES = {"delong": "DeLong test (AUC)", "bootstrap": "paired bootstrap", "paired_bootstrap": "paired bootstrap"}

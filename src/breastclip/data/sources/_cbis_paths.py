@@ -101,10 +101,10 @@ def pick_crop_or_mask(paths: list[Path], kind: str) -> Path | None:
     """Between a crop and a mask of one abnormality, the mask is the larger image (full mammogram size)."""
     if len(paths) != 2 or kind not in ("crop", "mask"):
         return None
-    areas = [_image_area(p) for p in paths]
-    if None in areas or areas[0] == areas[1]:
+    a0, a1 = (_image_area(p) for p in paths)
+    if a0 is None or a1 is None or a0 == a1:
         return None
-    small, large = (paths[0], paths[1]) if areas[0] < areas[1] else (paths[1], paths[0])
+    small, large = (paths[0], paths[1]) if a0 < a1 else (paths[1], paths[0])
     return small if kind == "crop" else large
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from breastclip.data._dicom import metadata_from_header
 from breastclip.data.images import IMAGE_SUFFIXES
+from breastclip.data.manifest import VIEWS
 
 IGNORED_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
@@ -22,6 +24,26 @@ DICOM_FIELDS = {
     "Rows": "rows",
     "Columns": "columns",
 }
+
+
+_SIDE = r"(?P<side>L|R|LEFT|RIGHT)"
+_VIEW = "(?P<view>" + "|".join(sorted(VIEWS, key=len, reverse=True)) + ")"
+_EDGE_L, _EDGE_R = r"(?:^|(?<=[^A-Z0-9]))", r"(?=$|[^A-Z0-9])"
+#: side then view (``1_L_CC``, ``L-MLO``, ``P_00038_LEFT_CC``, ``RMLO``, ``..._MG_R_CC_ANON``) or view then side
+#: (``CC_L``); the tokens must stand alone (``CALC`` or ``LCCX`` match nothing).
+_VIEW_NAME_RES = (re.compile(_EDGE_L + _SIDE + r"[-_ .]?" + _VIEW + _EDGE_R),
+                  re.compile(_EDGE_L + _VIEW + r"[-_ .]" + _SIDE + _EDGE_R))
+
+
+def view_from_name(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``laterality`` (L/R) and ``view`` (CC, MLO, ...) read from a mammogram's file name, the way NYU, CBIS-DDSM,
+    INbreast and most Kaggle sets name them; empty when the name holds no single, unambiguous side+view token."""
+    stem = Path(path).stem.upper()
+    found = {(m.group("side")[0], m.group("view")) for rx in _VIEW_NAME_RES for m in rx.finditer(stem)}
+    if len(found) != 1:
+        return {}
+    side, view = found.pop()
+    return {"laterality": side, "view": view}
 
 
 def is_image_file(path: Path, extensions: frozenset[str] = IMAGE_SUFFIXES) -> bool:

@@ -19,6 +19,7 @@ from breastclip.data.sources._files import (
     is_image_file,
     loops_note,
     relative_to_root,
+    view_from_name,
     walk_files,
 )
 
@@ -58,6 +59,7 @@ def read_folders(
     dicom_metadata: bool = True,
     label_from: str = "folder",
     patient_from: str | None = None,
+    views_from_names: bool = True,
     name: str | None = None,
     source: str = "folders",
 ) -> Manifest:
@@ -69,6 +71,9 @@ def read_folders(
     ``patient_from="subfolder"`` takes the patient id from the first folder below the class folder
     (``root/<class>/<patient>/<image>``); any other string is a regular expression searched in the path below the
     class folder whose first group is the patient id (e.g. ``"^(P[0-9]+)_"``). Files it does not match are an error.
+    ``views_from_names``: mammograms named by side and view (``1_L_CC.png``, ``R-MLO.png``, ``..._LEFT_CC.png``) get
+    ``laterality`` and ``view`` columns from the name where no DICOM header gives them (breast-level evaluation
+    needs them); files whose names hold no such token are left blank.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -132,11 +137,16 @@ def read_folders(
                 if pid is not None and patient_from is None:
                     row["patient_id"] = pid
                 row.update(header)
+            if views_from_names and not (row.get("laterality") and row.get("view")):
+                for column, value in view_from_name(f).items():
+                    row.setdefault(column, value)
             images[str(f.with_suffix(""))] = row
             rows.append(row)
         for m in masks:
             n_masks += 1
-            stem = MASK_RE.match(m.stem).group("stem")
+            hit = MASK_RE.match(m.stem)
+            assert hit is not None  # masks were collected by this very pattern
+            stem = hit.group("stem")
             owner = images.get(str(m.parent / stem))
             if owner is not None:
                 rel = relative_to_root(m, root)
@@ -160,6 +170,11 @@ def read_folders(
     if any("patient_id" in r for r in rows):
         for r in rows:
             r.setdefault("patient_id", None)
+    named_views = sum(1 for r in rows if r.get("view"))
+    if named_views:
+        for r in rows:
+            r.setdefault("laterality", "")
+            r.setdefault("view", "")
     manifest = Manifest.from_records(rows, root, name=name or root.name, source=source, classes=wanted)
     if n_masks:
         manifest.notes.append(f"{n_masks} segmentation mask files recognised and excluded (kept in the 'mask' column)")
@@ -167,6 +182,9 @@ def read_folders(
         manifest.notes.append(f"{n_other} non-image files ignored")
     if loops:
         manifest.notes.append(loops_note(loops, root))
+    if named_views:
+        manifest.notes.append(f"laterality and view of {named_views} of {len(rows)} images taken from the DICOM header "
+                              "or the file name (e.g. 1_L_CC.png)")
     if any(g[0] for g in groups):
         manifest.notes.append("split taken from the train/val/test folders")
     return manifest

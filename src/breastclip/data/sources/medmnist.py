@@ -110,7 +110,8 @@ def _locate(path: Path, flag: str | None, size: int | None, download: bool) -> P
     if path.is_dir():
         found = _npz_in(path)
         if flag is not None:
-            found = [f for f in found if _parse_stem(f.stem)[0] == flag and (size is None or _parse_stem(f.stem)[1] == size)]
+            found = [f for f in found if (p := _parse_stem(f.stem)) is not None and p[0] == flag
+                     and (size is None or p[1] == size)]
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -122,8 +123,9 @@ def _locate(path: Path, flag: str | None, size: int | None, download: bool) -> P
             flag, size = parsed[0], size or parsed[1]
         root = path.parent
     elif len(path.parts) == 1 and _parse_stem(path.name):  # a bare name such as "breastmnist" or "pathmnist_64"
-        parsed = _parse_stem(path.name)
-        flag, size = flag or parsed[0], size or parsed[1]
+        named = _parse_stem(path.name)
+        assert named is not None  # the branch's condition
+        flag, size = flag or named[0], size or named[1]
         root = Path(os.environ.get("MEDMNIST_ROOT", "~/.medmnist"))
     else:  # a folder that does not exist yet: download into it
         root = path
@@ -214,7 +216,7 @@ def read_medmnist(
     parsed = _parse_stem(npz.stem)
     flag = flag or (parsed[0] if parsed else None)
     info = _info().get(flag) if flag else None
-    if info is not None and ("multi-label" in info["task"] or flag.endswith("3d")):
+    if info is not None and flag and ("multi-label" in info["task"] or flag.endswith("3d")):
         raise _source_error(f"{npz}: MedMNIST '{flag}' is {info['task']}{' 3D' if flag.endswith('3d') else ''}; "
                             "only single-label 2D sets are supported")
     try:
@@ -246,7 +248,7 @@ def read_medmnist(
             rows.append({"id": f"{flag or npz.stem}:{split}/{i}", "image": f"{split}/{i:05d}.png",
                          "label": names[int(y)] if names else str(y), "split": split,
                          "label_id": int(y), "index_in_split": i})
-    classes = [names[k] for k in sorted(names)] if names else sorted({r["label"] for r in rows}, key=int)
+    classes = [names[k] for k in sorted(names)] if names else sorted({str(r["label"]) for r in rows}, key=int)
     manifest = Manifest.from_records(rows, out, name=name or npz.stem, source=source, classes=classes)
     manifest.notes.append(f"official MedMNIST splits kept; PNG export of {npz} in {out}")
     if info is not None and md5 not in {info.get(k) for k in info if k.startswith("MD5")}:
