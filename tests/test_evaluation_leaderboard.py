@@ -150,3 +150,18 @@ def test_a_method_flagged_or_missing_on_one_seed_only_is_never_selected():
     # every method flagged: nothing selected
     board = build_leaderboard(evs, selection=sel, statuses=statuses, seeds=[0, 1, 2], master_seed=0)
     assert board.attrs["selected"] is None and "no method is ok" in selection_text(board)
+
+
+def test_seed_labels_round_trip_and_only_a_fully_seeded_table_is_pooled():
+    from breastclip.evaluation.leaderboard import (
+        master_seed_of,
+        seed_label,
+        seeds_of_labels,
+        split_seed_label,
+    )
+
+    assert split_seed_label(seed_label("svm@tiny.seed", 12)) == ("svm@tiny.seed", 12)
+    assert split_seed_label("svm") == ("svm", None)
+    assert seeds_of_labels(["a.seed0", "b.seed0", "a.seed2", "b.seed2"]) == [0, 2]
+    assert seeds_of_labels(["a.seed0", "b"]) == [] and seeds_of_labels(["a.seed0", "b.seed0"]) == []
+    assert master_seed_of([3, 1, 2], 2) == 2 and master_seed_of([3, 1, 2], 0) == 3 and master_seed_of([], 0) is None

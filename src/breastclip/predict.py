@@ -28,7 +28,7 @@ from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.images import IMAGE_SUFFIXES, load_image, pixel_size
 from breastclip.data.manifest import Manifest
 from breastclip.data.sources._files import image_files
-from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, selected_method, threshold_text
+from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, is_seeded, selected_method, threshold_text
 from breastclip.heads import load_head
 from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.explain_step import overlays_for_predict
@@ -121,6 +121,11 @@ def load_run(run_dir: str | Path, method: str | None = None) -> RunArtifacts:
                                    f"{RunFolder.LEADERBOARD} flags it, so none is selected. Pass --method NAME (one "
                                    f"of {methods}) to use one anyway")
             chosen_by = f"selected by the run ({board['selection_metric'].iloc[0]}, never the test split)"
+            if is_seeded(board):  # the method was chosen by its mean over seeds; this is one seed's fitted model
+                row = board[board["method"].astype(str) == method].iloc[0]
+                chosen_by = (f"selected by the run: {row['base_method']} by its mean "
+                             f"{board['selection_metric'].iloc[0]} over {int(row['n_seeds'])} seeds (never the test "
+                             f"split); its deployed model {method} is the master seed's fit")
         elif method not in methods:
             raise PredictError(f"method {method!r} is not in this run; its methods are {methods}")
         else:

@@ -141,3 +141,64 @@ def test_when_every_method_learned_nothing_nothing_is_selected(synth_binary, tmp
         assert "was selected" not in text
     with pytest.raises(PredictError, match="no method learned this task"):
         predict_images([str(out / "manifest.csv")], out, output=tmp_path / "p.csv", gate=False)
+
+
+#: seeds: alpha's seed 1 is the luckiest row on validation and on test; beta has the better mean over seeds
+SEEDED = {"alpha_probe.seed0": {"val": 0.6, "test": 0.6}, "alpha_probe.seed1": {"val": 3.0, "test": 4.0},
+          "beta_probe.seed0": {"val": 1.6, "test": 1.2}, "beta_probe.seed1": {"val": 1.5, "test": 1.2}}
+
+
+@pytest.mark.slow
+def test_seeds_select_the_method_by_its_mean_and_every_output_names_it_with_the_deployed_seed(
+        synth_binary, tmp_path, monkeypatch):
+    raw = _raw(synth_binary, tmp_path / "cache", tmp_path / "run")
+    raw["experiment"].update(seeds=[0, 1], seed=1)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()
+    raw["tracking"] = {"mlflow": True, "tracking_uri": uri, "experiment": "seeds"}
+    res, console = _run(raw, monkeypatch, SEEDED)
+    out = res.out_dir
+    board = pd.read_csv(out / "leaderboard.csv")
+    by = board.set_index("method")
+    # the premise: one seed row of alpha beats every other row on validation and on test
+    assert by["test_roc_auc"].idxmax() == by["selection_value"].idxmax() == "alpha_probe.seed1"
+    assert by.loc["beta_probe.seed1", "selection_value_seeds_mean"] > by.loc["alpha_probe.seed1",
+                                                                            "selection_value_seeds_mean"]
+    # beta is selected by its mean over seeds; its master seed's row (experiment.seed = 1) is the selected row
+    assert res.best == "beta_probe.seed1" and board.loc[board["selected"], "method"].tolist() == ["beta_probe.seed1"]
+    assert board["method"].tolist() == ["beta_probe.seed1", "beta_probe.seed0", "alpha_probe.seed1",
+                                        "alpha_probe.seed0"]
+    row = by.loc["beta_probe.seed1"]
+    for col in ("test_roc_auc", "test_accuracy@argmax"):
+        assert row[f"{col}_seeds_mean"] == pytest.approx(by.loc[["beta_probe.seed0", "beta_probe.seed1"], col].mean())
+    seeds = pd.read_csv(out / "seeds.csv")
+    assert seeds["method"].tolist() == ["beta_probe", "alpha_probe"] and seeds["selected"].tolist() == [True, False]
+    # every output names beta, its mean over seeds, and the deployed seed's own figure
+    auc = f"{row['test_roc_auc_seeds_mean']:.3f} ± {row['test_roc_auc_seeds_sd']:.3f} over 2 seeds (seed 1: " \
+          f"{row['test_roc_auc']:.3f})"
+    sentence = "selected: beta_probe (best mean val_roc_auc over seeds [0, 1]"
+    assert sentence in (out / "leaderboard.md").read_text() and sentence in console
+    assert "deployed model: beta_probe.seed1" in console and auc in console
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selected_method"] == "beta_probe.seed1" and metrics["selection"]["method"] == "beta_probe"
+    html, text, card = (out / "report.html").read_text(), _docx_text(out / "report.docx"), \
+        (out / "MODEL_CARD.md").read_text()
+    for doc in (html, text, card):
+        assert auc in doc and "beta_probe.seed1, the master seed" in doc
+        assert "alpha_probe.seed1 was selected" not in doc and "alpha_probe was selected" not in doc
+    assert "beta_probe was selected by its mean validation ROC AUC over seeds" in html
+    # predict's default is the deployed row, and its sidecar says how it was chosen
+    manifest = pd.read_csv(out / "manifest.csv")
+    root = json.loads((out / "manifest.json").read_text())["root"]
+    img = f"{root}/{manifest[manifest['split'] == 'test']['image'].iloc[0]}"
+    pred = predict_images([img], out, output=tmp_path / "p.csv", gate=False)
+    sidecar = json.loads((tmp_path / "p.json").read_text())
+    assert pred.method == sidecar["method"] == "beta_probe.seed1"
+    assert "beta_probe by its mean val_roc_auc over 2 seeds" in sidecar["method_chosen_by"]
+    # MLflow: the method over seeds and its pooled means
+    import mlflow  # in the dev extra: a missing install fails here instead of skipping
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("seeds").experiment_id])
+    assert run.data.tags["breastclip.selected_method_over_seeds"] == "beta_probe"
+    assert run.data.metrics["selected.test_roc_auc.seeds_mean"] == pytest.approx(row["test_roc_auc_seeds_mean"])

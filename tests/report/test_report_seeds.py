@@ -58,3 +58,15 @@ def test_seeded_report_states_the_method_over_seeds_and_details_the_master_seed_
     assert not any("seed0" in n for n in figures), sorted(n for n in figures if "seed0" in n)
     assert sum(n.endswith("_confusion_matrix.png") for n in figures) == 2
     assert "Methods over seeds: mean ± sd" in html and "for those rows only" in html
+
+
+def test_a_report_of_seeded_predictions_without_a_leaderboard_ranks_methods_over_seeds(tmp_path):
+    """``breastclip report`` on a seeded run's predictions.csv: the board built there pools seeds too (master seed:
+    the report's ``seed``), so no seed row is crowned over another seed of its method."""
+    pred = pd.concat([_pred(k, v, i) for i, (k, v) in enumerate(SEPS.items())], ignore_index=True)
+    paths = write_report(tmp_path / "r", predictions=pred, n_boot=20, seed=1)
+    metrics = json.loads(paths.metrics_json.read_text())
+    board = pd.DataFrame(metrics["leaderboard"])
+    assert set(board["n_seeds"]) == {2} and metrics["selection"]["deployed_seed"] == 1
+    assert metrics["selected_method"].endswith(".seed1") and board["method"].iloc[0].endswith(".seed1")
+    assert "Methods over seeds: mean ± sd" in paths.html.read_text()

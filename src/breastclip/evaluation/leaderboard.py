@@ -91,6 +91,14 @@ def split_seed_label(label: str) -> tuple[str, int | None]:
     return (m["method"], int(m["seed"])) if m else (label, None)
 
 
+def seeds_of_labels(labels: Sequence[str]) -> list[int]:
+    """The seeds of a seeded run's labels (every label ``<method>.seed<k>``, two seeds or more), else ``[]``: how a
+    caller without the run's config (``breastclip report`` on a predictions table) knows to pool seeds."""
+    parts = [split_seed_label(str(label)) for label in labels]
+    seeds = sorted({s for _, s in parts if s is not None})
+    return seeds if parts and all(s is not None for _, s in parts) and len(seeds) > 1 else []
+
+
 def master_seed_of(seeds: Sequence[int], seed: int | None) -> int | None:
     """The seed whose fitted model a seeded run deploys: ``seed`` (``experiment.seed``) when it is one of
     ``seeds``, else the first seed; None without seeds."""

@@ -222,6 +222,9 @@ def summary_lines(board: pd.DataFrame) -> list[str]:
                          f"{_pair(r.get(f'val_sensitivity@{policy}'), r.get(f'test_sensitivity@{policy}'))}, "
                          f"specificity {_pair(r.get(f'val_specificity@{policy}'), r.get(f'test_specificity@{policy}'))}"
                          " (val / test)")
-    for _, r in board[board["status"] != OK].iterrows():
+    flagged = board[board["status"] != OK]
+    if is_seeded(board):  # one line per method (its pooled status names the seed), not one per seed row
+        flagged = flagged.drop_duplicates("base_method").assign(method=lambda d: d["base_method"])
+    for _, r in flagged.iterrows():
         lines.append(f"learned nothing: {r['method']}: {r['status']}")
     return lines

@@ -11,11 +11,13 @@ import pandas as pd
 from breastclip import RESEARCH_ONLY
 from breastclip.config import ExperimentConfig
 from breastclip.evaluation import Evaluation
+from breastclip.evaluation.leaderboard import selected_summary
 from breastclip.pipeline.run_folder import RunFolder
 
 log = logging.getLogger("breastclip.run")
 ARTIFACTS = (RunFolder.CONFIG, RunFolder.ENVIRONMENT, RunFolder.LEADERBOARD_MD, RunFolder.LEADERBOARD,
-             RunFolder.METRICS, RunFolder.LEAK_AUDIT, "report.html", "report.docx", "MODEL_CARD.md", RunFolder.LOG)
+             RunFolder.METRICS, RunFolder.LEAK_AUDIT, "report.html", "report.docx", "MODEL_CARD.md", RunFolder.LOG,
+             RunFolder.SEEDS, RunFolder.SEEDS_MD)
 
 
 def require_mlflow() -> ModuleType:
@@ -55,6 +57,13 @@ def log_to_mlflow(cfg: ExperimentConfig, folder: RunFolder, board: pd.DataFrame,
                          "breastclip.selected_method": str(board.attrs.get("selected")),
                          "breastclip.selection_metric": str(board.attrs.get("selection_metric"))})
         mlflow.log_params(flat_params(cfg.to_dict()))
+        pooled = selected_summary(board) or {}
+        if "pooled_over_seeds" in pooled:  # seeds: the method chosen by its mean, and its means over seeds
+            mlflow.set_tag("breastclip.selected_method_over_seeds", pooled["method"])
+            for col, v in pooled["pooled_over_seeds"].items():
+                for stat in ("mean", "sd"):
+                    if v[stat] is not None:
+                        mlflow.log_metric(_key(f"selected.{col}.seeds_{stat}"), float(v[stat]))
         for label, ev in evaluations.items():
             for metric, h in ev.headline.items():
                 v = h.get("estimate")

@@ -37,6 +37,7 @@ from breastclip.evaluation.leaderboard import (
     leaderboard_for,
     metric_column,
     pooled_text,
+    seeds_of_labels,
     selected_summary,
     with_selection,
 )
@@ -296,7 +297,8 @@ def write_report(
     ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
     ``leaderboard`` is the run's one leaderboard (:func:`breastclip.evaluation.leaderboard.build_leaderboard`): the
     report renders it as given, in its order, with its selected method. Without one it is built here the same way
-    (selection by ``primary_metric`` on the validation rows, statuses, operating point ``operating_policy``).
+    (selection by ``primary_metric`` on the validation rows, statuses, operating point ``operating_policy``; when
+    every method is labelled ``<method>.seed<k>``, ranked by method over seeds with ``seed`` as the master seed).
     ``selected_method`` names a selection made upstream by the caller's own protocol: that row is marked selected
     and moved first (the report never re-ranks). ``flow`` holds what was excluded before the manifest (see
     :mod:`breastclip.report.flow`); ``study`` the investigators' facts for the reporting-guideline checklist
@@ -326,15 +328,17 @@ def write_report(
                                                   n_boot=n_boot, seed=seed, min_group_size=min_group_size)
     views = [method_view(evaluations[m], min_group_size=min_group_size) for m in methods]
     board = leaderboard
+    run_seeds = seeds_of_labels(methods)  # every label <method>.seed<k>: ranked and selected by method over seeds
     if board is None:
         board = leaderboard_for(evaluations, predictions, primary=primary_metric, operating_point=operating_policy,
-                                histories=histories)
+                                histories=histories, seeds=run_seeds, master_seed=seed)
     if comparisons is None and len(methods) > 1:
         comparisons = compare_methods(predictions, baseline_method=board.attrs.get("baseline"),
                                       positive_class=positive_class, metrics=["roc_auc"], n_boot=n_boot, seed=seed)
         if leaderboard is None:
             board = leaderboard_for(evaluations, predictions, primary=primary_metric,
-                                    operating_point=operating_policy, histories=histories, comparisons=comparisons)
+                                    operating_point=operating_policy, histories=histories, comparisons=comparisons,
+                                    seeds=run_seeds, master_seed=seed)
     if selected_method is not None and selected_method not in methods:
         raise ValueError(f"selected_method {selected_method!r} is not in the predictions table {methods}")
     if selected_method is not None and selected_method != board.attrs.get("selected"):
