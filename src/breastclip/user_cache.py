@@ -14,6 +14,7 @@ so ``embed`` and ``run`` given the same root share one embedding cache::
     <root>/cv_folds/<key>.npz                cross-validation fold results of `evaluation.selection = "cv"`
                                              (heads/model_selection.py; the key covers head, hyperparameters,
                                              X, y and the folds)
+    <root>/cv_folds/refit-<key>/             the chosen point refitted on train+val (a saved head)
 """
 
 from __future__ import annotations

@@ -114,13 +114,22 @@ def test_verify_and_gc_know_the_cv_fold_results(tmp_path):
     folds.mkdir(parents=True)
     np.savez(folds / "good.npz", scores=np.zeros(4), oof=np.zeros((2, 10, 2)))
     (folds / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    refit = folds / "refit-0123"
+    refit.mkdir()
+    (refit / "head.json").write_text("{}")
     (f,) = [f for f in verify_cache(tmp_path) if f.kind == "cv_folds"]
-    assert f.rows == 2 and len(f.problems) == 1 and f.problems[0].startswith("bad.npz")
+    assert f.rows == 3 and len(f.problems) == 2
+    assert "refit-0123: weights.safetensors is missing" in f.problems
+    assert any(p.startswith("bad.npz: unreadable") for p in f.problems)
     r = runner.invoke(app, ["cache", "verify", "--cache-dir", str(tmp_path)])
     assert r.exit_code == 1 and "bad.npz" in r.output
     old, fresh = folds / ".x.npz.abc.tmp", folds / ".y.npz.def.tmp"
     old.write_bytes(b"1")
     fresh.write_bytes(b"2")
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
-    assert gc_cache(tmp_path).orphans_removed == 1
-    assert not old.exists() and fresh.exists() and (folds / "good.npz").exists()
+    old_dir = folds / ".refit-4567.xyz.tmp"  # a refitted head's save that never finished
+    old_dir.mkdir()
+    (old_dir / "head.json").write_text("{}")
+    for p in (old, old_dir):
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
+    assert gc_cache(tmp_path).orphans_removed == 2
+    assert not old.exists() and not old_dir.exists() and fresh.exists() and (folds / "good.npz").exists()

@@ -151,3 +151,36 @@ def test_ensemble_member_text_embeddings_travel_with_the_saved_weights(binary, t
     loaded = load_head(ens.save(tmp_path / "ens"))
     np.testing.assert_array_equal(loaded.estimators_[0].text_embeddings, text)
     np.testing.assert_allclose(loaded.predict_proba(Xt), ens.predict_proba(Xt), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_svm_precomputed_kernel_is_the_libsvm_kernel_fit(n_classes, monkeypatch):
+    """Up to GRAM_ROWS rows the kernel is computed once with BLAS and handed to LIBSVM precomputed; the fitted SVMs
+    (support set, dual coefficients, intercepts) and the Platt probabilities are those of LIBSVM's own RBF kernel
+    up to the solver's tolerance."""
+    from breastclip.heads import svm
+
+    X, y = make_classification(n_samples=200, n_features=40, n_informative=8, n_classes=n_classes,
+                               class_sep=0.7, random_state=2)
+    Xt = X[150:]
+    kernels: list[str] = []
+
+    class SpySVC(SVC):
+        def fit(self, A, t, sample_weight=None):
+            kernels.append(self.kernel)
+            return super().fit(A, t, sample_weight=sample_weight)
+
+    monkeypatch.setattr(svm, "SVC", SpySVC)
+    gram = RBFSVMHead(C=3.0, random_state=0).fit(X[:150], y[:150])
+    n_svms = 1 if n_classes == 2 else n_classes
+    assert kernels == ["precomputed"] * (n_svms * 6)  # the final SVM and 5 Platt folds each, one kernel
+    monkeypatch.setattr(svm, "GRAM_ROWS", 0)
+    plain = RBFSVMHead(C=3.0, random_state=0).fit(X[:150], y[:150])
+    assert set(kernels[n_svms * 6:]) == {"rbf"}
+    for a, b in zip(gram.support_vectors_, plain.support_vectors_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(gram.dual_coef_, plain.dual_coef_, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(gram.intercept_, plain.intercept_, atol=1e-6)
+    np.testing.assert_allclose(gram.predict_proba(Xt), plain.predict_proba(Xt), atol=1e-5)
+    np.testing.assert_array_equal(gram.predict(Xt), plain.predict(Xt))

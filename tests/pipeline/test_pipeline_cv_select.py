@@ -106,9 +106,14 @@ def test_cv_run_ranks_grids_refits_and_caches(tiny_raw):
     # a rerun reads every fold from the cache and gives the same figures
     raw2 = _cv_raw(tiny_raw)
     raw2["experiment"]["output"] = str(out) + "_again"
-    again = pd.read_csv(_run(raw2).out_dir / "leaderboard.csv")
+    out2 = _run(raw2).out_dir
+    again = pd.read_csv(out2 / "leaderboard.csv")
     pd.testing.assert_series_equal(board.set_index("method")["selection_value"].sort_index(),
                                    again.set_index("method")["selection_value"].sort_index())
+    # ... and the refits too (loaded, not fitted): every prediction is the same
+    log = (out2 / "run.log").read_text()
+    assert all(f"{m}: the refit on train+val comes from the cache" in log for m in ("svm", "knn", "simpleshot"))
+    pd.testing.assert_frame_equal(pred, pd.read_csv(out2 / "predictions.csv"))
 
 
 def test_grid_only_with_cv_and_named_keys(tiny_raw):
@@ -199,7 +204,9 @@ def test_fold_cache_lives_under_the_one_cache_root_and_cache_clear_removes_it(ti
     ls = runner.invoke(app, ["cache", "ls", "--json"])
     assert ls.exit_code == 0, ls.output
     kinds = {f["kind"]: f for f in json.loads(ls.output)}
-    assert kinds["cv_folds"]["rows"] == 2 and kinds["cv_folds"]["folder"] == "cv_folds"
+    refits = list(cv_folds_dir().glob("refit-*"))
+    assert len(refits) == 1 and (refits[0] / "head.json").is_file()  # the chosen point refitted on train+val
+    assert kinds["cv_folds"]["rows"] == 3 and kinds["cv_folds"]["folder"] == "cv_folds"
     assert runner.invoke(app, ["cache", "verify"]).exit_code == 0
     r = runner.invoke(app, ["cache", "clear", "--busy-minutes", "0", "--yes"])
     assert r.exit_code == 0, r.output
@@ -295,3 +302,48 @@ def test_the_ensemble_reuses_its_members_refitted_heads(tiny_raw, monkeypatch):
     rows = pred[(pred["method"] == "ens") & (pred["split"] == "test")].set_index("id").loc[df["id"][test]]
     cols = [f"p_{c}" for c in refit.classes_]
     np.testing.assert_allclose(rows[cols].to_numpy(), refit.predict_proba(X[test]), atol=1e-9)
+
+
+def test_refit_is_cached_and_a_cached_refit_predicts_exactly_the_same(tmp_path, caplog):
+    """The chosen point's refit on train+val is cached beside the fold results: a rerun loads it instead of fitting
+    again and predicts bit for bit the same; another seed is another entry; a damaged entry is refitted."""
+    from breastclip.heads import MLPHead, make_head
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 6)), np.array(["benign", "malignant"] * 30)
+    Xt = rng.standard_normal((15, 6))
+
+    def make_for(seed):
+        return lambda c: make_head(c.head, **c.params, random_state=seed)
+
+    cand = ms.Candidate("mlp", "mlp", {"epochs": 3, "hidden": (8,)})
+    first, hit = ms.refit(cand, make_for(0), X, y, cache_dir=tmp_path)
+    assert not hit and isinstance(first, MLPHead)
+    calls = []
+    real_fit = MLPHead.fit
+
+    def spy_fit(self, *a, **kw):
+        calls.append(1)
+        return real_fit(self, *a, **kw)
+
+    MLPHead.fit = spy_fit
+    try:
+        again, hit = ms.refit(cand, make_for(0), X, y, cache_dir=tmp_path)
+        assert hit and not calls
+        np.testing.assert_array_equal(again.predict_proba(Xt), first.predict_proba(Xt))
+        assert list(again.classes_) == ["benign", "malignant"]
+        _, hit = ms.refit(cand, make_for(1), X, y, cache_dir=tmp_path)  # another seed: another model
+        assert not hit and len(calls) == 1
+        _, hit = ms.refit(cand, make_for(0), X, y[::-1], cache_dir=tmp_path)  # other labels: another model
+        assert not hit
+    finally:
+        MLPHead.fit = real_fit
+    entries = sorted(tmp_path.glob(f"{ms.REFIT_PREFIX}*"))
+    assert len(entries) == 3 and not list(tmp_path.glob(".*"))  # no temp folder left behind
+    (entries[0] / "weights.safetensors").write_bytes(b"garbage")
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            ms.refit(cand, make_for(0), X, y, cache_dir=tmp_path)
+            ms.refit(cand, make_for(1), X, y, cache_dir=tmp_path)
+            ms.refit(cand, make_for(0), X, y[::-1], cache_dir=tmp_path)
+    assert sum("unreadable" in r.message for r in caplog.records) == 1  # refitted once, then read back whole

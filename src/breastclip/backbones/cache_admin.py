@@ -1,7 +1,7 @@
 """Looking after the user's cache (``breastclip cache ls | verify | gc | clear``), safe while other runs write.
 
-It knows the embedding folders, the pixel caches and the cross-validation fold results (``cv_folds/``, one
-``.npz`` per candidate; see :mod:`breastclip.user_cache` for the layout).
+It knows the embedding folders, the pixel caches and the cross-validation cache (``cv_folds/``: one ``.npz`` of
+fold results per candidate, one ``refit-<key>/`` head per chosen point; see :mod:`breastclip.user_cache`).
 
 Writers never need the maintenance lock: a shard is committed by its ``.parquet`` written after its ``.npy``, and
 readers that lose a shard to a concurrent clean-up look again once (:meth:`EmbeddingCache.read`). So:
@@ -29,6 +29,8 @@ import numpy as np
 
 from breastclip.atomic import TMP_SUFFIX, atomic_write_bytes
 from breastclip.backbones.cache import EmbeddingCache, _parquet_bytes
+from breastclip.heads.io import CONFIG_FILE, WEIGHTS_FILE
+from breastclip.heads.model_selection import REFIT_PREFIX
 from breastclip.user_cache import cache_root, cv_folds_dir, embeddings_dir, pixels_dir
 
 ORPHAN_AGE_S = 3600
@@ -89,7 +91,8 @@ def list_cache(root: str | Path | None = None) -> list[CacheFolder]:
     folds = cv_folds_dir(root)
     if folds.is_dir():
         size, modified, _ = _size(folds)
-        out.append(CacheFolder("cv_folds", folds, "", len(list(folds.glob("*.npz"))), 0, size, modified))
+        n = len(list(folds.glob("*.npz"))) + len(list(folds.glob(f"{REFIT_PREFIX}*")))
+        out.append(CacheFolder("cv_folds", folds, "", n, 0, size, modified))
     return out
 
 
@@ -97,7 +100,15 @@ FOLD_ARRAYS = ("scores", "oof")  # what heads.model_selection saves per candidat
 
 
 def _verify_folds(folder: CacheFolder) -> None:
-    """Every fold result opens and holds its arrays (a damaged one is recomputed by the next run; say so here)."""
+    """Every fold result opens and holds its arrays, every cached refit has its two files (a damaged entry is
+    recomputed by the next run; say so here)."""
+    for d in sorted(folder.path.glob(f"{REFIT_PREFIX}*")):
+        try:
+            json.loads((d / CONFIG_FILE).read_text())
+        except (OSError, ValueError) as e:
+            folder.problems.append(f"{d.name}: {CONFIG_FILE} unreadable ({e})")
+        if not (d / WEIGHTS_FILE).is_file():
+            folder.problems.append(f"{d.name}: {WEIGHTS_FILE} is missing")
     for p in sorted(folder.path.glob("*.npz")):
         try:
             with np.load(p) as z:
@@ -166,9 +177,12 @@ def gc_cache(root: str | Path | None = None, *, orphan_age_s: float = ORPHAN_AGE
             old = p.stat().st_mtime < cutoff
         except OSError:
             continue
-        if old:
+        if old and p.is_dir():  # a refitted head's folder
+            result.bytes_freed += _size(p)[0]
+            shutil.rmtree(p, ignore_errors=True)
+        elif old:
             result.bytes_freed += _unlink(p)
-            result.orphans_removed += 1
+        result.orphans_removed += int(old)
     for f in list_cache(root):
         if f.kind != "embeddings" or not f.path.joinpath("shards").is_dir():
             continue

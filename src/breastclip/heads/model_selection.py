@@ -13,6 +13,9 @@ import hashlib
 import itertools
 import json
 import logging
+import os
+import shutil
+import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +28,9 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from breastclip.atomic import atomic_path
+from breastclip.atomic import TMP_SUFFIX, atomic_path
 from breastclip.evaluation.selection import SelectionScore
+from breastclip.heads.io import HeadFormatError, load_head
 
 log = logging.getLogger("breastclip.run")
 
@@ -160,6 +164,13 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _estimator_key(head: str, est: Any, data_key: str) -> str:
+    """Cache key of one estimator on one data set: every hyperparameter of the built estimator (seed, text
+    embeddings' digest), not just the grid's."""
+    return hashlib.sha256(json.dumps([head, _plain(est.get_params(deep=False)), data_key], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:24]
+
+
 def cross_validate(
     candidates: Sequence[Candidate],
     make: Callable[[Candidate], Any],
@@ -178,10 +189,7 @@ def cross_validate(
     data_key = _digest(np.asarray(X, dtype=np.float64), y_idx, *[np.concatenate([tr, [-1], te]) for tr, te in folds])
     cache = Path(cache_dir) if cache_dir else None
     ests = [make(c) for c in candidates]
-    # the key holds every hyperparameter of the built estimator (seed, text embeddings' digest), not just the grid's
-    keys = [hashlib.sha256(json.dumps([c.head, _plain(e.get_params(deep=False)), data_key], sort_keys=True,
-                                      default=str).encode()).hexdigest()[:24] for c, e in zip(candidates, ests,
-                                                                                              strict=True)]
+    keys = [_estimator_key(c.head, e, data_key) for c, e in zip(candidates, ests, strict=True)]
     results: dict[int, CVResult] = {}
     todo: list[int] = []
     for i, cand in enumerate(candidates):
@@ -208,6 +216,48 @@ def cross_validate(
             if cache:
                 _save(cache / f"{keys[i]}.npz", results[i])
     return [results[i] for i in range(len(candidates))]
+
+
+REFIT_PREFIX = "refit-"  # a refitted head's folder in the cache (head.json + weights.safetensors)
+
+
+def refit(candidate: Candidate, make: Callable[[Candidate], Any], X: np.ndarray, y: np.ndarray, *,
+          cache_dir: str | Path | None = None) -> tuple[Any, bool]:
+    """``make(candidate)`` fitted on all of ``X, y`` (the selection rows, after CV chose the candidate), and whether
+    it came from the cache. Heads save and load without loss, so a cached fit predicts exactly what a new one
+    would; the key covers every hyperparameter of the built estimator (its seed too), X and the labels."""
+    est = make(candidate)
+    if not cache_dir:
+        return est.fit(X, y), False
+    y = np.asarray(y)
+    classes, y_idx = np.unique(y, return_inverse=True)
+    data_key = _digest(np.asarray(X, dtype=np.float64), y_idx) + classes.dtype.str + json.dumps(
+        [str(c) for c in classes])
+    folder = Path(cache_dir) / f"{REFIT_PREFIX}{_estimator_key(candidate.head, est, data_key)}"
+    if folder.is_dir():
+        try:
+            return load_head(folder), True
+        except (HeadFormatError, OSError, ValueError, KeyError, TypeError) as e:  # damaged: refitted, never trusted
+            log.warning("cached refit %s is unreadable (%s); refitting", folder.name, e)
+    est.fit(X, y)
+    _save_head_atomically(est, folder)
+    return est, False
+
+
+def _save_head_atomically(head: Any, folder: Path) -> None:
+    """Save into a temporary folder beside ``folder``, then rename it into place (a reader sees all or nothing;
+    when another run got there first, its copy is kept)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=TMP_SUFFIX))
+    try:
+        head.save(tmp, overwrite=True)
+        if folder.is_dir():
+            shutil.rmtree(folder)  # a damaged entry
+        os.rename(tmp, folder)
+    except OSError as e:  # a full disk or a concurrent writer: the cache is an optimisation, the run goes on
+        log.warning("could not cache the refitted head %s: %s", folder.name, e)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load(path: Path, cand: Candidate, n_folds: int) -> CVResult | None:

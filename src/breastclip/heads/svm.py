@@ -55,6 +55,13 @@ def rbf_kernel(X: np.ndarray, Y: np.ndarray, gamma: float) -> np.ndarray:
     return np.exp(-gamma * np.maximum(d2, 0.0))
 
 
+#: Up to this many training rows the RBF kernel is computed once per fit with BLAS (``rbf_kernel``, n x n float64:
+#: 128 MB at 4096 rows) and every SVM of the fit (the final one and the ``calibration_cv`` Platt folds) reads it
+#: precomputed; LIBSVM's own per-pair kernel loop costs ~D flops per entry, again in every fold, and dominated
+#: the cross-validated selection of wide embeddings. Above it, LIBSVM computes (and caches) its kernel as usual.
+GRAM_ROWS = 4096
+
+
 class RBFSVMHead(BaseHead):
     """RBF-kernel SVM (``C``, ``gamma``; 'scale' = 1 / (d * var(X)) after standardising) with Platt probabilities
     fitted on ``calibration_cv``-fold out-of-fold decision values of the training rows.
@@ -84,7 +91,9 @@ class RBFSVMHead(BaseHead):
         self.calibration_cv = calibration_cv
         self.random_state = random_state
 
-    def _svc(self, gamma: float) -> SVC:
+    def _svc(self, gamma: float, precomputed: bool = False) -> SVC:
+        if precomputed:
+            return SVC(C=self.C, kernel="precomputed", random_state=self.random_state)
         return SVC(C=self.C, kernel="rbf", gamma=gamma, random_state=self.random_state)
 
     def _gamma(self, Xs: np.ndarray) -> float:
@@ -116,17 +125,25 @@ class RBFSVMHead(BaseHead):
         per_class = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
         return per_class[y_idx]
 
-    def _oof_decision(self, Xs: np.ndarray, t: np.ndarray, w: np.ndarray | None, gamma: float) -> np.ndarray:
-        """Decision values of held-out rows (internal stratified folds); in-sample when a class is too small."""
+    def _oof_decision(self, Xs: np.ndarray, t: np.ndarray, w: np.ndarray | None, gamma: float,
+                      K: np.ndarray | None = None) -> np.ndarray:
+        """Decision values of held-out rows (internal stratified folds); in-sample when a class is too small.
+        ``K``: the rows' precomputed kernel (see :data:`GRAM_ROWS`), else LIBSVM computes it."""
+        pre = K is not None
         n_min = int(np.bincount(t, minlength=2).min())
         k = min(int(self.calibration_cv), n_min)
         if k < 2:
-            return self._svc(gamma).fit(Xs, t, sample_weight=w).decision_function(Xs)
+            A = K if K is not None else Xs
+            return self._svc(gamma, pre).fit(A, t, sample_weight=w).decision_function(A)
         out = np.zeros(len(t))
         seed = 0 if self.random_state is None else int(self.random_state)
         for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(Xs, t):
             wt = None if w is None else w[tr]
-            out[te] = self._svc(gamma).fit(Xs[tr], t[tr], sample_weight=wt).decision_function(Xs[te])
+            if K is not None:
+                svc = self._svc(gamma, True).fit(K[np.ix_(tr, tr)], t[tr], sample_weight=wt)
+                out[te] = svc.decision_function(K[np.ix_(te, tr)])
+            else:
+                out[te] = self._svc(gamma).fit(Xs[tr], t[tr], sample_weight=wt).decision_function(Xs[te])
         return out
 
     def fit(self, X, y, X_val=None, y_val=None):
@@ -145,12 +162,14 @@ class RBFSVMHead(BaseHead):
         w = self._sample_weight(y_idx)
         self.support_vectors_, self.dual_coef_, intercepts, platt = [], [], [], []
         with threadpool_limits(1):
+            K = rbf_kernel(Xs, Xs, self.gamma_) if len(Xs) <= GRAM_ROWS else None
             for t in self._binary_problems(y_idx):
-                svc = self._svc(self.gamma_).fit(Xs, t, sample_weight=w)
-                self.support_vectors_.append(svc.support_vectors_.astype(np.float64))
+                svc = self._svc(self.gamma_, K is not None).fit(Xs if K is None else K, t, sample_weight=w)
+                sv = Xs[svc.support_] if K is not None else svc.support_vectors_
+                self.support_vectors_.append(np.asarray(sv, dtype=np.float64))
                 self.dual_coef_.append(svc.dual_coef_[0].astype(np.float64))
                 intercepts.append(float(svc.intercept_[0]))
-                platt.append(platt_fit(self._oof_decision(Xs, t, w, self.gamma_), t, w))
+                platt.append(platt_fit(self._oof_decision(Xs, t, w, self.gamma_, K), t, w))
         self.intercept_ = np.asarray(intercepts)
         self.platt_ = np.asarray(platt)  # (n_models, 2): A, B
         return self

@@ -33,6 +33,7 @@ from breastclip.heads.model_selection import (
     expand_grid,
     out_of_fold_mean,
     rank,
+    refit,
 )
 from breastclip.method_registry import Inputs, method_kind
 from breastclip.pipeline import methods
@@ -127,9 +128,10 @@ class CVSelector:
                                         cache_dir=self.cache))
             best = table[0]
             chosen = dict(best.candidate.params)
-            head = methods.build_head(methods.Plan(plan.label, _with_params(plan.method, chosen), plan.backbone),
-                                      self.cfg, text)
-            head.fit(Xs, ys)  # refit on all of train+val
+            # refit on all of train+val (a rerun loads the same fit from the cache)
+            head, cached = refit(best.candidate, self._make(plan.method, text), Xs, ys, cache_dir=self.cache)
+            if cached:
+                log.info("%s: the refit on train+val comes from the cache", plan.label)
             self.results.setdefault(emb.backbone_name, {})[plan.label] = best
             self.models.setdefault(emb.backbone_name, {})[plan.label] = head
         log.info("%s: CV over train+val (%d folds) chose %s: AUC %.3f +- %.3f%s", plan.label, len(self.folds),
