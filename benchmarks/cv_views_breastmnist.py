@@ -80,6 +80,7 @@ METHODS: tuple[tuple[str, str, dict, dict], ...] = (
     ("simpleshot", "simpleshot", {}, {}),
     ("linear_probe", "linear_probe", {"standardize": True, "refine": 0}, {}),
     ("mlp", "mlp", {}, {}),
+    ("tip_adapter", "tip_adapter", {"center": True}, {}),
 )
 TOP_K = (2, 3, 4)
 
@@ -179,6 +180,7 @@ def main() -> None:
     ap.add_argument("--views", nargs="+", default=list(VIEWS))
     ap.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the example's experiment.seeds")
     ap.add_argument("--methods", nargs="+", default=None, help="only these methods (names of METHODS)")
+    ap.add_argument("--svm-C", nargs="+", type=float, default=None, help="replace the SVM's C grid")
     ap.add_argument("--cache", type=Path, default=None, help="cache root (default: BREASTCLIP_CACHE or ~/.cache)")
     ap.add_argument("--embed-only", action="store_true", help="embed the views into the cache and stop")
     ap.add_argument("--time-sample", type=int, default=24)
@@ -203,6 +205,8 @@ def main() -> None:
     groups = duplicate_groups(man, cache=leak_fingerprints_file(args.cache))
     seeds = args.seeds if args.seeds is not None else list(cfg.experiment.seeds)
     only = set(args.methods) if args.methods else None
+    if args.svm_C:
+        METHODS[0][3]["C"] = list(args.svm_C)
     # per (view, method label incl. grid point): CV mean per seed, fold sd per seed
     rows: dict[tuple[str, str], dict] = {}
     t_cv: dict[str, float] = {}

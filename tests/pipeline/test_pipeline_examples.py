@@ -126,7 +126,7 @@ def test_cbis_resnet18_gradcam_on_synthetic_with_report(tmp_path, run_example):
 def test_breastmnist_benchmark_example_on_the_real_npz(shared_data, tmp_path, run_example):
     """The benchmark example unedited but for size: official split, CV selection, two seeds, on a subset with the
     tiny backbone's stage view."""
-    out = run_example(tmp_path, "breastmnist.toml", "--subset", "90", "--methods", "svm_rbf,knn,simpleshot,ensemble_top3",
+    out = run_example(tmp_path, "breastmnist.toml", "--subset", "90", "--methods", "svm_rbf,knn,simpleshot,ensemble_top2",
                       *_sets('backbones=["tiny-test@stages"]', "evaluation.n_bootstrap=20", "report.enabled=false",
                              "evaluation.cv_splits=3", "experiment.seeds=[0, 1]",
                              f"data.source={shared_data / 'breastmnist' / 'original' / 'breastmnist.npz'}"))
@@ -134,7 +134,7 @@ def test_breastmnist_benchmark_example_on_the_real_npz(shared_data, tmp_path, ru
     assert set(board["selection_metric"]) == {"cv_roc_auc"}
     assert len(board) == 8
     seeds = pd.read_csv(out / "seeds.csv")
-    assert set(seeds["method"]) == {"svm_rbf", "knn", "simpleshot", "ensemble_top3"}
+    assert set(seeds["method"]) == {"svm_rbf", "knn", "simpleshot", "ensemble_top2"}
     # selection by method over seeds: the best ok method by mean CV, deployed as its master seed's (0) row, whose
     # pooled columns are the means over both seeds
     ok = seeds[seeds["status"] == "ok"]
