@@ -67,9 +67,9 @@ VIEWS = (
     "efficientnet-lite0@stages+mirror",
     "efficientnet-lite0@stages+final+mirror+x160",
     "efficientnet-lite0@stages+mirror+x112+x160",
-    "efficientnet-lite0@stages+mirror+x160+x288",
-    "efficientnet-lite1@stages+mirror+x160",
-    "efficientnet-lite2@stages+mirror+x160",
+    "efficientnet-lite1@stages",
+    "efficientnet-lite1@stages+mirror",
+    "efficientnet-lite2@stages+mirror",
 )
 
 #: (method, head, fixed params, grid). SVM gamma is relative: ``gamma_scale`` multiplies the 'scale' gamma
@@ -183,7 +183,7 @@ def main() -> None:
     ap.add_argument("--svm-C", nargs="+", type=float, default=None, help="replace the SVM's C grid")
     ap.add_argument("--cache", type=Path, default=None, help="cache root (default: BREASTCLIP_CACHE or ~/.cache)")
     ap.add_argument("--embed-only", action="store_true", help="embed the views into the cache and stop")
-    ap.add_argument("--time-sample", type=int, default=24)
+    ap.add_argument("--time-sample", type=int, default=16)
     ap.add_argument("--time-rounds", type=int, default=3, help="0: no interleaved timing")
     ap.add_argument("--top", type=int, default=25, help="rows of the ranking printed")
     args = ap.parse_args()
