@@ -15,6 +15,7 @@ curve; they choose nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -119,6 +120,7 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
     positive, _ = resolve_positive_class(classes, cfg.evaluation.positive_class or None)
     pos = classes.index(positive) if positive is not None else None
     definition = auc_definition(classes, positive)
+    t0 = time.perf_counter()
     rows = []
     fitted: dict[tuple, dict[tuple, object]] = {}  # (backbone, seed, budget) -> member key -> head fitted there
     y_te = np.array([classes.index(c) for c in y[te]])
@@ -160,6 +162,8 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
             m = headline_metrics(y_te, proba, pos)
             rows.append({**row, "roc_auc": m.get("roc_auc"), "accuracy": m.get("accuracy")})
     table = pd.DataFrame(rows, columns=list(COLUMNS))
+    log.info("label efficiency: %d refits (%d failed) of %d method(s) on %d budget(s) in %.1f s", len(table),
+             int(table["roc_auc"].isna().sum()), table["label"].nunique(), len(todo), time.perf_counter() - t0)
     folder.write_csv(RunFolder.LABEL_EFFICIENCY, table)
     if len(table) and table["roc_auc"].notna().any():
         plot_label_efficiency(table, folder / RunFolder.LABEL_EFFICIENCY_FIGURE)
