@@ -347,3 +347,28 @@ def test_refit_is_cached_and_a_cached_refit_predicts_exactly_the_same(tmp_path, 
             ms.refit(cand, make_for(1), X, y, cache_dir=tmp_path)
             ms.refit(cand, make_for(0), X, y[::-1], cache_dir=tmp_path)
     assert sum("unreadable" in r.message for r in caplog.records) == 1  # refitted once, then read back whole
+
+
+def test_near_duplicate_groups_are_found_once_per_run_not_per_seed(tiny_raw, monkeypatch):
+    """Grouping near-duplicates fingerprints every image; the CV groups do not depend on the seed, so a run with
+    several seeds finds them as often as a run with one."""
+    from breastclip.data import leaks
+
+    calls: list[int] = []
+    real = leaks.duplicate_groups
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(leaks, "duplicate_groups", spy)
+    counts = []
+    for seeds in ([], [0, 1, 2]):
+        raw = _cv_raw(tiny_raw, split={"options": {"group_duplicates": True}})
+        raw["methods"] = raw["methods"][2:3]  # simpleshot: the groups are the point here
+        raw["experiment"]["seeds"] = seeds
+        raw["experiment"]["output"] += f"-{len(seeds)}"
+        calls.clear()
+        _run(raw)
+        counts.append(len(calls))
+    assert counts[0] >= 1 and counts[1] == counts[0]
