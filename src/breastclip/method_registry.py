@@ -55,8 +55,8 @@ class MethodKind:
     offline_params: Mapping[str, Any] = field(default_factory=dict)
     #: set for a kind built from the other methods of its backbone (the ensemble of the top-k by CV figure) when
     #: ``evaluation.selection = "cv"``: their fitted models -> its fitted model, with nothing refitted. Such a kind
-    #: runs after those methods and is not refitted on the label-efficiency subsets (its members are, each as a
-    #: method of its own); see :attr:`pools_methods`
+    #: runs after those methods; on the label-efficiency subsets it pools its members' fits on each subset, in the
+    #: same way; see :attr:`pools_methods`
     pool: Callable[[Sequence[Any]], Any] | None = None
     #: hyperparameters the run reads for this kind and never hands to the estimator (the ensemble's ``top_k``)
     run_params: tuple[str, ...] = ()

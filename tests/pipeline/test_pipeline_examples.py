@@ -162,3 +162,9 @@ def test_busi_benchmark_example_with_label_efficiency(shared_data, tmp_path, run
     assert set(curve["method"]) == {"svm_rbf", "simpleshot"} and len(curve) == 6
     assert (out / "figures" / "label_efficiency.png").is_file()
     assert pd.read_csv(out / "manifest.csv")["label"].nunique() == 3
+    # 3 classes: macro one-vs-rest AUC; CV selection refits on train+val, so 100 % is the leaderboard's own fit
+    assert set(curve["auc_definition"]) == {"macro one-vs-rest, 3 classes"} and set(curve["pool"]) == {"train+val"}
+    board = pd.read_csv(out / "leaderboard.csv").set_index("method")
+    full = curve[curve["budget"] == "fraction"].set_index("label")
+    for label, row in full.iterrows():
+        assert row["roc_auc"] == pytest.approx(board.loc[label, "test_roc_auc"], abs=1e-12)

@@ -65,6 +65,13 @@ def gradcam_payload(folder: RunFolder, manifest: Manifest) -> list[dict]:
     return items
 
 
+def _label_efficiency(folder: RunFolder) -> pd.DataFrame | None:
+    """The run's label-efficiency rows, when the run drew the curve (experiment.shots / label_fractions)."""
+    if not (folder / RunFolder.LABEL_EFFICIENCY).is_file():
+        return None
+    return folder.read_csv(RunFolder.LABEL_EFFICIENCY)
+
+
 def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Path:
     """Write the bundle into the results folder and return the HTML report's path."""
     cfg, folder, manifest = ctx.cfg, ctx.folder, data.manifest
@@ -92,7 +99,8 @@ def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Pa
     extra = check_options(write_report, dict(cfg.report.options), "report.options",
                           fixed=("out_dir", "predictions", "manifest_df", "evaluations", "histories", "run_info",
                                  "comparisons", "leak_audit", "overwrite", "selected_method", "flow", "study",
-                                 "leaderboard", "primary_metric", "gradcam", "neighbours"))
+                                 "leaderboard", "primary_metric", "gradcam", "neighbours",
+                                 "label_efficiency"))
     extra.setdefault("title", cfg.report.title or f"breastclip: {cfg.experiment.name}")
     extra.setdefault("positive_class", cfg.evaluation.positive_class or None)
     extra.setdefault("operating_policy", cfg.evaluation.operating_point)
@@ -110,6 +118,6 @@ def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Pa
                          flow=run_flow(folder),
                          study=cfg.to_dict()["report"]["study"],
                          gradcam=gradcam_payload(folder, manifest) if cfg.report.gradcam > 0 else None,
-                         neighbours=neighbours, overwrite=True, **extra)
+                         neighbours=neighbours, label_efficiency=_label_efficiency(folder), overwrite=True, **extra)
     log.info("report: %s (%d figures, each as PNG and JPG)", paths.html, paths.n_figures)
     return Path(paths.html)

@@ -64,6 +64,7 @@ from breastclip.report.evidence import gradcam_section, neighbours_section
 from breastclip.report.fairness import fairness_section
 from breastclip.report.flow import FlowView, flow_section, flow_view
 from breastclip.report.html import write_html
+from breastclip.report.label_efficiency import label_efficiency_section
 from breastclip.report.model_card import ModelCard, model_card_section, render_markdown
 from breastclip.report.views import DataView, MethodView, data_view, method_view
 
@@ -287,6 +288,7 @@ def write_report(
     overwrite: bool = False,
     leaderboard: pd.DataFrame | None = None,
     primary_metric: str = "roc_auc",
+    label_efficiency: pd.DataFrame | None = None,
 ) -> ReportPaths:
     """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
 
@@ -306,7 +308,8 @@ def write_report(
     overlays of the selected method's cases per explained model (see :func:`breastclip.report.evidence.
     gradcam_section`); ``neighbours`` the nearest training images of its confident errors (query_id, rank, id,
     label, similarity, backbone), drawn when ``manifest_df`` is the Manifest (its images are read for thumbnails).
-    An empty list / table still gets its section, saying that nothing was produced.
+    An empty list / table still gets its section, saying that nothing was produced. ``label_efficiency`` holds the
+    rows of the run's label_efficiency.csv: a section with the curve (mean +- sd over seeds) and its table.
     """
     validate_predictions(predictions)
     run_info = dict(run_info or {})
@@ -371,6 +374,7 @@ def write_report(
         flow_section(fv, fw, data.patient_ids_from_source),
         S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons), board=board,
                               detailed=detailed),
+        label_efficiency_section(label_efficiency, fw),
     ]
     if selected is not None:
         sections += [contingency_section(selected, operating_policy), fairness_section(selected, operating_policy),

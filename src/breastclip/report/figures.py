@@ -463,3 +463,57 @@ def retrieval_grid(rows: Sequence[Sequence[tuple[np.ndarray | None, str]]], *,
             ax.set_title(caption, fontsize=6, pad=2)
     fig.suptitle(title, fontsize=9.5)
     return fig
+
+
+# ---- label efficiency ----------------------------------------------------------------------------------------
+LABEL_EFFICIENCY_NOTE = ("Test figures describe the curve; they chose nothing (hyperparameters and ensemble members "
+                         "were chosen once, on the full training pool).")
+
+
+@_styled
+def label_efficiency(summary: pd.DataFrame, *, metric_label: str = "test ROC AUC",
+                     title: str = "Label efficiency (mean \u00b1 sd over seeds)") -> Figure:
+    """Test ``metric_label`` against training-set size, one line per method, error bars = sd over seeds.
+
+    ``summary`` (see :func:`breastclip.report.label_efficiency.curve_summary`): ``method``, ``budget`` ("shots" or
+    "fraction"), ``value``, ``n_train``, ``mean``, ``sd``, ``n_seeds``. Shots and fractions are different designs
+    (class-balanced vs the pool's own class mix), so each gets its own panel on a shared y axis: images per class
+    for shots, training images for fractions (each tick says the fraction; 100 % is the leaderboard's fit).
+    """
+    kinds = [k for k in ("shots", "fraction") if (summary["budget"] == k).any()]
+    fig, axes = _subplots(1, max(1, len(kinds)), width=3.4 * max(1, len(kinds)) + 0.6, height=3.9, sharey=True,
+                          squeeze=False)
+    names = sorted(summary["method"].astype(str).unique())
+    for ax, kind in zip(axes[0], kinds, strict=False):
+        part = summary[summary["budget"] == kind]
+        for i, name in enumerate(names):
+            g = part[part["method"].astype(str) == name].sort_values("value")
+            g = g[np.isfinite(g["mean"].to_numpy(dtype=float))]
+            if not len(g):
+                continue
+            x = g["value"] if kind == "shots" else g["n_train"]
+            ax.errorbar(x, g["mean"], yerr=g["sd"].fillna(0.0), marker="o", ms=3.5, lw=1.2, capsize=2.5,
+                        color=color(i), label=name)
+        xs = sorted(part["value"].unique())
+        if kind == "shots":
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [f"{v:g}" for v in xs])
+            ax.set_xlabel("training images per class (shots; class-balanced)")
+            per = part["n_train"].to_numpy(dtype=float) / part["value"].to_numpy(dtype=float)
+            k = int(round(float(np.nanmax(per)))) if len(per) else 0
+            ax.set_title(f"Shots: n images of each of {k} classes", fontsize=8.5)
+        else:
+            n = part.groupby("value")["n_train"].first()
+            ax.set_xscale("log")
+            ax.set_xticks(list(n.to_numpy(dtype=float)), [f"{v:.0%}\n{int(n[v])}" for v in n.index])
+            ax.minorticks_off()
+            ax.set_xlabel("training images (share of the training pool; its class mix)")
+            ax.set_title("Fractions: 100 % = the leaderboard's fit", fontsize=8.5)
+        ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    axes[0][0].set_ylabel(metric_label)
+    legend = {lab: h for ax in axes[0] for h, lab in zip(*ax.get_legend_handles_labels(), strict=True)}
+    if legend:
+        axes[0][-1].legend(list(legend.values()), list(legend), loc="lower right", fontsize=6.5)
+    width = int(fig.get_figwidth() * 13)  # characters that fit at this size
+    fig.suptitle(f"{title}\n{textwrap.fill(LABEL_EFFICIENCY_NOTE, width)}", fontsize=8.5)
+    return fig
