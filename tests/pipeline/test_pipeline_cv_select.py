@@ -237,8 +237,9 @@ def test_a_damaged_fold_result_is_recomputed_not_fatal(tmp_path):
 
 
 def test_pooling_is_a_capability_of_the_method_kind_not_a_name(tiny_raw, monkeypatch):
-    """Any kind whose registry entry pools other methods (``pool``) runs after the others (even when listed first), pools
-    their CV results, and is left out of the label-efficiency refits; nothing branches on the name "ensemble"."""
+    """Any kind whose registry entry pools other methods (``pool``) runs after the others (even when listed first),
+    pools their CV results and fitted heads, also on the label-efficiency subsets; nothing branches on the name
+    "ensemble"."""
     from dataclasses import replace
 
     from breastclip.heads import EnsembleHead
@@ -258,7 +259,8 @@ def test_pooling_is_a_capability_of_the_method_kind_not_a_name(tiny_raw, monkeyp
     assert mix["complete"] and len(mix["params"]["members"]) == 2 and "top_k" not in mix["params"]
     assert mix["selection"]["source"] == "cv"
     curve = pd.read_csv(out / "label_efficiency.csv")
-    assert set(curve["method"]) == {"svm", "knn", "simpleshot"}
+    assert set(curve["method"]) == {"svm", "knn", "simpleshot", "mix"}
+    assert curve["error"].isna().all()
 
 
 def test_a_pooling_method_outside_cv_selection_is_a_clear_error(tiny_raw):
