@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -374,3 +375,36 @@ def test_near_duplicate_groups_are_found_once_per_run_not_per_seed(tiny_raw, mon
         _run(raw)
         counts.append(len(calls))
     assert counts[0] >= 1 and counts[1] == counts[0]
+
+
+def test_a_refit_cached_meanwhile_by_another_run_is_kept(tmp_path, monkeypatch):
+    """Two runs that refit the same point at once: the second to finish keeps the first one's entry (readers may
+    be loading it), and its own fit is used for its run."""
+    from breastclip.heads import make_head
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 5)), np.array(["a", "b"] * 20)
+    cand = ms.Candidate("svm", "svm_rbf", {"C": 1.0})
+
+    def make(c):
+        return make_head(c.head, **c.params, random_state=0)
+
+    first, _ = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob(f"{ms.REFIT_PREFIX}*")
+    marker = entry / "written-by-the-other-run"
+    marker.write_text("")
+    real_is_dir = Path.is_dir
+    looked: list[Path] = []
+
+    def is_dir(self):  # this run looks once before the other run's entry appears, then saves after it
+        if self == entry and not looked:
+            looked.append(self)
+            return False
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    second, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    monkeypatch.undo()
+    assert not hit and marker.is_file()  # the other run's entry is untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    np.testing.assert_array_equal(second.predict_proba(X), first.predict_proba(X))
