@@ -54,7 +54,7 @@ from breastclip.pipeline import methods  # noqa: E402
 from breastclip.pipeline.cv_select import cv_settings  # noqa: E402
 from breastclip.pipeline.data_step import load_manifest  # noqa: E402
 from breastclip.pipeline.seeds import with_seed  # noqa: E402
-from breastclip.user_cache import cache_root, leak_fingerprints_file  # noqa: E402
+from breastclip.user_cache import cache_root, cv_folds_dir, leak_fingerprints_file  # noqa: E402
 
 CONFIG = ROOT / "examples" / "breastmnist.toml"
 DEFAULT_NPZ = (Path(os.environ.get("BREASTCLIP_SHARED_DATA", ROOT.parent / "shared" / "data")) / "breastmnist"
@@ -215,7 +215,7 @@ def main() -> None:
         for v in args.views:
             print(f"  {v}", flush=True)
             t0 = time.perf_counter()
-            res = cv_view(cfg_s, emb[v]["X"], y, folds, st.n_repeats, st.n_jobs, cache / "cv_folds", only)
+            res = cv_view(cfg_s, emb[v]["X"], y, folds, st.n_repeats, st.n_jobs, cv_folds_dir(args.cache), only)
             per_method = {}
             for r in res:
                 per_method.setdefault(r.candidate.method, []).append(r)
