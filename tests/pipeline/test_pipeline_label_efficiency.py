@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,9 +77,15 @@ def test_cv_curve_refits_on_train_val_and_its_full_point_is_the_leaderboard_fit(
     assert len(full) == 6
     for label, row in full.iterrows():
         assert row["roc_auc"] == pytest.approx(board.loc[label, "test_roc_auc"], abs=1e-12), label
+    # the report's section embeds the very figure of the results folder, and the table of means over seeds
     html = (out / "report.html").read_text()
-    assert "Label efficiency" in html and f"figures/{FIGURE_KEY}.png" in html
-    assert (out / "figures" / f"{FIGURE_KEY}.png").is_file()
+    start = html.index('<section id="label-efficiency">')
+    section = html[start:html.index("</section>", start)]
+    embedded = re.search(r'<img src="data:image/png;base64,([^"]+)"', section)
+    assert embedded is not None
+    assert base64.b64decode(embedded.group(1)) == (out / "figures" / f"{FIGURE_KEY}.png").read_bytes()
+    assert "mean \u00b1 sd over seeds" in section and "100% (n=" in section
+    assert html.count(f'id="{FIGURE_KEY}"') == 1
 
 
 def _curve_rows() -> pd.DataFrame:
