@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +14,15 @@ from rich.console import Console
 from breastclip.config import ConfigError, load_config
 from breastclip.pipeline import run_experiment
 from breastclip.pipeline.label_efficiency import nested_subset
-from breastclip.report.label_efficiency import FIGURE_KEY, curve_summary, curve_table, draw
+from breastclip.report.content import Note
+from breastclip.report.label_efficiency import (
+    FIGURE_KEY,
+    curve_summary,
+    curve_table,
+    draw,
+    label_efficiency_section,
+)
+from breastclip.report.sections import FigureWriter
 
 
 def test_subsets_are_stratified_and_nested():
@@ -126,6 +135,19 @@ def test_curve_figure_has_a_panel_per_budget_kind_and_says_what_it_shows():
         assert len(ax.containers) == 2  # an errorbar per method
         y = sorted(round(float(c.lines[0].get_ydata()[0]), 6) for c in ax.containers)
         assert y == ([0.71, 0.81] if ax is left else [0.81, 0.91])
-    import matplotlib.pyplot as plt
-
     plt.close(fig)
+
+
+def test_failed_refits_are_named_in_the_report_section(tmp_path):
+    """A refit that failed keeps its row (roc_auc empty, error given): the table shows '-' for a budget no seed
+    produced, and the report section names it instead of drawing a silent gap."""
+    rows = _curve_rows()
+    bad = (rows["method"] == "svm_rbf") & (rows["budget"] == "shots") & (rows["value"] == 1)
+    rows.loc[bad, "roc_auc"] = np.nan
+    rows.loc[bad, "error"] = "ValueError: too few images"
+    section = label_efficiency_section(rows, FigureWriter(tmp_path))
+    notes = [b for b in section.blocks if isinstance(b, Note)]
+    assert len(notes) == 1 and "svm_rbf at 1/class (n=3)" in notes[0].text and notes[0].level == "warn"
+    assert curve_table(curve_summary(rows)).set_index("method").loc["svm_rbf", "1/class (n=3)"] == "-"
+    assert (tmp_path / f"{FIGURE_KEY}.png").is_file()
+    plt.close("all")
