@@ -408,3 +408,27 @@ def test_a_refit_cached_meanwhile_by_another_run_is_kept(tmp_path, monkeypatch):
     assert not hit and marker.is_file()  # the other run's entry is untouched
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     np.testing.assert_array_equal(second.predict_proba(X), first.predict_proba(X))
+
+
+def test_cached_refits_of_another_breastclip_version_are_not_reused(tmp_path, monkeypatch):
+    """A cached fold result or refit was made by some version of the heads' code: another version (or another
+    CV_CACHE_FORMAT) misses the cache instead of reusing what older code computed."""
+    import breastclip
+    from breastclip.heads import make_head
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 4)), np.array(["benign", "malignant"] * 20)
+    cand = ms.Candidate("simpleshot", "simpleshot", {})
+
+    def make(c):
+        return make_head(c.head, **c.params)
+
+    _, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    _, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    assert hit
+    monkeypatch.setattr(breastclip, "__version__", breastclip.__version__ + ".post1")
+    _, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    assert not hit
+    monkeypatch.setattr(ms, "CV_CACHE_FORMAT", ms.CV_CACHE_FORMAT + 1)
+    _, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    assert not hit

@@ -164,10 +164,18 @@ def _plain(v: Any) -> Any:
     return v
 
 
+#: Bumped when what a cached fold result or refit means changes (scoring, fold layout, a head's fitting code):
+#: together with the package version it keeps results of older code from being reused.
+CV_CACHE_FORMAT = 2
+
+
 def _estimator_key(head: str, est: Any, data_key: str) -> str:
     """Cache key of one estimator on one data set: every hyperparameter of the built estimator (seed, text
-    embeddings' digest), not just the grid's."""
-    return hashlib.sha256(json.dumps([head, _plain(est.get_params(deep=False)), data_key], sort_keys=True,
+    embeddings' digest), not just the grid's, the estimator's class and the code's version."""
+    from breastclip import __version__
+
+    code = [__version__, CV_CACHE_FORMAT, f"{type(est).__module__}.{type(est).__qualname__}"]
+    return hashlib.sha256(json.dumps([head, _plain(est.get_params(deep=False)), data_key, code], sort_keys=True,
                                      default=str).encode()).hexdigest()[:24]
 
 
