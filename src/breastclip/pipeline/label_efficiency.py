@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip.config import ExperimentConfig
+from breastclip.evaluation.leaderboard import split_seed_label
 from breastclip.evaluation.metrics import headline_metrics, resolve_positive_class
 from breastclip.heads import registry_name, torch_threads
 from breastclip.method_registry import Inputs, method_kind
@@ -132,10 +133,8 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
             continue
         emb = sets[o.backbone]
         X = emb.rows(ids)
-        base, seed = o.label, cfg.experiment.seed
-        if cfg.experiment.seeds and ".seed" in o.label:  # <method>.seed<k> (pipeline.seeds)
-            base, k = o.label.rsplit(".seed", 1)
-            seed = int(k)
+        base, own_seed = split_seed_label(o.label)  # <method>.seed<k> in a seeded run
+        seed = own_seed if cfg.experiment.seeds and own_seed is not None else cfg.experiment.seed
         plan = methods.Plan(o.label, o.method, o.backbone)
         text = text_for(plan, emb)
         for kind, value in todo:
