@@ -27,6 +27,16 @@ def shared_data() -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _users_cache_is_never_touched(tmp_path_factory):
+    """The suite uses one session cache root (BREASTCLIP_CACHE), never the user's ~/.cache/breastclip: tests that
+    embed by backbone name, or run with no embed.cache_dir, would otherwise leave entries in the real cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BREASTCLIP_CACHE", str(tmp_path_factory.mktemp("breastclip-cache")))
+    yield
+    mp.undo()
+
+
 #: Folders the tools themselves keep in a checkout (caches, the CI venv); anything else a test creates is a leak.
 TOOL_ENTRIES = {".pytest_cache", ".ruff_cache", ".mypy_cache", ".hypothesis", "__pycache__", ".venv", ".coverage"}
 #: Ignored folders where a leaking test would hide its files from `git status` (results of `breastclip run`...).

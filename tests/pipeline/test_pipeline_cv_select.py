@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -237,8 +238,9 @@ def test_a_damaged_fold_result_is_recomputed_not_fatal(tmp_path):
 
 
 def test_pooling_is_a_capability_of_the_method_kind_not_a_name(tiny_raw, monkeypatch):
-    """Any kind whose registry entry pools other methods (``pool``) runs after the others (even when listed first), pools
-    their CV results, and is left out of the label-efficiency refits; nothing branches on the name "ensemble"."""
+    """Any kind whose registry entry pools other methods (``pool``) runs after the others (even when listed first),
+    pools their CV results and fitted heads, also on the label-efficiency subsets; nothing branches on the name
+    "ensemble"."""
     from dataclasses import replace
 
     from breastclip.heads import EnsembleHead
@@ -258,7 +260,8 @@ def test_pooling_is_a_capability_of_the_method_kind_not_a_name(tiny_raw, monkeyp
     assert mix["complete"] and len(mix["params"]["members"]) == 2 and "top_k" not in mix["params"]
     assert mix["selection"]["source"] == "cv"
     curve = pd.read_csv(out / "label_efficiency.csv")
-    assert set(curve["method"]) == {"svm", "knn", "simpleshot"}
+    assert set(curve["method"]) == {"svm", "knn", "simpleshot", "mix"}
+    assert curve["error"].isna().all()
 
 
 def test_a_pooling_method_outside_cv_selection_is_a_clear_error(tiny_raw):
@@ -347,3 +350,85 @@ def test_refit_is_cached_and_a_cached_refit_predicts_exactly_the_same(tmp_path, 
             ms.refit(cand, make_for(1), X, y, cache_dir=tmp_path)
             ms.refit(cand, make_for(0), X, y[::-1], cache_dir=tmp_path)
     assert sum("unreadable" in r.message for r in caplog.records) == 1  # refitted once, then read back whole
+
+
+def test_near_duplicate_groups_are_found_once_per_run_not_per_seed(tiny_raw, monkeypatch):
+    """Grouping near-duplicates fingerprints every image; the CV groups do not depend on the seed, so a run with
+    several seeds finds them as often as a run with one."""
+    from breastclip.data import leaks
+
+    calls: list[int] = []
+    real = leaks.duplicate_groups
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(leaks, "duplicate_groups", spy)
+    counts = []
+    for seeds in ([], [0, 1, 2]):
+        raw = _cv_raw(tiny_raw, split={"options": {"group_duplicates": True}})
+        raw["methods"] = raw["methods"][2:3]  # simpleshot: the groups are the point here
+        raw["experiment"]["seeds"] = seeds
+        raw["experiment"]["output"] += f"-{len(seeds)}"
+        calls.clear()
+        _run(raw)
+        counts.append(len(calls))
+    assert counts[0] >= 1 and counts[1] == counts[0]
+
+
+def test_a_refit_cached_meanwhile_by_another_run_is_kept(tmp_path, monkeypatch):
+    """Two runs that refit the same point at once: the second to finish keeps the first one's entry (readers may
+    be loading it), and its own fit is used for its run."""
+    from breastclip.heads import make_head
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 5)), np.array(["a", "b"] * 20)
+    cand = ms.Candidate("svm", "svm_rbf", {"C": 1.0})
+
+    def make(c):
+        return make_head(c.head, **c.params, random_state=0)
+
+    first, _ = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob(f"{ms.REFIT_PREFIX}*")
+    marker = entry / "written-by-the-other-run"
+    marker.write_text("")
+    real_is_dir = Path.is_dir
+    looked: list[Path] = []
+
+    def is_dir(self):  # this run looks once before the other run's entry appears, then saves after it
+        if self == entry and not looked:
+            looked.append(self)
+            return False
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    second, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    monkeypatch.undo()
+    assert not hit and marker.is_file()  # the other run's entry is untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    np.testing.assert_array_equal(second.predict_proba(X), first.predict_proba(X))
+
+
+def test_cached_refits_of_another_breastclip_version_are_not_reused(tmp_path, monkeypatch):
+    """A cached fold result or refit was made by some version of the heads' code: another version (or another
+    CV_CACHE_FORMAT) misses the cache instead of reusing what older code computed."""
+    import breastclip
+    from breastclip.heads import make_head
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 4)), np.array(["benign", "malignant"] * 20)
+    cand = ms.Candidate("simpleshot", "simpleshot", {})
+
+    def make(c):
+        return make_head(c.head, **c.params)
+
+    _, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    _, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    assert hit
+    monkeypatch.setattr(breastclip, "__version__", breastclip.__version__ + ".post1")
+    _, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    assert not hit
+    monkeypatch.setattr(ms, "CV_CACHE_FORMAT", ms.CV_CACHE_FORMAT + 1)
+    _, hit = ms.refit(cand, make, X, y, cache_dir=tmp_path)
+    assert not hit

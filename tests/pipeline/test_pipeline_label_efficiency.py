@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import re
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +14,15 @@ from rich.console import Console
 from breastclip.config import ConfigError, load_config
 from breastclip.pipeline import run_experiment
 from breastclip.pipeline.label_efficiency import nested_subset
-from breastclip.report.label_efficiency import FIGURE_KEY, curve_summary, curve_table, draw
+from breastclip.report.content import Note
+from breastclip.report.label_efficiency import (
+    FIGURE_KEY,
+    curve_summary,
+    curve_table,
+    draw,
+    label_efficiency_section,
+)
+from breastclip.report.sections import FigureWriter
 
 
 def test_subsets_are_stratified_and_nested():
@@ -74,9 +86,15 @@ def test_cv_curve_refits_on_train_val_and_its_full_point_is_the_leaderboard_fit(
     assert len(full) == 6
     for label, row in full.iterrows():
         assert row["roc_auc"] == pytest.approx(board.loc[label, "test_roc_auc"], abs=1e-12), label
+    # the report's section embeds the very figure of the results folder, and the table of means over seeds
     html = (out / "report.html").read_text()
-    assert "Label efficiency" in html and f"figures/{FIGURE_KEY}.png" in html
-    assert (out / "figures" / f"{FIGURE_KEY}.png").is_file()
+    start = html.index('<section id="label-efficiency">')
+    section = html[start:html.index("</section>", start)]
+    embedded = re.search(r'<img src="data:image/png;base64,([^"]+)"', section)
+    assert embedded is not None
+    assert base64.b64decode(embedded.group(1)) == (out / "figures" / f"{FIGURE_KEY}.png").read_bytes()
+    assert "mean \u00b1 sd over seeds" in section and "100% (n=" in section
+    assert html.count(f'id="{FIGURE_KEY}"') == 1
 
 
 def _curve_rows() -> pd.DataFrame:
@@ -117,6 +135,19 @@ def test_curve_figure_has_a_panel_per_budget_kind_and_says_what_it_shows():
         assert len(ax.containers) == 2  # an errorbar per method
         y = sorted(round(float(c.lines[0].get_ydata()[0]), 6) for c in ax.containers)
         assert y == ([0.71, 0.81] if ax is left else [0.81, 0.91])
-    import matplotlib.pyplot as plt
-
     plt.close(fig)
+
+
+def test_failed_refits_are_named_in_the_report_section(tmp_path):
+    """A refit that failed keeps its row (roc_auc empty, error given): the table shows '-' for a budget no seed
+    produced, and the report section names it instead of drawing a silent gap."""
+    rows = _curve_rows()
+    bad = (rows["method"] == "svm_rbf") & (rows["budget"] == "shots") & (rows["value"] == 1)
+    rows.loc[bad, "roc_auc"] = np.nan
+    rows.loc[bad, "error"] = "ValueError: too few images"
+    section = label_efficiency_section(rows, FigureWriter(tmp_path))
+    notes = [b for b in section.blocks if isinstance(b, Note)]
+    assert len(notes) == 1 and "svm_rbf at 1/class (n=3)" in notes[0].text and notes[0].level == "warn"
+    assert curve_table(curve_summary(rows)).set_index("method").loc["svm_rbf", "1/class (n=3)"] == "-"
+    assert (tmp_path / f"{FIGURE_KEY}.png").is_file()
+    plt.close("all")

@@ -21,7 +21,7 @@ def synthetic_report(tmp_path_factory):
     histories = {"linear-probe": [{"epoch": i + 1, "train_loss": 1.0 / (i + 1), "val_loss": 1.1 / (i + 1) + 0.1}
                                   for i in range(12)]}
     out = tmp_path_factory.mktemp("report")
-    paths = write_report(out, predictions=pred, manifest_df=manifest, histories=histories, n_boot=40, min_group_size=10,
+    paths = write_report(out, predictions=pred, metadata=manifest, histories=histories, n_boot=40, min_group_size=10,
                          dataset_name="synthetic-3class", run_info={"backbone": "efficientnet-lite0", "seed": 0,
                                                                     "config": {"head": {"C": 1.0}}},
                          leak_audit={"ok": True, "problems": []})

@@ -73,7 +73,7 @@ def busi_report(shared_data, tmp_path_factory):
 
     from breastclip.backbones import create_backbone, embed_manifest
     from breastclip.data.manifest import Manifest
-    from breastclip.data.splits import assign_splits
+    from breastclip.data.splits import assign_splits, audit_leaks
     from breastclip.predictions import make_predictions
     from breastclip.report import write_report
 
@@ -100,7 +100,8 @@ def busi_report(shared_data, tmp_path_factory):
     pred = make_predictions(ids=np.asarray(ids)[keep], y_true=y[keep], proba=proba, classes=classes,
                             method="efficientnet-lite0 + logistic regression", split=part[keep],
                             patient_id=df["patient_id"].to_numpy()[keep])
-    paths = write_report(tmp / "report", predictions=pred, manifest_df=manifest, n_boot=200, seed=0,
+    paths = write_report(tmp / "report", predictions=pred, metadata=manifest.df, image_path=manifest.image_lookup(),
+                         leak_audit=audit_leaks(manifest).to_dict(), n_boot=200, seed=0,
                          dataset_name=f"BUSI ({len(manifest)}-image stratified subset)",
                          run_info={"backbone": "efficientnet-lite0", "head": "LogisticRegression(C=1, balanced)",
                                    "seed": 0, "data_source": str(root),

@@ -126,7 +126,7 @@ def test_model_card_covers_data_splits_use_and_limitations(synthetic_report):
 def test_existing_report_is_not_overwritten(synthetic_report, tmp_path):
     paths, pred, manifest = synthetic_report
     with pytest.raises(FileExistsError, match="already holds a report"):
-        write_report(paths.out_dir, predictions=pred, manifest_df=manifest, n_boot=0)
+        write_report(paths.out_dir, predictions=pred, metadata=manifest, n_boot=0)
 
 
 def test_binary_single_method_with_given_evaluation(tmp_path):
@@ -136,7 +136,7 @@ def test_binary_single_method_with_given_evaluation(tmp_path):
     (tmp_path / "report.html").write_text("user's file")
     with pytest.raises(FileExistsError):
         write_report(tmp_path, predictions=pred, evaluations={"probe": ev})
-    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, evaluations={"probe": ev},
+    paths = write_report(tmp_path, predictions=pred, metadata=manifest, evaluations={"probe": ev},
                          n_boot=999, overwrite=True)
     m = json.loads(paths.metrics_json.read_text())
     assert m["methods"]["probe"]["bootstrap"]["n_boot"] == 25  # the given evaluation is reused, not recomputed
@@ -168,7 +168,7 @@ def test_report_without_validation_rows_says_why_operating_points_are_missing(tm
 def test_failed_leak_audit_is_flagged_on_the_first_screen_and_in_limitations(tmp_path):
     pred, manifest = synthetic_predictions(classes=("benign", "malignant"), methods=("probe",), n_val=20, n_test=30)
     audit = {"ok": False, "problems": ["2 patient(s) in several parts: p0001 (train, test); p0002 (val, test)"]}
-    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, leak_audit=audit, n_boot=10)
+    paths = write_report(tmp_path, predictions=pred, metadata=manifest, leak_audit=audit, n_boot=10)
     html = paths.html.read_text()
     first_screen = html.split("<nav", 1)[0]
     assert '<div class="fact warn"><div class="k">Leak audit</div>' in first_screen
@@ -190,7 +190,7 @@ def test_leak_limitation_names_only_what_was_found_and_embeds_the_contact_sheet(
     warned = {"ok": True, "problems": [], "warnings": ["1 near-duplicate image pair(s) across parts ..."],
               "near_duplicates": [pair], "checked": {"near_duplicates": "warn", "n_images": 80},
               "contact_sheet": "leak_audit_pairs.png"}
-    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, leak_audit=warned, n_boot=10)
+    paths = write_report(tmp_path, predictions=pred, metadata=manifest, leak_audit=warned, n_boot=10)
     html = paths.html.read_text()
     assert "share patients" not in html and "leak audit FAILED" not in html
     assert "Image pairs flagged by the leak audit" in html and (paths.figures_dir / "leak_audit_pairs.png").is_file()
@@ -199,10 +199,10 @@ def test_leak_limitation_names_only_what_was_found_and_embeds_the_contact_sheet(
     out2 = tmp_path / "r2"
     out2.mkdir()
     Image.new("RGB", (470, 300)).save(out2 / "leak_audit_pairs.png")
-    html2 = write_report(out2, predictions=pred, manifest_df=manifest, leak_audit=refused, n_boot=10).html.read_text()
+    html2 = write_report(out2, predictions=pred, metadata=manifest, leak_audit=refused, n_boot=10).html.read_text()
     assert "near-duplicate images sit in more than one part" in html2 and "share patients" not in html2
     leaky = {"ok": False, "problems": ["1 patient(s) in more than one part: p1 (train/test)"],
              "patients_in_several_parts": {"p1": ["train", "test"]}}
     out3 = tmp_path / "r3"
-    html3 = write_report(out3, predictions=pred, manifest_df=manifest, leak_audit=leaky, n_boot=10).html.read_text()
+    html3 = write_report(out3, predictions=pred, metadata=manifest, leak_audit=leaky, n_boot=10).html.read_text()
     assert "test images share patients" in html3

@@ -34,7 +34,7 @@ def binary_report(tmp_path_factory):
     pred, manifest = synthetic_predictions(classes=("benign", "malignant"), n_val=80, n_test=120, seed=3,
                                            images_per_patient=2)
     out = tmp_path_factory.mktemp("binary")
-    paths = write_report(out, predictions=pred, manifest_df=manifest, n_boot=60, selected_method="zero-shot",
+    paths = write_report(out, predictions=pred, metadata=manifest, n_boot=60, selected_method="zero-shot",
                          flow={"source_images": 400, "exclusions": [{"reason": "not in the subset", "images": 75}],
                                "excluded_ids": {"could not be decoded": ["img0000"]}},
                          study={"blinding": "Readers of the reference standard did not see the model output."},
@@ -89,7 +89,7 @@ def test_multiclass_contingency_gives_the_confusion_counts_and_the_one_vs_rest_2
 def test_an_unknown_selected_method_is_refused(tmp_path):
     pred, manifest = synthetic_predictions(n_val=30, n_test=30)
     with pytest.raises(ValueError, match="selected_method 'nope'"):
-        write_report(tmp_path, predictions=pred, manifest_df=manifest, n_boot=0, selected_method="nope")
+        write_report(tmp_path, predictions=pred, metadata=manifest, n_boot=0, selected_method="nope")
 
 
 def test_flow_counts_exclusions_and_each_partition(binary_report):
@@ -169,7 +169,7 @@ def test_study_section_quotes_the_investigators(binary_report):
 def test_evaluation_is_reused_for_the_selected_method(tmp_path):
     pred, manifest = synthetic_predictions(classes=("benign", "malignant"), methods=("a",), n_val=40, n_test=40)
     ev = evaluate_predictions(pred, manifest, method="a", n_boot=20)
-    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, evaluations={"a": ev}, n_boot=20,
+    paths = write_report(tmp_path, predictions=pred, metadata=manifest, evaluations={"a": ev}, n_boot=20,
                          selected_method="a")
     op = ev.operating_points.iloc[0]
     part = _section(paths.html.read_text(), "contingency")
@@ -179,7 +179,7 @@ def test_evaluation_is_reused_for_the_selected_method(tmp_path):
 def test_fairness_section_gives_the_largest_gap_with_a_ci(tmp_path):
     pred, manifest = synthetic_predictions(classes=("benign", "malignant"), methods=("a",), n_val=80, n_test=240,
                                            seed=5)
-    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, n_boot=50, min_group_size=10)
+    paths = write_report(tmp_path, predictions=pred, metadata=manifest, n_boot=50, min_group_size=10)
     part = _section(paths.html.read_text(), "fairness")
     rows = pd.read_html(_table_html(part, "fairness-gaps"))[0]
     assert set(rows["metric"]) == {"Sensitivity", "Specificity", "ROC AUC"} and set(rows["attribute"]) == {"device"}
@@ -189,7 +189,7 @@ def test_fairness_section_gives_the_largest_gap_with_a_ci(tmp_path):
 
 def test_fairness_section_says_why_it_is_empty(tmp_path):
     pred, manifest = synthetic_predictions(classes=("benign", "malignant"), methods=("a",), n_val=40, n_test=60)
-    paths = write_report(tmp_path, predictions=pred, manifest_df=manifest, n_boot=0, min_group_size=1000)
+    paths = write_report(tmp_path, predictions=pred, metadata=manifest, n_boot=0, min_group_size=1000)
     part = _section(paths.html.read_text(), "fairness")
     assert "No fairness summary for a" in part and "at least 1000 positives" in part
 

@@ -151,3 +151,24 @@ def test_flow_diagram_keeps_long_exclusion_reasons_inside_the_figure():
         assert any("3 more reason(s)" in t.get_text() for t in fig.axes[0].texts)
     finally:
         F.plt.close(fig)
+
+
+def test_console_summary_is_not_cut_when_piped():
+    """Piped or logged output (no terminal, rich's default 80 columns) gets the whole leaderboard table, not cells
+    cut to an ellipsis."""
+    import io
+
+    from rich.console import Console
+
+    board = pd.DataFrame([{"rank": 1, "method": "a_rather_long_method_name", "selected": True, "status": "ok",
+                           "selection_metric": "val_roc_auc", "selection_value": 0.91, "test_roc_auc": 0.877,
+                           "test_roc_auc_ci_lo": 0.81, "test_roc_auc_ci_hi": 0.93, "threshold@youden": 0.41,
+                           "test_sensitivity@youden": 0.8, "test_specificity@youden": 0.7,
+                           "vs_selected_diff": None, "vs_selected_p_holm": None}])
+    board.attrs.update({"primary": "roc_auc", "operating_point": "youden", "selected": "a_rather_long_method_name",
+                        "selection_metric": "val_roc_auc", "baseline": "a_rather_long_method_name"})
+    buf = io.StringIO()
+    console = Console(file=buf, width=80, force_terminal=False)
+    print_summary(RunResult("results", board, "a_rather_long_method_name", None, 1.0), console)
+    text = buf.getvalue()
+    assert "0.877 (0.81-0.93)" in text and "…" not in text, text

@@ -63,16 +63,19 @@ def report(
         pred = pd.read_csv(predictions, dtype=PRED_DTYPES, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise typer.BadParameter(f"{predictions}: cannot read the predictions CSV ({exc})") from exc
-    manifest_df = None
+    metadata = image_path = leak = None
     if manifest is not None:
         from breastclip.data.manifest import Manifest
 
-        manifest_df = Manifest.from_csv(manifest)  # with its root: leak audit and error thumbnails
-        if not audit:
-            manifest_df = manifest_df.df
+        m = Manifest.from_csv(manifest)  # with its root: leak audit and error thumbnails
+        metadata, image_path = m.df, m.image_lookup()
+        if audit and (m.df["split"].astype(str) != "").any():
+            from breastclip.data.splits import audit_leaks
+
+            leak = audit_leaks(m).to_dict()
     try:
         with console.status("Evaluating methods and drawing figures..."):
-            paths = write_report(out_dir, predictions=pred, manifest_df=manifest_df,
+            paths = write_report(out_dir, predictions=pred, metadata=metadata, image_path=image_path, leak_audit=leak,
                                  histories=_json(histories, "histories"), run_info=_json(run_info, "run info"),
                                  dataset_name=dataset_name, title=title, positive_class=positive_class,
                                  operating_policy=operating_policy, n_boot=n_boot, seed=seed,

@@ -27,7 +27,7 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +129,11 @@ class Manifest:
     def resolve(self, image: str) -> Path:
         p = Path(image)
         return p if p.is_absolute() else self.root / p
+
+    def image_lookup(self) -> Callable[[str], Path | None]:
+        """``id -> absolute image path`` (None for an id not in the manifest): thumbnails in reports."""
+        paths = dict(zip(self.df["id"].astype(str), self.df["image"].astype(str), strict=True))
+        return lambda image_id: self.resolve(paths[image_id]) if image_id in paths else None
 
     def y(self) -> pd.Series:
         """Integer labels (index into ``classes``)."""

@@ -173,7 +173,7 @@ def jsonable(obj: Any) -> Any:
 def _join_metadata(part: pd.DataFrame, manifest_df: pd.DataFrame | None, notes: list[str]) -> pd.DataFrame:
     if manifest_df is None:
         return part.reset_index(drop=True)
-    mdf = getattr(manifest_df, "df", manifest_df)  # accept a Manifest as well as its table
+    mdf = manifest_df
     if "id" not in mdf.columns:
         raise ValueError("manifest_df has no 'id' column to join on")
     extra = [c for c in mdf.columns if c not in part.columns or c == "id"]
@@ -263,8 +263,8 @@ def evaluate_predictions(
     unit = "patient" if sampler.clustered else "image"
     boot_groups = groups if sampler.clustered else None
     pids = test["patient_id"].astype(str)
-    no_pids = (getattr(manifest_df, "patient_ids_from_source", True) is False
-               or bool(pids.str.startswith("img:").all()) or bool((pids == test["id"].astype(str)).all()))
+    # a source without patient ids gives every image its own group ("img:<id>", or the id itself)
+    no_pids = bool(pids.str.startswith("img:").all()) or bool((pids == test["id"].astype(str)).all())
     if no_pids:
         notes.append("the data set has no patient ids: each image counts as its own patient, so if patients "
                      "contributed several images the intervals are too narrow")

@@ -66,7 +66,7 @@ class TorchHead(BaseHead):
     def _seed(self) -> int:
         rs = self.random_state
         if rs is None:
-            return int(np.random.SeedSequence().entropy % (2**31))
+            return int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
         if isinstance(rs, np.random.RandomState):
             return int(rs.randint(0, 2**31 - 1))
         return int(rs)

@@ -14,6 +14,8 @@ MLP); scikit-learn's estimator checks run with that and with ``tile_dim=1`` (bag
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.utils.class_weight import compute_class_weight
@@ -136,5 +138,6 @@ class AttentionMILHead(TorchHead):
         with torch.no_grad(), torch_threads(self.device):
             for start in range(0, len(X), 256):
                 xb = torch.as_tensor(X[start:start + 256], dtype=torch.float64, device=self._torch_device())
-                out.append(self.module_.attention(xb)[0].cpu().numpy())
+                module: Any = self.module_  # a GatedAttentionMIL (the base class types it as a plain Module)
+                out.append(module.attention(xb)[0].cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.n_tiles_))

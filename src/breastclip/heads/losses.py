@@ -40,6 +40,7 @@ class FocalLoss(nn.Module):
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
+        self.alpha: torch.Tensor | None
         self.register_buffer("alpha", None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

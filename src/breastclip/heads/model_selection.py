@@ -164,10 +164,18 @@ def _plain(v: Any) -> Any:
     return v
 
 
+#: Bumped when what a cached fold result or refit means changes (scoring, fold layout, a head's fitting code):
+#: together with the package version it keeps results of older code from being reused.
+CV_CACHE_FORMAT = 2
+
+
 def _estimator_key(head: str, est: Any, data_key: str) -> str:
     """Cache key of one estimator on one data set: every hyperparameter of the built estimator (seed, text
-    embeddings' digest), not just the grid's."""
-    return hashlib.sha256(json.dumps([head, _plain(est.get_params(deep=False)), data_key], sort_keys=True,
+    embeddings' digest), not just the grid's, the estimator's class and the code's version."""
+    from breastclip import __version__
+
+    code = [__version__, CV_CACHE_FORMAT, f"{type(est).__module__}.{type(est).__qualname__}"]
+    return hashlib.sha256(json.dumps([head, _plain(est.get_params(deep=False)), data_key, code], sort_keys=True,
                                      default=str).encode()).hexdigest()[:24]
 
 
@@ -234,28 +242,37 @@ def refit(candidate: Candidate, make: Callable[[Candidate], Any], X: np.ndarray,
     data_key = _digest(np.asarray(X, dtype=np.float64), y_idx) + classes.dtype.str + json.dumps(
         [str(c) for c in classes])
     folder = Path(cache_dir) / f"{REFIT_PREFIX}{_estimator_key(candidate.head, est, data_key)}"
+    damaged = False
     if folder.is_dir():
         try:
             return load_head(folder), True
         except (HeadFormatError, OSError, ValueError, KeyError, TypeError) as e:  # damaged: refitted, never trusted
             log.warning("cached refit %s is unreadable (%s); refitting", folder.name, e)
+            damaged = True
     est.fit(X, y)
-    _save_head_atomically(est, folder)
+    _save_head_atomically(est, folder, replace_damaged=damaged)
     return est, False
 
 
-def _save_head_atomically(head: Any, folder: Path) -> None:
-    """Save into a temporary folder beside ``folder``, then rename it into place (a reader sees all or nothing;
-    when another run got there first, its copy is kept)."""
+def _save_head_atomically(head: Any, folder: Path, *, replace_damaged: bool = False) -> None:
+    """Save into a temporary folder beside ``folder``, then rename it into place: a reader sees all or nothing.
+    When another run got there first its copy is kept; a damaged entry is first renamed away (atomic), then
+    deleted."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=TMP_SUFFIX))
     try:
         head.save(tmp, overwrite=True)
-        if folder.is_dir():
-            shutil.rmtree(folder)  # a damaged entry
+        if replace_damaged:
+            trash = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=TMP_SUFFIX))
+            try:
+                os.rename(folder, trash / "damaged")
+            except FileNotFoundError:  # another run replaced it already
+                pass
+            shutil.rmtree(trash, ignore_errors=True)
         os.rename(tmp, folder)
-    except OSError as e:  # a full disk or a concurrent writer: the cache is an optimisation, the run goes on
-        log.warning("could not cache the refitted head %s: %s", folder.name, e)
+    except OSError as e:  # a full disk, or another run's copy already in place: the run goes on either way
+        if not folder.is_dir():
+            log.warning("could not cache the refitted head %s: %s", folder.name, e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

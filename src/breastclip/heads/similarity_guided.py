@@ -122,6 +122,7 @@ class SimilarityGuidedHead(TorchHead):
             ce = F.cross_entropy(logits, yb)
             if not guided:
                 return ce
+            assert frozen is not None  # built above whenever guidance is on
             with torch.no_grad():
                 p_zs = F.softmax(scale * F.normalize(xb, dim=1) @ frozen.to(xb.device).T, dim=1)
             kl = F.kl_div(F.log_softmax(logits, dim=1), p_zs, reduction="batchmean")

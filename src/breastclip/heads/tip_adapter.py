@@ -93,7 +93,7 @@ class TipAdapter(BaseHead):
         X, y_idx = self._validate_train(X, y)
         X_val, yv_idx = self._validate_val(X_val, y_val)
         rs = self.random_state
-        seed = int(rs) if isinstance(rs, (int, np.integer)) else int(np.random.SeedSequence().entropy % (2**31))
+        seed = int(rs) if isinstance(rs, (int, np.integer)) else int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
         n_classes = len(self.classes_)
         self.uses_text_ = self.text_embeddings is not None and bool(self.text_aligned)
         if self.uses_text_:
@@ -114,7 +114,7 @@ class TipAdapter(BaseHead):
             with torch_threads("cpu"):
                 self._fine_tune(X[idx], y_idx[idx], X_val, yv_idx, seed)
         self.alpha_, self.beta_ = float(self.alpha), float(self.beta)
-        if self.search and X_val is not None:
+        if self.search and X_val is not None and yv_idx is not None:
             self.alpha_, self.beta_ = self._search(X_val, yv_idx)
         return self
 
@@ -154,7 +154,7 @@ class TipAdapter(BaseHead):
             aff = c @ F.normalize(keys, dim=1).T
             return scale * x @ text.T + alpha * torch.exp(-beta * (1.0 - aff)) @ values
 
-        best = (math.inf, None, 0)
+        best: tuple[float, torch.Tensor | None, int] = (math.inf, None, 0)
         for epoch in range(1, int(self.epochs) + 1):
             total = 0.0
             for b in torch.randperm(len(xt), generator=gen).split(max(1, int(self.batch_size))):
@@ -164,12 +164,13 @@ class TipAdapter(BaseHead):
                 opt.step()
                 total += float(loss.detach()) * len(b)
             sched.step()
-            row = {"epoch": epoch, "train_loss": total / len(xt), "val_loss": None}
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": total / len(xt), "val_loss": None}
             if xv is not None:
                 with torch.no_grad():
-                    row["val_loss"] = float(F.cross_entropy(logits(xv, cv), torch.as_tensor(yv)))
-                if row["val_loss"] < best[0]:
-                    best = (row["val_loss"], copy.deepcopy(keys.detach()), epoch)
+                    val_loss = float(F.cross_entropy(logits(xv, cv), torch.as_tensor(yv)))
+                row["val_loss"] = val_loss
+                if val_loss < best[0]:
+                    best = (val_loss, copy.deepcopy(keys.detach()), epoch)
             self.history_.append(row)
         final = best[1] if best[1] is not None else keys.detach()
         self.best_epoch_ = best[2] if best[1] is not None else int(self.epochs)

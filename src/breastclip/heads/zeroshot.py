@@ -131,11 +131,11 @@ def prompt_robustness(
     Returns the per-variant table and a summary (mean, std, min, max of accuracy and AUC over the single variants,
     and the ensemble's figures). ``encode_text`` maps prompts to L2-normalised embeddings.
     """
-    y = np.asarray([str(v) for v in y])
-    unknown = sorted(set(y) - set(bank.classes))
+    labels = np.asarray([str(v) for v in y])
+    unknown = sorted(set(labels) - set(bank.classes))
     if unknown:
         raise ValueError(f"labels {unknown} are not classes of prompt bank {bank.name!r} ({list(bank.classes)})")
-    y_idx = np.array([bank.classes.index(v) for v in y])
+    y_idx = np.array([bank.classes.index(v) for v in labels])
     Xn = l2_normalize(np.asarray(X, dtype=np.float64))
     cache: dict[str, np.ndarray] = {}
 

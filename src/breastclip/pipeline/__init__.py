@@ -53,10 +53,21 @@ def run_experiment(cfg: ExperimentConfig, *, progress: bool = True, console: Con
     return result
 
 
+#: Width of the summary table when the output is not a terminal (a pipe, a log file, CI).
+SUMMARY_WIDTH = 160
+
+
 def print_summary(result: RunResult, console: Console) -> None:
     board = result.leaderboard
     if board is not None and not board.empty:
-        console.print(rich_table(board))
+        # piped or logged (no terminal): rich would squeeze the table into 80 columns and cut its cells
+        width = console.width
+        if not console.is_terminal and width < SUMMARY_WIDTH:
+            console.width = SUMMARY_WIDTH
+        try:
+            console.print(rich_table(board))
+        finally:
+            console.width = width
         for line in summary_lines(board):
             console.print(escape(line))
     for label, why in result.skipped.items():

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,7 +20,7 @@ from breastclip.method_registry import Inputs
 from breastclip.pipeline import data_step, embed_step, evaluate_step, methods
 from breastclip.pipeline.cnn import run_cnn_baseline
 from breastclip.pipeline.context import Evaluated, RunContext, RunData, RunResult
-from breastclip.pipeline.cv_select import CVSelector, cv_selection
+from breastclip.pipeline.cv_select import CVSelector, cv_selection, selection_groups
 from breastclip.pipeline.embed_step import EmbeddingSet
 from breastclip.pipeline.environment import capture_environment, set_seeds
 from breastclip.pipeline.explain_step import run_gradcam
@@ -173,20 +174,23 @@ def _write_embeddings_info(ctx: RunContext, data: RunData) -> None:
 
 def _run_methods(ctx: RunContext, data: RunData) -> list[methods.MethodOutcome]:
     """Every method once, or once per seed of ``experiment.seeds`` (labels ``<method>.seed<k>``)."""
+    groups = selection_groups(ctx.cfg, data.manifest, data.ids) if cv_selection(ctx.cfg) else None  # every seed's
     if not ctx.cfg.experiment.seeds:
-        return _run_methods_once(ctx, data)
+        return _run_methods_once(ctx, data, groups=groups)
     outcomes = []
     for seed in ctx.cfg.experiment.seeds:
         log.info("seed %d of %s", seed, list(ctx.cfg.experiment.seeds))
-        outcomes += _run_methods_once(replace(ctx, cfg=with_seed(ctx.cfg, seed)), data, suffix=seed_suffix(seed))
+        outcomes += _run_methods_once(replace(ctx, cfg=with_seed(ctx.cfg, seed)), data, suffix=seed_suffix(seed),
+                                      groups=groups)
     return outcomes
 
 
-def _run_methods_once(ctx: RunContext, data: RunData, suffix: str = "") -> list[methods.MethodOutcome]:
+def _run_methods_once(ctx: RunContext, data: RunData, suffix: str = "", groups: np.ndarray | None = None
+                      ) -> list[methods.MethodOutcome]:
     plans = [replace(p, label=p.label + suffix) for p in methods.plan_methods(ctx.cfg)]
     selector = None
     if cv_selection(ctx.cfg):  # cross-validated selection; fold results are cached, so finished methods rerun cheaply
-        selector = CVSelector(ctx.cfg, data.manifest, data.ids)
+        selector = CVSelector(ctx.cfg, data.manifest, data.ids, groups=groups)
         plans = sorted(plans, key=lambda p: p.kind.pools_methods)  # an ensemble needs the others' CV first
     outcomes = []
     text_cache: dict = {}

@@ -66,6 +66,18 @@ def method_grid(plan: methods.Plan) -> dict[str, list]:
     return grid
 
 
+def selection_groups(cfg: ExperimentConfig, manifest: Manifest, ids: list[str]) -> np.ndarray:
+    """The CV groups of ``ids``: patients, merged with near-duplicate images when the split grouped them
+    (``split.options.group_duplicates``). The same for every seed of a run."""
+    if cfg.split.options.get("group_duplicates"):
+        from breastclip.data.leaks import duplicate_groups
+
+        keys = duplicate_groups(manifest, cache=leak_fingerprints_file(cfg.embed.cache_dir or None))
+        pos = {i: k for k, i in enumerate(manifest.df["id"].astype(str))}
+        return np.asarray([keys[pos[i]] for i in ids]).astype(str)
+    return manifest.df.set_index("id").loc[ids, "patient_id"].astype(str).to_numpy()
+
+
 @dataclass
 class CVSelector:
     """Cross-validates and refits the methods of one run; keeps each backbone's results for the ensemble."""
@@ -73,6 +85,9 @@ class CVSelector:
     cfg: ExperimentConfig
     manifest: Manifest
     ids: list[str]
+    #: the CV groups of ``ids`` (:func:`selection_groups`) when the caller has them already: every seed of a run
+    #: shares them, and near-duplicate grouping fingerprints every image
+    groups: np.ndarray | None = None
     settings: CVSettings = field(init=False)
     results: dict[str, dict[str, CVResult]] = field(default_factory=dict)  # backbone -> method label -> best
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # backbone -> method label -> refitted head
@@ -83,19 +98,10 @@ class CVSelector:
         self.split = df["split"].to_numpy()
         self.y = df["label"].astype(str).to_numpy()
         self.sel = np.isin(self.split, SELECTION_ROWS)
-        groups = self._groups(df)
-        self.folds = cv_folds(self.y[self.sel], groups[self.sel], self.settings)
+        if self.groups is None:
+            self.groups = selection_groups(self.cfg, self.manifest, self.ids)
+        self.folds = cv_folds(self.y[self.sel], self.groups[self.sel], self.settings)
         self.cache = cv_folds_dir(self.cfg.embed.cache_dir or None)
-
-    def _groups(self, df) -> np.ndarray:
-        """Patients; merged with near-duplicate images when the split grouped them (``group_duplicates``)."""
-        if self.cfg.split.options.get("group_duplicates"):
-            from breastclip.data.leaks import duplicate_groups
-
-            keys = duplicate_groups(self.manifest, cache=leak_fingerprints_file(self.cfg.embed.cache_dir or None))
-            pos = {i: k for k, i in enumerate(self.manifest.df["id"].astype(str))}
-            return np.asarray([keys[pos[i]] for i in self.ids]).astype(str)
-        return df["patient_id"].astype(str).to_numpy()
 
     def _make(self, method, text: dict | None):
         def make(cand: Candidate):

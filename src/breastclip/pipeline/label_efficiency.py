@@ -15,6 +15,7 @@ curve; they choose nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip.config import ExperimentConfig
+from breastclip.evaluation.leaderboard import split_seed_label
 from breastclip.evaluation.metrics import headline_metrics, resolve_positive_class
 from breastclip.heads import registry_name, torch_threads
 from breastclip.method_registry import Inputs, method_kind
@@ -119,6 +121,7 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
     positive, _ = resolve_positive_class(classes, cfg.evaluation.positive_class or None)
     pos = classes.index(positive) if positive is not None else None
     definition = auc_definition(classes, positive)
+    t0 = time.perf_counter()
     rows = []
     fitted: dict[tuple, dict[tuple, object]] = {}  # (backbone, seed, budget) -> member key -> head fitted there
     y_te = np.array([classes.index(c) for c in y[te]])
@@ -130,10 +133,8 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
             continue
         emb = sets[o.backbone]
         X = emb.rows(ids)
-        base, seed = o.label, cfg.experiment.seed
-        if cfg.experiment.seeds and ".seed" in o.label:  # <method>.seed<k> (pipeline.seeds)
-            base, k = o.label.rsplit(".seed", 1)
-            seed = int(k)
+        base, own_seed = split_seed_label(o.label)  # <method>.seed<k> in a seeded run
+        seed = own_seed if cfg.experiment.seeds and own_seed is not None else cfg.experiment.seed
         plan = methods.Plan(o.label, o.method, o.backbone)
         text = text_for(plan, emb)
         for kind, value in todo:
@@ -160,6 +161,8 @@ def run_label_efficiency(cfg: ExperimentConfig, data: RunData, outcomes: list, f
             m = headline_metrics(y_te, proba, pos)
             rows.append({**row, "roc_auc": m.get("roc_auc"), "accuracy": m.get("accuracy")})
     table = pd.DataFrame(rows, columns=list(COLUMNS))
+    log.info("label efficiency: %d refits (%d failed) of %d method(s) on %d budget(s) in %.1f s", len(table),
+             int(table["roc_auc"].isna().sum()), table["label"].nunique(), len(todo), time.perf_counter() - t0)
     folder.write_csv(RunFolder.LABEL_EFFICIENCY, table)
     if len(table) and table["roc_auc"].notna().any():
         plot_label_efficiency(table, folder / RunFolder.LABEL_EFFICIENCY_FIGURE)

@@ -92,12 +92,11 @@ def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Pa
         "environment": {"git commit": (env.get("git") or {}).get("commit"),
                         "device": "cuda" if (env.get("device") or {}).get("cuda_available") else "cpu",
                         "torch": (env.get("packages") or {}).get("torch")},
-        "leak_audit": audit,
         "data_source": f"{portable_path(cfg.data.source, folder.path)} ({cfg.data.format or 'auto-detected'})",
         "notes": all_notes,
     }
     extra = check_options(write_report, dict(cfg.report.options), "report.options",
-                          fixed=("out_dir", "predictions", "manifest_df", "evaluations", "histories", "run_info",
+                          fixed=("out_dir", "predictions", "metadata", "image_path", "evaluations", "histories", "run_info",
                                  "comparisons", "leak_audit", "overwrite", "selected_method", "flow", "study",
                                  "leaderboard", "primary_metric", "gradcam", "neighbours",
                                  "label_efficiency"))
@@ -111,7 +110,8 @@ def write_run_report(ctx: RunContext, data: RunData, evaluated: Evaluated) -> Pa
     if cfg.report.neighbours > 0:  # asked for: an empty table still gets its section, saying why it is empty
         found = read_neighbours(folder)
         neighbours = found if found is not None else pd.DataFrame()
-    paths = write_report(folder.path, predictions=evaluated.predictions, manifest_df=manifest,
+    paths = write_report(folder.path, predictions=evaluated.predictions, metadata=manifest.df,
+                         image_path=manifest.image_lookup(),
                          evaluations=evaluated.evaluations, histories=histories, run_info=run_info,
                          comparisons=evaluated.comparisons, leak_audit=audit,
                          leaderboard=evaluated.leaderboard, primary_metric=cfg.evaluation.primary_metric,

@@ -89,7 +89,7 @@ class RunFolder:
     CV_RESULTS = "cv_results.csv"
     SEEDS = "seeds.csv"  # mean +- sd over experiment.seeds per method
     SEEDS_MD = "seeds.md"
-    LABEL_EFFICIENCY = "label_efficiency.csv"  # test figures of each method refitted on subsets of train
+    LABEL_EFFICIENCY = "label_efficiency.csv"  # test figures of each method refitted on subsets of its training pool
     LABEL_EFFICIENCY_FIGURE = "figures/label_efficiency"  # .png and .jpg
     #: What a run writes before its first step; removed again when the run fails before doing any work.
     SETUP_FILES = (CONFIG, STATE, LOG, ENVIRONMENT, LOCK)

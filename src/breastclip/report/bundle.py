@@ -18,17 +18,17 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
+from importlib import metadata as package_metadata
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from breastclip import RESEARCH_ONLY, __version__
 from breastclip.atomic import atomic_write_text
-from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
 from breastclip.evaluation.leaderboard import (
     NO_METHOD_LEARNED,
@@ -98,8 +98,8 @@ def environment(run_info: Mapping | None = None) -> dict[str, str]:
     env = {"breastclip": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
     for pkg in PACKAGES:
         try:
-            env[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
+            env[pkg] = package_metadata.version(pkg)
+        except package_metadata.PackageNotFoundError:
             continue
     for key, value in dict((run_info or {}).get("environment") or {}).items():
         if value is not None and value != "":
@@ -111,26 +111,13 @@ def environment(run_info: Mapping | None = None) -> dict[str, str]:
     return env
 
 
-def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None, str]:
-    """``(text, ok, headline)`` from a LeakAudit-like object, a dict, a bool or a string.
-
-    Without one, the data layer's audit runs when ``manifest`` is a split :class:`~breastclip.data.manifest.Manifest`
-    (it needs the image root to fingerprint files); a bare table gets "not run".
-    """
-    if leak_audit is None and hasattr(manifest, "df") and hasattr(manifest, "root"):
-        if (manifest.df["split"].astype(str) != "").any():
-            from breastclip.data.splits import audit_leaks
-
-            leak_audit = audit_leaks(manifest)
+def leak_summary(leak_audit: Mapping[str, Any] | None) -> tuple[str, bool | None, str]:
+    """``(text, ok, headline)`` of the leak audit, given as its dict (``leak_audit.json``, ``LeakAudit.to_dict()``);
+    None: the audit was not run."""
     if leak_audit is None:
-        text = "not run (pass the split Manifest or leak_audit= to include it)"
+        text = "not run (pass leak_audit=, the audit's dict, to include it)"
         return text, None, text
-    if isinstance(leak_audit, str):
-        return leak_audit, None, leak_audit
-    if isinstance(leak_audit, bool):
-        text = "passed" if leak_audit else "FAILED"
-        return text, leak_audit, text
-    get = leak_audit.get if isinstance(leak_audit, Mapping) else (lambda k, d=None: getattr(leak_audit, k, d))
+    get = leak_audit.get
     ok, problems, warns = get("ok"), list(get("problems") or []), list(get("warnings") or [])
     checked = get("checked") or {}
     if ok:
@@ -147,11 +134,9 @@ def leak_summary(leak_audit, manifest=None) -> tuple[str, bool | None, str]:
     return "FAILED: " + "; ".join(map(str, problems)), False, f"FAILED: {heads} (details under Data and splits)"
 
 
-def leak_limitation(leak_audit) -> str:
+def leak_limitation(leak_audit: Mapping[str, Any]) -> str:
     """The limitation a failed audit puts first, naming only what the audit actually found."""
-    if not isinstance(leak_audit, Mapping) and hasattr(leak_audit, "to_dict"):
-        leak_audit = leak_audit.to_dict()
-    a = leak_audit if isinstance(leak_audit, Mapping) else {}
+    a = leak_audit
     found = []
     if a.get("patients_in_several_parts"):
         found.append("images of one patient sit in more than one part (test images share patients with training "
@@ -169,10 +154,10 @@ def leak_limitation(leak_audit) -> str:
             "accordingly.")
 
 
-def _with_leak_evidence(section: Section, leak_audit, out: Path, figures_dir: Path) -> Section:
+def _with_leak_evidence(section: Section, leak_audit: Mapping[str, Any] | None, out: Path,
+                        figures_dir: Path) -> Section:
     """Add the audit's contact sheet of flagged image pairs (a PNG in the results folder) to the data section."""
-    get = leak_audit.get if isinstance(leak_audit, Mapping) else (lambda k, d=None: getattr(leak_audit, k, d))
-    sheet = get("contact_sheet") if leak_audit is not None else None
+    sheet = leak_audit.get("contact_sheet") if leak_audit is not None else None
     if not sheet:
         return section
     src = Path(sheet) if Path(sheet).is_absolute() else out / sheet
@@ -186,8 +171,9 @@ def _with_leak_evidence(section: Section, leak_audit, out: Path, figures_dir: Pa
         big = im.convert("RGB").resize((1800, round(im.height * 1800 / im.width)), Image.Resampling.LANCZOS)
     big.save(png, dpi=(300, 300))
     big.save(jpg, quality=90, dpi=(300, 300))
-    n_near = len(get("near_duplicates") or [])
-    n_same = len(get("identical_images") or [])
+    assert leak_audit is not None  # a sheet was named
+    n_near = len(leak_audit.get("near_duplicates") or [])
+    n_same = len(leak_audit.get("identical_images") or [])
     section.add(FigureRef(key="leak_audit_pairs", title="Image pairs flagged by the leak audit",
                           caption=f"{n_same} byte-identical and {n_near} near-duplicate pair(s) across parts, each "
                                   "shown side by side with what matched (hash distance, detail similarity, flip or "
@@ -266,12 +252,13 @@ def write_report(
     out_dir: str | Path,
     *,
     predictions: pd.DataFrame,
-    manifest_df: pd.DataFrame | Manifest | None = None,
+    metadata: pd.DataFrame | None = None,
+    image_path: Callable[[str], Path | None] | None = None,
     evaluations: Mapping[str, Evaluation] | None = None,
     histories: Mapping[str, list[dict]] | None = None,
     run_info: Mapping | None = None,
     comparisons: pd.DataFrame | None = None,
-    leak_audit=None,
+    leak_audit: Mapping[str, Any] | None = None,
     dataset_name: str | None = None,
     title: str | None = None,
     positive_class: str | None = None,
@@ -292,11 +279,13 @@ def write_report(
 ) -> ReportPaths:
     """Write the full report bundle for every method of ``predictions`` into ``out_dir``.
 
-    ``manifest_df`` (the manifest table, or the Manifest itself so the leak audit can run on its files) gives
-    metadata for subgroups and the counts of every split. ``evaluations`` (method -> Evaluation) are reused as given; methods without one are evaluated here with
+    ``metadata`` (the manifest's table, ``Manifest.df``) gives metadata for subgroups and the counts of every split;
+    ``image_path`` (``Manifest.image_lookup()``) maps an image id to its file, for thumbnails; ``leak_audit`` is the
+    split's leak audit as its dict (``leak_audit.json``, ``LeakAudit.to_dict()``), None when it was not run.
+    ``evaluations`` (method -> Evaluation) are reused as given; methods without one are evaluated here with
     ``n_boot``, ``seed``, ``min_group_size`` and ``positive_class``. ``histories`` holds per-epoch losses of trained
     methods; ``run_info`` may carry ``dataset``, ``backbone``, ``head``, ``seed``, ``config`` (dict),
-    ``environment`` (dict), ``leak_audit``, ``data_source``, ``data_citation``, ``notes`` (list).
+    ``environment`` (dict), ``data_source``, ``data_citation``, ``notes`` (list).
     ``leaderboard`` is the run's one leaderboard (:func:`breastclip.evaluation.leaderboard.build_leaderboard`): the
     report renders it as given, in its order, with its selected method. Without one it is built here the same way
     (selection by ``primary_metric`` on the validation rows, statuses, operating point ``operating_policy``; when
@@ -307,7 +296,7 @@ def write_report(
     (``[report.study]``). ``gradcam`` holds the
     overlays of the selected method's cases per explained model (see :func:`breastclip.report.evidence.
     gradcam_section`); ``neighbours`` the nearest training images of its confident errors (query_id, rank, id,
-    label, similarity, backbone), drawn when ``manifest_df`` is the Manifest (its images are read for thumbnails).
+    label, similarity, backbone), drawn when ``image_path`` is given (its images are read for thumbnails).
     An empty list / table still gets its section, saying that nothing was produced. ``label_efficiency`` holds the
     rows of the run's label_efficiency.csv: a section with the curve (mean +- sd over seeds) and its table.
     """
@@ -317,7 +306,7 @@ def write_report(
     _check_free(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     figures_dir = out / "figures"
-    mdf = getattr(manifest_df, "df", manifest_df)  # a Manifest or its table
+    mdf = metadata
     classes = classes_of(predictions)
 
     methods = list(dict.fromkeys(predictions["method"].astype(str)))
@@ -355,14 +344,12 @@ def write_report(
 
     name = dataset_name or run_info.get("dataset") or "data set"
     data = data_view(predictions, mdf, name=str(name), classes=classes, notes=list(run_info.get("notes") or []))
-    leak, leak_ok, leak_head = leak_summary(leak_audit if leak_audit is not None else run_info.get("leak_audit"),
-                                            manifest_df)
+    leak, leak_ok, leak_head = leak_summary(leak_audit)
     env = environment(run_info)
     env.update({"bootstrap": f"{n_boot} replicates, seed {seed}", "operating-point rule": str(operating_policy)})
     extra_lims = list(limitations)
-    audit_obj = leak_audit if leak_audit is not None else run_info.get("leak_audit")
-    if leak_ok is False:
-        extra_lims.insert(0, leak_limitation(audit_obj))
+    if leak_audit is not None and leak_ok is False:
+        extra_lims.insert(0, leak_limitation(leak_audit))
     lims = S.limitations(data, views, extra_lims)
 
     fv = flow_view(mdf, predictions, classes, flow)
@@ -370,7 +357,7 @@ def write_report(
     summary, facts = S.summary_section(data, views, leak_head, operating_policy, board)
     sections: list[Section | None] = [
         summary,
-        _with_leak_evidence(S.data_section(data, leak, leak_ok, fw), audit_obj, out, figures_dir),
+        _with_leak_evidence(S.data_section(data, leak, leak_ok, fw), leak_audit, out, figures_dir),
         flow_section(fv, fw, data.patient_ids_from_source),
         S.leaderboard_section(views, operating_policy, fw, _comparison_table(comparisons), board=board,
                               detailed=detailed),
@@ -379,7 +366,7 @@ def write_report(
     if selected is not None:
         sections += [contingency_section(selected, operating_policy), fairness_section(selected, operating_policy),
                      gradcam_section(gradcam, selected, fw, requested=int(gradcam is not None)),
-                     neighbours_section(neighbours, selected, _image_lookup(manifest_df), fw,
+                     neighbours_section(neighbours, selected, image_path, fw,
                                         requested=int(neighbours is not None))]
     else:  # the sections about the selected method say why they are empty; evidence of the first row is
         # shown for inspection only (it helps to see why nothing learned), never as the selected method's
@@ -392,7 +379,7 @@ def write_report(
                        f"below is that of {first.method}, the leaderboard's first row, shown for inspection only; "
                        "it is not a selected or recommended method.", "warn")
         for block in (gradcam_section(gradcam, first, fw, requested=int(gradcam is not None)),
-                      neighbours_section(neighbours, first, _image_lookup(manifest_df), fw,
+                      neighbours_section(neighbours, first, image_path, fw,
                                          requested=int(neighbours is not None))):
             if block is not None:
                 block.blocks.insert(0, inspect)
@@ -400,7 +387,7 @@ def write_report(
     shown = {v.method for v in detailed}
     sections += [
         S.training_section({k: h for k, h in (histories or {}).items() if k in shown}, fw),
-        *[S.method_section(v, fw, operating_policy, _image_lookup(manifest_df)) for v in detailed],
+        *[S.method_section(v, fw, operating_policy, image_path) for v in detailed],
     ]
     card = _model_card(data, views, leak, lims, env, run_info, operating_policy, board)
     card_section = model_card_section(card)
@@ -489,14 +476,6 @@ def _checklist_facts(selected: MethodView | None, views: Sequence[MethodView], f
                            for s, r in fv.parts.iterrows()),
         "unit": "patient" if data.patient_ids_from_source else "image (the source has no patient ids)",
         "leak": leak, "classes": ", ".join(data.classes)}
-
-
-def _image_lookup(manifest):
-    """``id -> image path`` when a Manifest (with its root) was given, else None (no thumbnails)."""
-    if not (hasattr(manifest, "df") and hasattr(manifest, "resolve")):
-        return None
-    paths = dict(zip(manifest.df["id"].astype(str), manifest.df["image"].astype(str), strict=True))
-    return lambda i: manifest.resolve(paths[i]) if i in paths else None
 
 
 def _comparison_table(comparisons: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -67,8 +67,8 @@ def protocol_text(table: pd.DataFrame) -> str:
             "Shots keep n images of every class (class-balanced); fractions keep that share of every class (the "
             "pool's class mix), so the two designs are drawn in separate panels. Hyperparameters and ensemble "
             "members stay at the main fit's choice, made once on the full pool: small budgets are therefore "
-            "slightly optimistic. The 100 % point is the leaderboard's own fit. "
-            f"{F.LABEL_EFFICIENCY_NOTE}")
+            "slightly optimistic. The 100 % point is the leaderboard's own fit. Test figures describe the curve; "
+            "they chose nothing.")
 
 
 def label_efficiency_section(table: pd.DataFrame | None, fw) -> Section | None:
@@ -86,7 +86,7 @@ def label_efficiency_section(table: pd.DataFrame | None, fw) -> Section | None:
     ref: FigureRef = fw(draw(table), FIGURE_KEY, "Label efficiency: test AUC against training images",
                         f"Mean over seeds; error bars: sd over seeds. {metric_label(table)}.")
     s.add(ref)
-    s.add(Table("label_efficiency", f"{metric_label(table)}, mean \u00b1 sd over seeds",
+    s.add(Table(f"{FIGURE_KEY}_table", f"{metric_label(table)}, mean \u00b1 sd over seeds",
                 curve_table(curve_summary(table)),
                 caption="Columns: budget (images per class for shots, share of the pool for fractions) and n, the "
                         "training images of that refit. Test figures describe the curve; they chose nothing."))
