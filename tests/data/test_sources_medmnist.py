@@ -126,3 +126,20 @@ def test_bad_npz_files(tmp_path):
              train_labels=np.array([[0], [9]]))
     with pytest.raises(SourceError, match="label 9 in train"):
         read_source(tmp_path / "octmnist.npz")
+
+
+@pytest.mark.realdata
+def test_a_run_exports_medmnist_pngs_under_its_own_cache_root(shared_data, tmp_path):
+    """An experiment's embed.cache_dir is its cache root: the MedMNIST PNG export goes under it (medmnist/), like its
+    embeddings and fold results, not under the user's default root; an explicit data.options.cache_dir still wins."""
+    from breastclip.config import load_config
+    from breastclip.pipeline.data_step import load_manifest
+
+    npz = shared_data / "breastmnist" / "original" / "breastmnist.npz"
+    raw = {"backbones": ["tiny-test"], "data": {"source": str(npz)}, "embed": {"cache_dir": str(tmp_path / "root")},
+           "methods": [{"name": "lp", "head": "linear_probe"}]}
+    m = load_manifest(load_config(raw=raw))
+    assert m.root.is_relative_to(tmp_path / "root" / "medmnist")
+    assert not (tmp_path / "cache" / "medmnist").exists()  # the user's (here: the fixture's) root is untouched
+    raw["data"]["options"] = {"cache_dir": str(tmp_path / "mine")}
+    assert load_manifest(load_config(raw=raw)).root.is_relative_to(tmp_path / "mine")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from breastclip.data.leaks import NEAR_DUPLICATE_POLICIES, LeakAudit
 from breastclip.data.manifest import Manifest
 from breastclip.data.splits import assign_splits, audit_leaks
 from breastclip.pipeline.options import check_options, split_options
-from breastclip.user_cache import leak_fingerprints_file
+from breastclip.user_cache import cache_root, leak_fingerprints_file
 
 log = logging.getLogger("breastclip.run")
 _COUNTED_SKIP = re.compile(r"^(\d+)\b.*\b(skipped|excluded|dropped|ignored)\b")
@@ -34,7 +35,7 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
 
         options = check_options(make_synthetic, options, "data.options (synthetic)", fixed=("root",))
         return make_synthetic(source, **options).validate(check_files=False)
-    from breastclip.data.sources import FORMATS, read_source
+    from breastclip.data.sources import FORMATS, detect_format, read_source
 
     fmt = FORMATS.get(cfg.data.format.lower().replace("-", "_")) if cfg.data.format else None
     if fmt is not None:
@@ -42,7 +43,10 @@ def load_manifest(cfg: ExperimentConfig) -> Manifest:
     if not source.exists():
         raise ConfigError(f"data.source {source} does not exist (download it with `breastclip data download`, "
                           f"or point data.source at your copy)")
-    manifest = read_source(source, format=cfg.data.format or None, **options)
+    reader = fmt or FORMATS[detect_format(source)]
+    if cfg.embed.cache_dir and "cache_root" in inspect.signature(reader.read).parameters:
+        options.setdefault("cache_root", cache_root(cfg.embed.cache_dir))  # derived files under the run's root
+    manifest = read_source(source, format=reader.name, **options)
     # the same validation `data inspect` and `data split` apply: paths leaving the data root are refused (or, with
     # data.allow_outside_root, reported); missing or undecodable files become per-image failures later
     return manifest.validate(check_files=False, allow_outside_root=cfg.data.allow_outside_root)

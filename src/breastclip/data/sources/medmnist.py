@@ -140,9 +140,8 @@ def _locate(path: Path, flag: str | None, size: int | None, download: bool) -> P
     return download_npz(flag, size or 28, root)
 
 
-def _export_dir(npz: Path, md5: str, cache_dir: Path | None) -> Path:
-    base = Path(cache_dir).expanduser() if cache_dir is not None else medmnist_dir()
-    return base / f"{npz.stem}-{md5[:12]}"
+def _export_dir(npz: Path, md5: str, folder: Path) -> Path:
+    return Path(folder).expanduser() / f"{npz.stem}-{md5[:12]}"
 
 
 def _complete(out: Path, md5: str) -> dict[str, int] | None:
@@ -203,11 +202,15 @@ def read_medmnist(
     flag: str | None = None,
     size: int | None = None,
     cache_dir: str | Path | None = None,
+    cache_root: str | Path | None = None,
     download: bool = True,
     name: str | None = None,
     source: str = "medmnist",
 ) -> Manifest:
     """Read a MedMNIST npz (downloading it when absent and allowed) into a manifest of exported PNG files.
+
+    The PNGs go to ``cache_dir`` when given, else to ``medmnist/`` under ``cache_root`` (an experiment's cache root,
+    ``embed.cache_dir``), else under the user's cache root (:mod:`breastclip.user_cache`).
 
     ``split`` is the official split; labels are ``medmnist.INFO`` names made identifier-safe (``normal_or_benign``),
     with the official integer kept in ``label_id``.
@@ -231,7 +234,7 @@ def read_medmnist(
 
     names = {int(k): _slug(v) for k, v in info["label"].items()} if info else None
     md5 = _md5(npz)
-    out = _export_dir(npz, md5, Path(cache_dir) if cache_dir is not None else None)
+    out = _export_dir(npz, md5, Path(cache_dir) if cache_dir is not None else medmnist_dir(cache_root))
     counts = _export(data, out, md5)
 
     rows = []
