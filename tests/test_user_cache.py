@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -49,7 +48,14 @@ def test_every_user_derives_from_the_root(tmp_path, monkeypatch):
     assert f"data.source={root / 'synthetic'}" in synthetic_overrides()
     cfg = load_config(raw={"backbones": ["tiny-test"], "methods": METHODS, "data": {"source": str(tmp_path)}})
     assert cache_dir_for(cfg) == root  # the pipeline passes the ROOT, like `breastclip embed`
-    assert medmnist._export_dir(Path("breastmnist.npz"), "0" * 32, None).parent == root / "medmnist"
+    # a MedMNIST file read with no cache argument exports its PNGs under the root's medmnist/
+    rng = np.random.default_rng(0)
+    arrays = {f"{s}_{k}": (rng.integers(0, 255, (4, 28, 28), dtype=np.uint8) if k == "images"
+                           else np.array([[0], [1], [0], [1]])) for s in ("train", "val", "test")
+              for k in ("images", "labels")}
+    np.savez(tmp_path / "breastmnist.npz", **arrays)
+    m = medmnist.read_medmnist(tmp_path / "breastmnist.npz", download=False)
+    assert m.root.parent == root / "medmnist"
 
 
 def test_embed_and_run_share_one_embedding_cache(tmp_path, monkeypatch):
