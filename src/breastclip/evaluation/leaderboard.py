@@ -73,6 +73,8 @@ LEADERBOARD_METRICS = ("roc_auc", "average_precision", "accuracy", "balanced_acc
 THRESHOLD_FREE = frozenset({"roc_auc", "average_precision"})
 #: What every output says when no method is ok.
 NO_METHOD_LEARNED = "no method learned this task"
+#: The same, opening a sentence.
+NO_METHOD_LEARNED_SENTENCE = NO_METHOD_LEARNED[0].upper() + NO_METHOD_LEARNED[1:]
 VS = ("diff", "ci_lo", "ci_hi", "p", "p_holm", "test")
 #: Suffix of a per-seed method label: ``<method>.seed<k>``.
 _SEED_LABEL = re.compile(r"^(?P<method>.+)\.seed(?P<seed>-?\d+)$")
@@ -117,8 +119,8 @@ def val_selection(evaluations: Mapping[str, Evaluation], metric: str) -> dict[st
     out = {}
     for label, ev in evaluations.items():
         h = ev.val_headline.get(metric) or {}
-        out[label] = SelectionScore(metric=f"val_{metric}", value=_f(h.get("estimate")), source="val",
-                                    ci_lo=_f(h.get("ci_lo")), ci_hi=_f(h.get("ci_hi")))
+        out[label] = SelectionScore(metric=f"val_{metric}", value=finite_float(h.get("estimate")), source="val",
+                                    ci_lo=finite_float(h.get("ci_lo")), ci_hi=finite_float(h.get("ci_hi")))
     return out
 
 
@@ -144,8 +146,8 @@ def method_statuses(
         sel = selection.get(label)
         val_auc = None  # under cross-validation the validation rows were fitted on: their AUC says nothing
         if sel is None or sel.source == "val":
-            val_auc = SelectionScore("val_roc_auc", _f(auc.get("estimate")), ci_lo=_f(auc.get("ci_lo")),
-                                     ci_hi=_f(auc.get("ci_hi")))
+            val_auc = SelectionScore("val_roc_auc", finite_float(auc.get("estimate")), ci_lo=finite_float(auc.get("ci_lo")),
+                                     ci_hi=finite_float(auc.get("ci_hi")))
         temp = (ev.calibration or {}).get("temperature")
         out[label] = method_status(
             classes=ev.classes, p_val=proba_of(val), p_test=proba_of(test), selection=selection.get(label),
@@ -177,16 +179,16 @@ def build_leaderboard(
         sel = selection.get(label) or SelectionScore(metric=f"val_{primary}", value=None)
         row: dict = {"method": label, **(dict(info.get(label, {})) if info else {}),
                      "selected": False, "status": statuses.get(label, OK),
-                     "selection_metric": sel.metric, "selection_value": _f(sel.value), "selection_sd": _f(sel.sd),
-                     "selection_ci_lo": _f(sel.ci_lo), "selection_ci_hi": _f(sel.ci_hi),
+                     "selection_metric": sel.metric, "selection_value": finite_float(sel.value), "selection_sd": finite_float(sel.sd),
+                     "selection_ci_lo": finite_float(sel.ci_lo), "selection_ci_hi": finite_float(sel.ci_hi),
                      "selection_source": sel.source, "selection_n_folds": sel.n_folds}
         for m in metrics:
             h = ev.headline.get(m)
             if h is None:
                 continue
             col = metric_column(m)
-            row[col], row[f"{col}_ci_lo"], row[f"{col}_ci_hi"] = (_f(h.get("estimate")), _f(h.get("ci_lo")),
-                                                                 _f(h.get("ci_hi")))
+            row[col], row[f"{col}_ci_lo"], row[f"{col}_ci_hi"] = (finite_float(h.get("estimate")), finite_float(h.get("ci_lo")),
+                                                                 finite_float(h.get("ci_hi")))
         if operating_point:
             row.update(_operating_point_columns(ev, operating_point))
         row["n_test"] = (ev.n.get(ev.settings.get("test_split", "test")) or {}).get("images")
@@ -213,24 +215,35 @@ def build_leaderboard(
     board.insert(0, "rank", range(1, len(board) + 1))
     first = board.iloc[0]
     figure = first["selection_value" + SEEDS_MEAN] if seeds else first["selection_value"]
-    selected = str(first["method"]) if first["status"] == OK and _f(figure) is not None else None
+    selected = str(first["method"]) if first["status"] == OK and finite_float(figure) is not None else None
     if selected is not None and seeds and first["seed"] != master:
         selected = None  # the method's master-seed row is missing (its status says so); never another seed's
     if selected is not None:
         board.loc[0, "selected"] = True
     board["selected"] = board["selected"].astype(bool)
     baseline = selected or str(first["method"])
+    board.attrs.update({"selected": selected, "selection_metric": str(first["selection_metric"]),
+                        "baseline": baseline, "no_method_learned": selected is None})
+    return attach_comparisons(board, comparisons)
+
+
+def attach_comparisons(board: pd.DataFrame, comparisons: pd.DataFrame | None) -> pd.DataFrame:
+    """Fill the board's ``vs_selected_*`` columns (in place, and return it) from the paired test comparisons of
+    every method against ``attrs["baseline"]`` in ``attrs["primary"]``; None where a method has none. The
+    comparisons need the baseline, which the board chooses: build the board, compare, then attach."""
+    if board.empty:
+        return board
     for c in VS:
         board[f"vs_selected_{c}"] = None
     if comparisons is not None and not comparisons.empty:
+        primary, baseline = board.attrs.get("primary"), board.attrs.get("baseline")
         cmp = comparisons[(comparisons["metric"] == primary) & (comparisons["baseline"] == baseline)]
         for _, r in cmp.iterrows():
             i = board.index[board["method"] == r["method"]]
             if len(i):
                 board.loc[i, [f"vs_selected_{c}" for c in VS]] = [
-                    _f(r["diff"]), _f(r["ci_lo"]), _f(r["ci_hi"]), _f(r["p_value"]), _f(r.get("p_holm")), r["test"]]
-    board.attrs.update({"selected": selected, "selection_metric": str(first["selection_metric"]),
-                        "baseline": baseline, "no_method_learned": selected is None})
+                    finite_float(r["diff"]), finite_float(r["ci_lo"]), finite_float(r["ci_hi"]),
+                    finite_float(r["p_value"]), finite_float(r.get("p_holm")), r["test"]]
     return board
 
 
@@ -270,7 +283,7 @@ def _pool_seeds(board: pd.DataFrame, seeds: list[int], master: int | None) -> pd
 def seed_pooled(row: Mapping, column: str) -> tuple[float | None, float | None, float | None]:
     """``(mean over seeds, sd over seeds, this row's own value)`` of ``column`` in a row of a seeded board
     (mean and sd None on an unseeded board)."""
-    return _f(row.get(column + SEEDS_MEAN)), _f(row.get(column + SEEDS_SD)), _f(row.get(column))
+    return finite_float(row.get(column + SEEDS_MEAN)), finite_float(row.get(column + SEEDS_SD)), finite_float(row.get(column))
 
 
 def is_seeded(board: pd.DataFrame) -> bool:
@@ -284,7 +297,7 @@ def pooled_text(row: Mapping, column: str, *, digits: int = 3, own_figure: bool 
     mean, sd, own = seed_pooled(row, column)
     if mean is None:
         return "n/a" if own is None else f"{own:.{digits}f}"
-    n = int(_f(row.get("n_seeds")) or 0)
+    n = int(finite_float(row.get("n_seeds")) or 0)
     text = f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "") + f" over {n} seed"
     text += "s" if n != 1 else ""
     seed = row.get("seed")
@@ -336,8 +349,8 @@ def seeds_table(board: pd.DataFrame) -> pd.DataFrame:
                      "deployed": next((str(m) for m in g["method"] if str(m) in deployed), "")}
         for name, column in SEED_TABLE_COLUMNS.items():
             if column + SEEDS_MEAN in g.columns:
-                row[f"{name}_mean"] = _f(first[column + SEEDS_MEAN])
-                row[f"{name}_sd"] = _f(first[column + SEEDS_SD])
+                row[f"{name}_mean"] = finite_float(first[column + SEEDS_MEAN])
+                row[f"{name}_sd"] = finite_float(first[column + SEEDS_SD])
         rows.append(row)
     out = pd.DataFrame(rows)
     for c in out.columns:
@@ -355,14 +368,14 @@ def selected_summary(board: pd.DataFrame) -> dict | None:
         return None
     r = board[board["method"].astype(str) == sel].iloc[0]
     out: dict = {"row": sel, "method": sel, "selection_metric": str(r["selection_metric"]),
-                 "selection_value": _f(r["selection_value"])}
+                 "selection_value": finite_float(r["selection_value"])}
     if is_seeded(board):
         pooled = [c[: -len(SEEDS_MEAN)] for c in board.columns if c.endswith(SEEDS_MEAN)]
         rows = board[board["base_method"].astype(str) == str(r["base_method"])]
         out.update({"method": str(r["base_method"]), "deployed_seed": int(r["seed"]),
                     "seeds": sorted(int(s) for s in rows["seed"].dropna()), "n_seeds": int(r["n_seeds"]),
-                    "pooled_over_seeds": {c: {"mean": _f(r[c + SEEDS_MEAN]), "sd": _f(r[c + SEEDS_SD]),
-                                              "deployed_seed": _f(r[c])} for c in pooled}})
+                    "pooled_over_seeds": {c: {"mean": finite_float(r[c + SEEDS_MEAN]), "sd": finite_float(r[c + SEEDS_SD]),
+                                              "deployed_seed": finite_float(r[c])} for c in pooled}})
     return out
 
 
@@ -373,13 +386,13 @@ def _operating_point_columns(ev: Evaluation, policy: str) -> dict:
     if row is None or row.empty:
         return out
     r = row.iloc[0]
-    out[f"threshold@{policy}"] = _f(r.get("threshold"))
+    out[f"threshold@{policy}"] = finite_float(r.get("threshold"))
     for split, prefix in (("val", "val_"), ("test", "")):
         for rate in ("sensitivity", "specificity"):
-            out[f"{split}_{rate}@{policy}"] = _f(r.get(f"{prefix}{rate}"))
+            out[f"{split}_{rate}@{policy}"] = finite_float(r.get(f"{prefix}{rate}"))
     for rate in ("sensitivity", "specificity"):
-        out[f"test_{rate}@{policy}_ci_lo"] = _f(r.get(f"{rate}_ci_lo"))
-        out[f"test_{rate}@{policy}_ci_hi"] = _f(r.get(f"{rate}_ci_hi"))
+        out[f"test_{rate}@{policy}_ci_lo"] = finite_float(r.get(f"{rate}_ci_lo"))
+        out[f"test_{rate}@{policy}_ci_hi"] = finite_float(r.get(f"{rate}_ci_hi"))
     return out
 
 
@@ -412,7 +425,8 @@ def selected_method(board: pd.DataFrame) -> str | None:
     return str(sel["method"].iloc[0]) if len(sel) else None
 
 
-def _f(v: object) -> float | None:
+def finite_float(v: object) -> float | None:
+    """``v`` as a float, or None when it is missing, not a number or not finite (a cell of the leaderboard)."""
     try:
         x = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -423,7 +437,7 @@ def _f(v: object) -> float | None:
 def threshold_text(threshold: object, missing: str = "not attainable") -> str:
     """A frozen threshold with enough digits to tell it from 0 and 1 (``0.412``, ``0.99987``, never ``1.000``);
     ``missing`` for a policy with no threshold (not attainable on validation)."""
-    t = _f(threshold)
+    t = finite_float(threshold)
     if t is None:
         return missing
     text = f"{t:.3f}"
@@ -446,7 +460,7 @@ def selection_text(board: pd.DataFrame) -> str:
         return (f"{NO_METHOD_LEARNED}: no method is ok (see status), so none is selected or recommended")
     r = board[board["method"] == sel].iloc[0]
     fig = f"{float(r['selection_value']):.3f}"
-    lo, hi, sd = _f(r.get("selection_ci_lo")), _f(r.get("selection_ci_hi")), _f(r.get("selection_sd"))
+    lo, hi, sd = finite_float(r.get("selection_ci_lo")), finite_float(r.get("selection_ci_hi")), finite_float(r.get("selection_sd"))
     if lo is not None and hi is not None:
         fig += f" [{lo:.3f}, {hi:.3f}]"
     elif sd is not None:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from breastclip.data.manifest import Manifest
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
-from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, leaderboard_for
+from breastclip.evaluation.leaderboard import NO_METHOD_LEARNED, attach_comparisons, leaderboard_for
 from breastclip.evaluation.levels import aggregate_predictions, unit_manifest
 from breastclip.evaluation.selection import SelectionScore
 from breastclip.pipeline.context import RunContext
@@ -58,13 +58,9 @@ def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame], manifest
             raise ValueError(f"evaluation.selection = 'cv' but no cross-validation figure for {missing_cv}")
     all_pred = pd.concat(predictions.values(), ignore_index=True)
 
-    def board_with(comparisons: pd.DataFrame | None) -> pd.DataFrame:
-        return leaderboard_for(evaluations, all_pred, primary=ev_cfg.primary_metric,
-                               operating_point=ev_cfg.operating_point, selection=selection, histories=histories,
-                               info=info, comparisons=comparisons, seeds=cfg.experiment.seeds,
-                               master_seed=cfg.experiment.seed)
-
-    board = board_with(None)
+    board = leaderboard_for(evaluations, all_pred, primary=ev_cfg.primary_metric,
+                            operating_point=ev_cfg.operating_point, selection=selection, histories=histories,
+                            info=info, seeds=cfg.experiment.seeds, master_seed=cfg.experiment.seed)
     comparisons = None
     if ev_cfg.compare and len(predictions) >= 2:
         try:  # every method against the selected one (the first row when none is), on the same test images
@@ -75,7 +71,7 @@ def evaluate_all(ctx: RunContext, predictions: dict[str, pd.DataFrame], manifest
             ctx.note(f"paired comparisons skipped: {e}")
             log.warning("paired comparisons skipped: %s", e)
         else:
-            board = board_with(comparisons)
+            board = attach_comparisons(board, comparisons)
     if board.attrs["selected"] is None:
         ctx.note(f"{NO_METHOD_LEARNED}: every method's status flags it (see leaderboard.csv); none is selected")
     return evaluations, comparisons, board

@@ -13,6 +13,7 @@ from breastclip.evaluation.leaderboard import (
     LEADERBOARD_METRICS,
     OK,
     THRESHOLD_FREE,
+    finite_float,
     is_seeded,
     metric_column,
     pooled_text,
@@ -29,13 +30,6 @@ METRIC_LABELS = {"roc_auc": "AUC", "average_precision": "AP", "accuracy": "Acc",
 
 __all__ = ["METRIC_LABELS", "display_rows", "fmt_ci", "rich_table", "to_markdown"]
 
-
-def _f(v) -> float | None:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def fmt_ci(est, lo, hi, digits: int = 3) -> str:
@@ -61,11 +55,11 @@ def selection_label(board: pd.DataFrame) -> str:
 def _vs_cell(r, baseline: str | None, fmt) -> str:
     if baseline is not None and str(r["method"]) == baseline:
         return "selected" if bool(r.get("selected")) else "baseline"
-    d = _f(r.get("vs_selected_diff"))
+    d = finite_float(r.get("vs_selected_diff"))
     if d is None:
         return ""
-    p = _f(r.get("vs_selected_p_holm"))
-    return fmt(d, p if p is not None else _f(r.get("vs_selected_p")))
+    p = finite_float(r.get("vs_selected_p_holm"))
+    return fmt(d, p if p is not None else finite_float(r.get("vs_selected_p")))
 
 
 def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRICS) -> tuple[list[str], list[list[str]]]:
@@ -96,13 +90,13 @@ def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRI
             cells.append(pooled_text(r, "selection_value", own_figure=False))
         cells.append(_selection_cell(r))
         cells += [pooled_text(r, metric_column(m), own_figure=False) for m in pooled]
-        cells += [fmt_ci(_f(r[metric_column(m)]), _f(r.get(f"{metric_column(m)}_ci_lo")),
-                         _f(r.get(f"{metric_column(m)}_ci_hi"))) for m in shown]
+        cells += [fmt_ci(finite_float(r[metric_column(m)]), finite_float(r.get(f"{metric_column(m)}_ci_lo")),
+                         finite_float(r.get(f"{metric_column(m)}_ci_hi"))) for m in shown]
         if policy:
             cells += [threshold_text(r.get(f"threshold@{policy}")),
                       _pair(r.get(f"val_sensitivity@{policy}"), r.get(f"test_sensitivity@{policy}")),
                       _pair(r.get(f"val_specificity@{policy}"), r.get(f"test_specificity@{policy}"))]
-        lo, hi = _f(r.get("vs_selected_ci_lo")) or 0, _f(r.get("vs_selected_ci_hi")) or 0
+        lo, hi = finite_float(r.get("vs_selected_ci_lo")) or 0, finite_float(r.get("vs_selected_ci_hi")) or 0
         cells.append(_vs_cell(r, baseline, lambda d, p, lo=lo, hi=hi: f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
                               + (f" (p={p:.3g})" if p is not None else "")))
         rows.append(cells)
@@ -110,17 +104,17 @@ def display_rows(board: pd.DataFrame, metrics: Sequence[str] = LEADERBOARD_METRI
 
 
 def _selection_cell(r) -> str:
-    v = _f(r.get("selection_value"))
+    v = finite_float(r.get("selection_value"))
     if v is None:
         return "n/a"
-    sd = _f(r.get("selection_sd"))
-    if sd is not None and _f(r.get("selection_ci_lo")) is None:
+    sd = finite_float(r.get("selection_sd"))
+    if sd is not None and finite_float(r.get("selection_ci_lo")) is None:
         return f"{v:.3f} ± {sd:.3f}"
-    return fmt_ci(v, _f(r.get("selection_ci_lo")), _f(r.get("selection_ci_hi")))
+    return fmt_ci(v, finite_float(r.get("selection_ci_lo")), finite_float(r.get("selection_ci_hi")))
 
 
 def _pair(a, b) -> str:
-    a, b = _f(a), _f(b)
+    a, b = finite_float(a), finite_float(b)
     return "n/a" if a is None and b is None else f"{'n/a' if a is None else f'{a:.3f}'} / " \
                                                   f"{'n/a' if b is None else f'{b:.3f}'}"
 
@@ -184,20 +178,20 @@ def rich_table(board: pd.DataFrame, *, title: str = "Leaderboard"):
             label = f"[bold]{label}[/bold] (selected)"
         elif r["status"] != OK:
             label += " [red](learned nothing)[/red]"
-        v = _f(r.get("selection_value"))
+        v = finite_float(r.get("selection_value"))
         cells = [str(r["rank"]), label, "n/a" if v is None else f"{v:.3f}"]
         if seeded:  # what ranks a seeded board: the method's mean over seeds
             mean, sd, _ = seed_pooled(r, "selection_value")
             cells[2] = "n/a" if mean is None else f"{mean:.3f}" + ("" if sd is None else f"±{sd:.3f}")
         for m in shown:
             c = metric_column(m)
-            v = _f(r[c])
-            lo, hi = _f(r.get(f"{c}_ci_lo")), _f(r.get(f"{c}_ci_hi"))
+            v = finite_float(r[c])
+            lo, hi = finite_float(r.get(f"{c}_ci_lo")), finite_float(r.get(f"{c}_ci_hi"))
             cells.append("n/a" if v is None else f"{v:.3f}" + (f" ({lo:.2f}-{hi:.2f})" if lo is not None
                                                                 and hi is not None else ""))
         if policy:
-            se, sp = _f(r.get(f"test_sensitivity@{policy}")), _f(r.get(f"test_specificity@{policy}"))
-            cells.append("not attainable" if _f(r.get(f"threshold@{policy}")) is None
+            se, sp = finite_float(r.get(f"test_sensitivity@{policy}")), finite_float(r.get(f"test_specificity@{policy}"))
+            cells.append("not attainable" if finite_float(r.get(f"threshold@{policy}")) is None
                          else f"{se:.2f}/{sp:.2f}" if se is not None and sp is not None else "n/a")
         cells.append(_vs_cell(
             r, baseline, lambda d, p: f"{d:+.3f}" + ("" if p is None else " (<0.001)" if p < 0.001 else f" ({p:.2f})")))

@@ -32,6 +32,8 @@ from breastclip.atomic import atomic_write_text
 from breastclip.evaluation import Evaluation, compare_methods, evaluate_predictions
 from breastclip.evaluation.leaderboard import (
     NO_METHOD_LEARNED,
+    NO_METHOD_LEARNED_SENTENCE,
+    attach_comparisons,
     deployed_rows,
     is_seeded,
     leaderboard_for,
@@ -219,7 +221,7 @@ def _model_card(data: DataView, views: list[MethodView], leak: str, lims: list[s
         if run_info.get(key):
             data_rows.append((label, str(run_info[key])))
     if best is None:
-        evaluation = [("Verdict", f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: every method is flagged "
+        evaluation = [("Verdict", f"{NO_METHOD_LEARNED_SENTENCE}: every method is flagged "
                                   "(see the leaderboard's status column); nothing is selected or recommended.")]
     else:
         op = best.operating_point(policy)
@@ -328,9 +330,7 @@ def write_report(
         comparisons = compare_methods(predictions, baseline_method=board.attrs.get("baseline"),
                                       positive_class=positive_class, metrics=["roc_auc"], n_boot=n_boot, seed=seed)
         if leaderboard is None:
-            board = leaderboard_for(evaluations, predictions, primary=primary_metric,
-                                    operating_point=operating_policy, histories=histories, comparisons=comparisons,
-                                    seeds=run_seeds, master_seed=seed)
+            board = attach_comparisons(board, comparisons)
     if selected_method is not None and selected_method not in methods:
         raise ValueError(f"selected_method {selected_method!r} is not in the predictions table {methods}")
     if selected_method is not None and selected_method != board.attrs.get("selected"):
@@ -375,7 +375,7 @@ def write_report(
                                  "there is no 2x2 table of a selected method (every method's table is in the "
                                  "appendix)"),
                      _unselected("Subgroups and fairness", "fairness", "there is no fairness summary")]
-        inspect = Note(f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: no method is selected. The evidence "
+        inspect = Note(f"{NO_METHOD_LEARNED_SENTENCE}: no method is selected. The evidence "
                        f"below is that of {first.method}, the leaderboard's first row, shown for inspection only; "
                        "it is not a selected or recommended method.", "warn")
         for block in (gradcam_section(gradcam, first, fw, requested=int(gradcam is not None)),
@@ -444,7 +444,7 @@ def write_report(
 def _unselected(title: str, anchor: str, what: str) -> Section:
     """A section about the selected method when there is none: it says so (the anchor stays, so links work)."""
     return Section(title, anchor=anchor).add(Note(
-        f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: no method is selected, so {what}.", "warn"))
+        f"{NO_METHOD_LEARNED_SENTENCE}: no method is selected, so {what}.", "warn"))
 
 
 def _checklist_facts(selected: MethodView | None, views: Sequence[MethodView], fv: FlowView, data: DataView,

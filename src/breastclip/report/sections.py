@@ -17,6 +17,7 @@ import pandas as pd
 from breastclip import RESEARCH_ONLY
 from breastclip.evaluation.leaderboard import (
     NO_METHOD_LEARNED,
+    NO_METHOD_LEARNED_SENTENCE,
     OK,
     is_seeded,
     metric_column,
@@ -233,7 +234,7 @@ def summary_section(data: DataView, views: Sequence[MethodView], leak: str, poli
     if best is None:
         facts += [("Selected method", f"none: {NO_METHOD_LEARNED}"), ("Leak audit", leak),
                   ("Methods compared", str(len(views)))]
-        s.add(Note(f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: every method is flagged (see the status "
+        s.add(Note(f"{NO_METHOD_LEARNED_SENTENCE}: every method is flagged (see the status "
                    "column of the leaderboard), so no method is selected or recommended. The test figures below are "
                    "shown for the record only.", "warn"))
         return s, facts
@@ -334,7 +335,7 @@ def leaderboard_section(views: Sequence[MethodView], policy: str | None, fw: Fig
     table = leaderboard_table(board, views, policy)
     sel = [i for i, x in enumerate(board["selected"]) if bool(x)]
     if not sel:
-        s.add(Note(f"{NO_METHOD_LEARNED[0].upper()}{NO_METHOD_LEARNED[1:]}: no method is selected.", "warn"))
+        s.add(Note(f"{NO_METHOD_LEARNED_SENTENCE}: no method is selected.", "warn"))
     s.add(Table("leaderboard", "Methods: selection figure and test metrics", table, flag_rows=sel,
                 flag_note="the selected method (best selection figure among methods whose status is ok).",
                 caption="Rows are ordered by the selection figure (validation, or cross-validation over train+val), "

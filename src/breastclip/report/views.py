@@ -59,10 +59,6 @@ class MethodView:
         h = self.headline.get(name) or {}
         return (_f(h.get("estimate")), _f(h.get("ci_lo")), _f(h.get("ci_hi")))
 
-    @property
-    def auc(self) -> float:
-        return self.metric("roc_auc")[0]
-
     def operating_point(self, policy: str | None = None) -> dict | None:
         """The row of one policy (default: the first one) as a dict, or None."""
         op = self.operating_points
