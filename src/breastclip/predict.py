@@ -23,7 +23,7 @@ from rich.table import Table
 from breastclip import RESEARCH_ONLY
 from breastclip.atomic import atomic_write_text
 from breastclip.backbones import embed_manifest
-from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
+from breastclip.backbones.preprocess import pixel_options
 from breastclip.config import ConfigError, ExperimentConfig
 from breastclip.data.images import IMAGE_SUFFIXES, load_image, pixel_size
 from breastclip.data.manifest import Manifest
@@ -229,7 +229,8 @@ def _embed(paths: list[Path], run: RunArtifacts, backbone: str, table: pd.DataFr
     records = [{"id": f"predict:{i}", "image": str(p), "label": "unknown"} for i, p in enumerate(paths)]
     manifest = Manifest.from_records(records, Path("/"), name="predict", source="predict")
     # the run's pixel preprocessing (breast crop) and tile view must be the ones its heads were trained on
-    pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS or k == "tiles"}
+    opts = run.config.embed.options
+    pixels = {**pixel_options(opts), **({"tiles": opts["tiles"]} if "tiles" in opts else {})}
     # the user's own cache root, never a path named inside the results folder (it may come from someone else)
     res = embed_manifest(manifest, backbone, cache_dir=None, progress=False, **pixels,
                          **({"device": run.config.embed.device} if run.config.embed.device else {}))

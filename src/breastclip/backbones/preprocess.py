@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +27,12 @@ _MODES = ("shortest", "squash")
 
 #: Backbone-entry fields a config may set under ``embed.options`` that change the pixels (and so the cache keys).
 PREPROCESSING_OPTIONS = ("breast_crop", "flip_to", "pad_square")
+
+
+def pixel_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`PREPROCESSING_OPTIONS` among a run's ``embed.options``: what a backbone built again for that run
+    (Grad-CAM, predict) must be given so its pixels are the ones the embeddings saw."""
+    return {k: v for k, v in options.items() if k in PREPROCESSING_OPTIONS}
 
 
 def spec_key(entry: BackboneEntry) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from breastclip.backbones import Backbone, BackboneEntry, create_backbone, embed_manifest, get_entry
-from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
+from breastclip.backbones.preprocess import pixel_options
 from breastclip.config import ExperimentConfig
 from breastclip.data.manifest import Manifest
 from breastclip.user_cache import cache_root
@@ -65,7 +65,7 @@ def embed_all(cfg: ExperimentConfig, manifest: Manifest, *, progress: bool = Tru
     cache = cache_dir_for(cfg)
     for name in cfg.backbones:
         opts = dict(cfg.embed.options)
-        entry = get_entry(name, **{k: opts[k] for k in PREPROCESSING_OPTIONS if k in opts})
+        entry = get_entry(name, **pixel_options(opts))
         if cfg.embed.batch_size:
             opts["batch_size"] = cfg.embed.batch_size
         if cfg.embed.device:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from breastclip.backbones import create_backbone
-from breastclip.backbones.preprocess import PREPROCESSING_OPTIONS
+from breastclip.backbones.preprocess import pixel_options
 from breastclip.explain import cam_model_for_backbone, cam_model_for_finetuned, explain_images
 from breastclip.method_registry import Inputs, MethodKind, method_kind
 from breastclip.pipeline.context import RunContext, RunData
@@ -140,8 +140,8 @@ def overlays_for_predict(run: RunArtifacts, paths: list[Path], folder: Path) -> 
     else:
         backbone = run.method_info["backbone"]
         means, classes = load_class_means(run.folder.gate_dir(backbone))
-        pixels = {k: v for k, v in run.config.embed.options.items() if k in PREPROCESSING_OPTIONS}  # the run's crop
-        cam = cam_model_for_backbone(create_backbone(backbone, run.config.embed.device or None, **pixels),
+        cam = cam_model_for_backbone(create_backbone(backbone, run.config.embed.device or None,
+                                                     **pixel_options(run.config.embed.options)),
                                      target_embeddings=means, labels=classes)
     res = explain_images(paths, cam, folder, faithfulness=False)
     by_image = {str(Path(r["image"])): folder / r["overlay"] for _, r in res.table.iterrows()}
