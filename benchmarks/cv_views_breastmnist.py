@@ -40,7 +40,6 @@ from _protocol import Interleaved, load_1m, load_verdict  # noqa: E402
 from breastclip import RESEARCH_ONLY  # noqa: E402
 from breastclip.backbones import embed_manifest  # noqa: E402
 from breastclip.config import MethodSection, load_config  # noqa: E402
-from breastclip.data.leaks import duplicate_groups  # noqa: E402
 from breastclip.heads.model_selection import (  # noqa: E402
     Candidate,
     CVResult,
@@ -51,10 +50,10 @@ from breastclip.heads.model_selection import (  # noqa: E402
     rank,
 )
 from breastclip.pipeline import methods  # noqa: E402
-from breastclip.pipeline.cv_select import cv_settings  # noqa: E402
+from breastclip.pipeline.cv_select import cv_settings, selection_groups  # noqa: E402
 from breastclip.pipeline.data_step import load_manifest  # noqa: E402
 from breastclip.pipeline.seeds import with_seed  # noqa: E402
-from breastclip.user_cache import cache_root, cv_folds_dir, leak_fingerprints_file  # noqa: E402
+from breastclip.user_cache import cache_root, cv_folds_dir  # noqa: E402
 
 CONFIG = ROOT / "examples" / "breastmnist.toml"
 DEFAULT_NPZ = (Path(os.environ.get("BREASTCLIP_SHARED_DATA", ROOT.parent / "shared" / "data")) / "breastmnist"
@@ -190,7 +189,8 @@ def main() -> None:
     t_start = time.perf_counter()
     load0 = os.getloadavg()
 
-    cfg = load_config(CONFIG, offline=True, overrides=[f"data.source={args.npz.resolve()}"])
+    cfg = load_config(CONFIG, offline=True, overrides=[f"data.source={args.npz.resolve()}"]
+                      + ([f"embed.cache_dir={args.cache.resolve()}"] if args.cache else []))
     cache = cache_root(args.cache)
     man = selection_manifest(cfg)
     y = man.df["label"].astype(str).to_numpy()
@@ -202,7 +202,7 @@ def main() -> None:
                                     for v, e in emb.items()}}))
         return
 
-    groups = duplicate_groups(man, cache=leak_fingerprints_file(args.cache))
+    groups = selection_groups(cfg, man, man.df["id"].astype(str).tolist())  # the run's own CV groups
     seeds = args.seeds if args.seeds is not None else list(cfg.experiment.seeds)
     only = set(args.methods) if args.methods else None
     if args.svm_C:
